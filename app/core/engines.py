@@ -1,0 +1,117 @@
+"""The small interfaces every engine implements; the core depends only on these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from app.core.cancel import NEVER_CANCELLED, CancelToken
+
+ASR_SAMPLE_RATE = 16_000
+
+
+# --- ASR -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    segments: tuple[Segment, ...] = ()
+    audio_s: float = 0.0
+    compute_ms: float = 0.0
+
+
+@runtime_checkable
+class AsrEngine(Protocol):
+    def transcribe(self, pcm16k: np.ndarray, cancel: CancelToken = NEVER_CANCELLED) -> Transcript:
+        """Transcribe float32 mono PCM at 16 kHz."""
+        ...
+
+
+# --- LLM -------------------------------------------------------------------
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+    index: int
+
+
+@dataclass
+class GenerationStats:
+    """Filled in by the engine while it streams (the observer uses events, not this)."""
+
+    prompt_tokens: int = 0
+    evaluated_tokens: int = 0  # prompt tokens not found in the KV cache
+    completion_tokens: int = 0
+    server_tps: float | None = None
+    finish_reason: str = ""
+    backend: str = "local"
+
+
+@runtime_checkable
+class LlmEngine(Protocol):
+    name: str
+    context_tokens: int
+    last_stats: GenerationStats
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED
+    ) -> Iterator[Token]:
+        """Yield reply tokens; stops between tokens when ``cancel`` fires."""
+        ...
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Prompt size of ``messages`` (for history trimming)."""
+        ...
+
+
+# --- TTS -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhonemeTiming:
+    """One phoneme and where its audio lies in the chunk, in samples."""
+
+    phoneme: str
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    audio: np.ndarray  # float32 mono in [-1, 1]
+    sample_rate: int
+    text: str = ""
+    phonemes: tuple[PhonemeTiming, ...] = field(default=())
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+@runtime_checkable
+class TtsEngine(Protocol):
+    sample_rate: int
+
+    def synthesize(self, text: str, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[SpeechChunk]:
+        """Yield audio sentence by sentence, with phoneme timing when known."""
+        ...

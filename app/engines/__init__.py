@@ -1,0 +1,1 @@
+"""Concrete engines behind the protocols in ``app.core.engines``."""

