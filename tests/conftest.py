@@ -1,0 +1,52 @@
+"""Shared fixtures: each real model is loaded once per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from app.config import Config  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """Defaults, with logs in a temporary folder (never the user's data dir)."""
+    return Config(log_dir=str(tmp_path_factory.mktemp("logs")))
+
+
+@pytest.fixture(scope="session")
+def asr(config: Config):
+    from app.compose import load_asr
+
+    return load_asr(config)
+
+
+@pytest.fixture(scope="session")
+def llm(config: Config):
+    from app.compose import load_local_llm
+
+    return load_local_llm(config)
+
+
+@pytest.fixture(scope="session")
+def tts(config: Config):
+    from app.compose import load_tts
+
+    return load_tts(config)
+
+
+@pytest.fixture(scope="session")
+def speak16k(tts) -> Iterator:
+    """Synthesize text with the real Piper voice, resampled to 16 kHz for ASR/VAD."""
+    from app.core.audio import resample
+
+    def speak(text: str) -> np.ndarray:
+        audio = np.concatenate([c.audio for c in tts.synthesize(text)])
+        return resample(audio, tts.sample_rate, 16_000)
+
+    yield speak
