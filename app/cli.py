@@ -1,0 +1,133 @@
+"""`doppel`: the command line. Without a command it opens the app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from app import __version__
+from app.config import Config, ConfigError, config_dir, load_config
+from app.model_registry import ModelError
+
+EPILOG = """\
+models: the defaults ship in PyPI packages (see models/README.md); any model on
+disk works by path: --asr-model DIR, --llm-model FILE.gguf, --voice FILE.onnx.
+config: %(config)s (TOML; sections [models] [llm] [persona] [turns] [paths]).
+remote LLM: --llm openai --base-url http://host:8080/v1 --model NAME, with the
+API key in $DOPPEL_API_KEY (or the variable named by --api-key-env).
+trouble? run `doppel doctor`.
+"""
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every command accepts (SUPPRESS keeps a command's value from clobbering the root's)."""
+    p = argparse.ArgumentParser(add_help=False)
+    s = argparse.SUPPRESS
+    g = p.add_argument_group("models and backend")
+    g.add_argument("--config", type=Path, default=s, help="config file (default: %s)" % (config_dir() / "config.toml"))
+    g.add_argument("--asr-model", dest="asr_model", default=s, metavar="DIR", help="faster-whisper CTranslate2 dir")
+    g.add_argument("--llm-model", dest="llm_model", default=s, metavar="GGUF", help="local chat model file")
+    g.add_argument("--voice", default=s, metavar="ONNX", help="Piper voice (.onnx with .onnx.json beside it)")
+    g.add_argument(
+        "--no-requantize", dest="requantize_llm", action="store_false", default=s,
+        help="use a Q4/Q5 GGUF as it is instead of a cached Q8_0 copy",
+    )
+    g.add_argument("--llm", dest="llm_backend", choices=["local", "openai"], default=s, help="LLM backend")
+    g.add_argument("--base-url", dest="base_url", default=s, help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument("--model", dest="remote_model", default=s, help="model name on the remote server")
+    g.add_argument("--api-key-env", dest="api_key_env", default=s, help="environment variable holding the API key")
+    g.add_argument("--no-fallback", dest="fallback_to_local", action="store_false", default=s,
+                   help="do not fall back to the local model when the server fails")
+    g.add_argument("--threads", dest="llm_threads", type=int, default=s, help="LLM threads (default 2)")
+    g.add_argument("--silence-ms", dest="silence_ms", type=int, default=s, help="end-of-turn silence window")
+    g.add_argument("--log-dir", dest="log_dir", default=s, help="where conversation logs (JSONL) go")
+    g.add_argument("-v", "--verbose", action="store_true", default=s, help="debug logging")
+    return p
+
+
+Command = Callable[[argparse.Namespace, Config], int]
+
+
+def _commands() -> dict[str, tuple[str, Command]]:
+    from app import doctor, textchat
+
+    commands: dict[str, tuple[str, Command]] = {
+        "chat": ("text chat in the terminal (the reply is spoken if a speaker is present)", textchat.run),
+        "doctor": ("check models, devices and display; say what to fix", doctor.run),
+    }
+    return commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="doppel",
+        description="Talk face to face with a lifelike replica, fully offline on your CPU. "
+        "Without a command, opens the app window.",
+        epilog=EPILOG % {"config": config_dir() / "config.toml"},
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"doppel {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, func) in _commands().items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        cmd.set_defaults(func=func)
+        if name == "chat":
+            cmd.add_argument("--mute", action="store_true", help="do not speak the replies")
+    for register in _extra_command_registrars():
+        register(sub, common)
+    return parser
+
+
+def _extra_command_registrars() -> list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]]:
+    """Commands that live beside their subsystem (pipeline, replica, bench, GUI)."""
+    registrars = []
+    for module in ("app.headless", "app.replica.cli_render", "app.bench.cli", "app.ui.launch"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue  # that subsystem is not part of this build
+            raise
+        registrars.append(mod.register)
+    return registrars
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    config = load_config(getattr(args, "config", None))
+    return config.with_overrides(**vars(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = config_from_args(args)
+        func: Command | None = getattr(args, "func", None)
+        if func is None:
+            func = _default_command()
+        return func(args, config)
+    except (ConfigError, ModelError) as exc:
+        print(f"doppel: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _default_command() -> Command:
+    """The GUI when it is available, else the terminal chat."""
+    try:
+        from app.ui.launch import run_gui
+    except ModuleNotFoundError:
+        from app import textchat
+
+        return textchat.run
+    return run_gui

@@ -1,0 +1,92 @@
+"""The composition root: builds engines and the conversation from a Config."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.config import Config, cache_dir
+from app.core.engines import AsrEngine, LlmEngine, TtsEngine
+from app.model_registry import resolve
+
+Progress = Callable[[str, float], None]  # (message, fraction done 0..1)
+
+
+def _quiet(_msg: str, _frac: float) -> None:
+    pass
+
+
+@dataclass
+class Engines:
+    asr: AsrEngine | None
+    llm: LlmEngine
+    tts: TtsEngine
+    load_s: dict[str, float]
+
+
+def load_asr(config: Config) -> AsrEngine:
+    from app.engines.asr_whisper import WhisperAsr
+
+    return WhisperAsr(resolve("asr", config.asr_model), threads=config.asr_threads)
+
+
+def load_tts(config: Config) -> TtsEngine:
+    from app.engines.tts_piper import PiperTts
+
+    return PiperTts(resolve("voice", config.voice), threads=config.tts_threads)
+
+
+def load_local_llm(config: Config) -> LlmEngine:
+    from app.engines.llm_llama import LlamaCppLlm
+    from app.engines.llm_quantize import requantized
+
+    path = resolve("llm", config.llm_model)
+    if config.requantize_llm:
+        path = requantized(path, cache_dir() / "models", threads=config.llm_threads)
+    return LlamaCppLlm(
+        path,
+        threads=config.llm_threads,
+        context_tokens=config.context_tokens,
+        max_tokens=config.max_reply_tokens,
+        temperature=config.temperature,
+    )
+
+
+def load_llm(config: Config) -> LlmEngine:
+    """The configured LLM backend (remote ones may fall back to the local model)."""
+    if config.llm_backend == "openai":
+        from app.engines.llm_openai import FallbackLlm, OpenAiCompatLlm, api_key_from_env_or_keyring
+
+        remote = OpenAiCompatLlm(
+            config.base_url,
+            config.remote_model,
+            api_key_from_env_or_keyring(config.api_key_env),
+            max_tokens=config.max_reply_tokens,
+            temperature=config.temperature,
+        )
+        if config.fallback_to_local:
+            return FallbackLlm(remote, load_local_llm(config))
+        return remote
+    return load_local_llm(config)
+
+
+def load_engines(config: Config, progress: Progress = _quiet, with_asr: bool = True) -> Engines:
+    """Load every model once; ``progress`` reports each step (for the GUI's progress bar)."""
+    times: dict[str, float] = {}
+    steps: list[tuple[str, Callable[[Config], object]]] = [("llm", load_llm), ("tts", load_tts)]
+    if with_asr:
+        steps.insert(0, ("asr", load_asr))
+    loaded: dict[str, object] = {}
+    for i, (name, loader) in enumerate(steps):
+        progress(f"Loading {name.upper()} model", i / len(steps))
+        started = time.perf_counter()
+        loaded[name] = loader(config)
+        times[name] = time.perf_counter() - started
+    progress("Models ready", 1.0)
+    return Engines(
+        asr=loaded.get("asr"),  # type: ignore[arg-type]
+        llm=loaded["llm"],  # type: ignore[arg-type]
+        tts=loaded["tts"],  # type: ignore[arg-type]
+        load_s=times,
+    )

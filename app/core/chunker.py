@@ -1,0 +1,133 @@
+"""LLM text -> speakable chunks for TTS.
+
+The first chunk goes out as soon as a clause boundary follows a minimum number
+of words (or after 20 tokens, the seed's rule, if no boundary comes), because
+Piper's time to first audio grows with the chunk's length.  Later chunks are
+whole sentences.  ``speakable`` turns markdown, numbers and abbreviations
+into words Piper reads sensibly.
+"""
+
+from __future__ import annotations
+
+import re
+
+FIRST_CHUNK_MIN_WORDS = 4
+FIRST_CHUNK_MAX_TOKENS = 20
+LATER_CHUNK_MIN_WORDS = 6
+
+_CLAUSE_END = re.compile(r"[,;:—–]\s*$|[.!?…]+[\"')\]]*\s*$")
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s*$")
+_ABBREVIATIONS = {
+    "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Dr.": "Doctor", "St.": "Saint", "Prof.": "Professor",
+    "e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "approx.": "about",
+    "No.": "number", "Jr.": "Junior", "Sr.": "Senior", "a.m.": "A M", "p.m.": "P M",
+}
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def number_to_words(n: int) -> str:
+    """English words for 0 <= n < 10**12 (larger numbers are read digit by digit)."""
+    if n < 0:
+        return "minus " + number_to_words(-n)
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else "-" + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_to_words(rest))
+    for value, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand")):
+        if n >= value:
+            if n >= 1000 * value and value == 10**9:
+                break
+            rest = n % value
+            head = number_to_words(n // value) + " " + name
+            if rest == 0:
+                return head
+            return head + (" and " if rest < 100 else " ") + number_to_words(rest)
+    return " ".join(_ONES[int(d)] for d in str(n))
+
+
+def _year_or_number(match: re.Match[str]) -> str:
+    digits = match.group(0).replace(",", "")
+    n = int(digits)
+    if len(digits) == 4 and 1100 <= n <= 1999 and "," not in match.group(0):
+        high, low = divmod(n, 100)
+        return number_to_words(high) + (" hundred" if low == 0 else " " + ("oh " if low < 10 else "") + number_to_words(low))
+    return number_to_words(n)
+
+
+def speakable(text: str) -> str:
+    """Strip markdown and expand numbers, symbols and abbreviations for speech."""
+    t = re.sub(r"```.*?```", " ", text, flags=re.S)
+    t = re.sub(r"`([^`]*)`", r"\1", t)
+    t = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", t)  # images
+    t = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", t)  # links keep their text
+    t = re.sub(r"<[^>]+>", " ", t)  # html tags
+    t = re.sub(r"(\*\*|__|\*|_|~~)(\S(?:.*?\S)?)\1", r"\2", t)
+    t = re.sub(r"^\s{0,3}(#{1,6}|[-*+]|\d+[.)])\s+", "", t, flags=re.M)  # headings, bullets
+    t = re.sub(r"[*#_~|>]+", " ", t)
+    for abbr, full in _ABBREVIATIONS.items():
+        t = re.sub(r"(?<![\w.])" + re.escape(abbr), full, t)
+    t = re.sub(r"\$(\d[\d,]*)(?:\.(\d\d))?", lambda m: m.group(1) + " dollars" + (f" {m.group(2)} cents" if m.group(2) else ""), t)
+    t = re.sub(r"(\d+(?:\.\d+)?)\s?%", r"\1 percent", t)
+    t = re.sub(r"(\d+)\.(\d+)", lambda m: number_to_words(int(m.group(1))) + " point " + " ".join(_ONES[int(d)] for d in m.group(2)), t)
+    t = re.sub(r"(\d+)(st|nd|rd|th)\b", lambda m: _ordinal(int(m.group(1))), t)
+    t = re.sub(r"\d{1,3}(?:,\d{3})+|\d+", _year_or_number, t)
+    t = t.replace("&", " and ").replace("@", " at ").replace("+", " plus ").replace("=", " equals ")
+    return re.sub(r"\s+", " ", t).strip()
+
+
+def _ordinal(n: int) -> str:
+    words = number_to_words(n)
+    irregular = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                 "nine": "ninth", "twelve": "twelfth"}
+    head, _, last = words.rpartition("-") if "-" in words else words.rpartition(" ")
+    sep = "-" if "-" in words else " "
+    if last in irregular:
+        last = irregular[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return (head + sep if head else "") + last
+
+
+class Chunker:
+    """Accumulates streamed tokens and releases speakable chunks."""
+
+    def __init__(self, first_min_words: int = FIRST_CHUNK_MIN_WORDS, first_max_tokens: int = FIRST_CHUNK_MAX_TOKENS):
+        self.first_min_words = first_min_words
+        self.first_max_tokens = first_max_tokens
+        self._buffer = ""
+        self._tokens_in_buffer = 0
+        self.chunks_out = 0
+
+    def push(self, token_text: str) -> str | None:
+        """Add a token; return a chunk when one is ready."""
+        self._buffer += token_text
+        self._tokens_in_buffer += 1
+        words = len(self._buffer.split())
+        if self.chunks_out == 0:
+            if words >= self.first_min_words and _CLAUSE_END.search(self._buffer):
+                return self._release(len(self._buffer))
+            if self._tokens_in_buffer >= self.first_max_tokens:
+                cut = self._buffer.rstrip().rfind(" ")  # no boundary came: cut at the last word break
+                if cut > 0:
+                    return self._release(cut)
+            return None
+        if words >= LATER_CHUNK_MIN_WORDS and _SENTENCE_END.search(self._buffer):
+            return self._release(len(self._buffer))
+        return None
+
+    def flush(self) -> str | None:
+        return self._release(len(self._buffer)) if self._buffer.strip() else None
+
+    def _release(self, end: int) -> str | None:
+        text, self._buffer = self._buffer[:end].strip(), self._buffer[end:]
+        self._tokens_in_buffer = 0
+        if not text:
+            return None
+        self.chunks_out += 1
+        return text

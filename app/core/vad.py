@@ -1,0 +1,130 @@
+"""Turn-taking: streaming Silero VAD on 32 ms frames and an end-of-turn state machine.
+
+The detector is pure (frames and probabilities in, decisions out) so tests
+can drive it with exact timing; ``SileroVad`` supplies the probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+FRAME_SAMPLES = 512  # 32 ms at 16 kHz, Silero's native frame
+FRAME_MS = 32.0
+_CONTEXT = 64
+
+
+def silero_model_path() -> Path:
+    """The Silero VAD ONNX file that faster-whisper ships."""
+    import faster_whisper
+
+    return Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+
+
+class SileroVad:
+    """Stateful speech probability per 512-sample frame (carries LSTM state and context)."""
+
+    def __init__(self, model_path: Path | None = None) -> None:
+        import onnxruntime
+
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 4
+        self._session = onnxruntime.InferenceSession(
+            str(model_path or silero_model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((1, 1, 128), dtype=np.float32)
+        self._c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(_CONTEXT, dtype=np.float32)
+
+    def probability(self, frame: np.ndarray) -> float:
+        frame = np.asarray(frame, dtype=np.float32).reshape(-1)
+        if len(frame) != FRAME_SAMPLES:
+            raise ValueError(f"VAD frames are {FRAME_SAMPLES} samples, got {len(frame)}")
+        x = np.concatenate([self._context, frame])[None, :]
+        prob, self._h, self._c = self._session.run(None, {"input": x, "h": self._h, "c": self._c})
+        self._context = frame[-_CONTEXT:]
+        return float(np.asarray(prob).reshape(-1)[0])
+
+
+class VadDecision(Enum):
+    NONE = "none"
+    ONSET = "onset"  # speech began (after the minimum duration)
+    PAUSE = "pause"  # first silent frame after speech: start speculative work
+    RESUMED = "resumed"  # speech came back within the window: discard speculation
+    END_OF_TURN = "end_of_turn"  # silence lasted the full window
+
+
+@dataclass
+class TurnDetectorSettings:
+    silence_ms: int = 250
+    min_speech_ms: int = 160
+    threshold: float = 0.5
+    neg_threshold: float = 0.35  # hysteresis: lower bar to stay in speech
+
+
+class TurnDetector:
+    """Frame-by-frame state machine over speech probabilities.
+
+    Blips shorter than ``min_speech_ms`` never become an onset.  Frame counts
+    give exact, clock-free decisions; callers attach timestamps.
+    """
+
+    def __init__(self, settings: TurnDetectorSettings | None = None) -> None:
+        self.settings = settings or TurnDetectorSettings()
+        self.reset()
+
+    def reset(self) -> None:
+        self.in_speech = False  # an onset was reported and the turn is open
+        self._voiced_run = 0
+        self._silent_run = 0
+        self._paused = False
+        self.frames_seen = 0
+        self.last_voiced_frame = -1
+
+    @property
+    def _min_speech_frames(self) -> int:
+        return max(1, round(self.settings.min_speech_ms / FRAME_MS))
+
+    @property
+    def _silence_frames(self) -> int:
+        return max(1, round(self.settings.silence_ms / FRAME_MS))
+
+    def push(self, prob: float) -> VadDecision:
+        s = self.settings
+        self.frames_seen += 1
+        holding = self.in_speech and not self._paused
+        voiced = prob >= (s.neg_threshold if holding else s.threshold)
+        if voiced:
+            self.last_voiced_frame = self.frames_seen - 1
+            self._silent_run = 0
+            self._voiced_run += 1
+            if not self.in_speech:
+                if self._voiced_run >= self._min_speech_frames:
+                    self.in_speech = True
+                    return VadDecision.ONSET
+                return VadDecision.NONE
+            if self._paused:
+                self._paused = False
+                return VadDecision.RESUMED
+            return VadDecision.NONE
+        self._voiced_run = 0
+        if not self.in_speech:
+            return VadDecision.NONE
+        self._silent_run += 1
+        if self._silent_run >= self._silence_frames:
+            self.in_speech = False
+            self._paused = False
+            self._silent_run = 0
+            return VadDecision.END_OF_TURN
+        if not self._paused:
+            self._paused = True
+            return VadDecision.PAUSE
+        return VadDecision.NONE

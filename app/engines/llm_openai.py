@@ -1,0 +1,561 @@
+"""A remote LLM behind the local engine's protocol: OpenAI-compatible chat completions over SSE.
+
+The HTTP exchange runs on a short-lived worker thread that posts what it reads
+to a queue; ``stream_chat`` (the caller's thread) waits on that queue with the
+deadlines (first token, stall) and the turn's cancel token.  A blocked socket
+read can therefore never hold up a barge-in or a timeout: on either, the
+generator shuts the socket down, which wakes the worker and ends the request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import httpx
+from httpx_sse import SSEError, connect_sse
+
+from app.core.cancel import NEVER_CANCELLED, CancelToken
+from app.core.engines import ChatMessage, GenerationStats, LlmEngine, Token
+from app.core.metrics import llm_latency_ms
+from app.engines.secrets import api_key_from_env_or_keyring, key_hint, redact
+
+__all__ = [
+    "FallbackLlm",
+    "LlmBackendError",
+    "OpenAiCompatLlm",
+    "StreamTiming",
+    "api_key_from_env_or_keyring",
+]
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.02  # how often the waiting caller looks at the cancel token
+_MAX_BACKOFF_S = 4.0
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class LlmBackendError(RuntimeError):
+    """A remote LLM failure; ``str()`` says what went wrong and how to fix it.
+
+    ``kind`` is a short tag for logs and tests: connect, auth, model, rate_limit,
+    server, bad_request, first_token_timeout, stall, truncated, malformed.
+    """
+
+    def __init__(self, message: str, *, kind: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """Client-side numbers for the last reply (the HUD still uses events; the bench uses this)."""
+
+    ttft_ms: float | None = None  # request sent -> first content token arrived
+    tps: float | None = None
+    tps_source: str = ""  # "server timings" | "server usage" | "counted" | "" (too few tokens)
+    n_chunks: int = 0  # content chunks streamed (usually one token each)
+    attempts: int = 0
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The seed's figure of merit, 20/TPS + TTFT."""
+        return llm_latency_ms(self.ttft_ms, self.tps)
+
+
+class _Call:
+    """State shared by the caller and the worker for one request."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.stop = threading.Event()
+        self.t0 = time.perf_counter()
+        self.attempts = 0
+        self.saw_finish = False
+        self._lock = threading.Lock()
+        self._response: httpx.Response | None = None
+
+    def put(self, kind: str, value: Any = None) -> None:
+        self.events.put((kind, value))
+
+    def attach(self, response: httpx.Response | None) -> None:
+        with self._lock:
+            self._response = response
+        if response is not None and self.stop.is_set():
+            self.abort()
+
+    def abort(self) -> None:
+        """Stop the worker now: shutting the socket down wakes a read blocked on it."""
+        self.stop.set()
+        with self._lock:
+            response = self._response
+        if response is None:
+            return
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+class _Retry(Exception):
+    """A 429/5xx before the first token: worth another attempt after ``delay_s`` (None: backoff)."""
+
+    def __init__(self, error: LlmBackendError, delay_s: float | None) -> None:
+        self.error = error
+        self.delay_s = delay_s
+
+
+class _Resend(Exception):
+    """The server rejected an optional field; send again without it (uses no attempt)."""
+
+
+class OpenAiCompatLlm:
+    """Streams chat completions from any OpenAI-compatible server (llama.cpp, vLLM, Ollama, OpenAI).
+
+    ``model=""`` asks the server for its first model.  429 and 5xx are retried
+    before the first token with exponential backoff (or the server's
+    Retry-After), never after it: a half-spoken reply cannot be restarted.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None,
+        *,
+        max_tokens: int = 96,
+        temperature: float = 0.6,
+        connect_timeout_s: float = 3.0,
+        first_token_timeout_s: float = 10.0,
+        stall_timeout_s: float = 5.0,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+        context_tokens: int = 8192,
+        api_key_env: str = "DOPPEL_API_KEY",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._api_key = api_key or None
+        self._key_env = api_key_env
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.first_token_timeout_s = first_token_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.context_tokens = context_tokens
+        self.last_stats = GenerationStats(backend=self.name)
+        self.last_timing = StreamTiming()
+        self.last_error = ""
+        self._send_usage_option = True  # dropped if the server rejects stream_options
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        # The read timeout is only a backstop for a worker nobody can wake; the caller's
+        # deadlines are the real ones.
+        read_s = max(first_token_timeout_s, stall_timeout_s) + 1.0
+        timeout = httpx.Timeout(read_s, connect=connect_timeout_s, pool=connect_timeout_s)
+        self._client = httpx.Client(headers=headers, timeout=timeout)
+
+    def __repr__(self) -> str:  # never shows the key
+        key = "set" if self._api_key else "none"
+        return f"OpenAiCompatLlm(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Approximate: 4 characters per token plus 4 per message for the chat template.
+
+        The remote tokenizer is unknown; this errs a little high for English, which
+        is the safe side for history trimming.
+        """
+        return sum(4 + math.ceil(len(m.content) / 4) for m in messages) + 2
+
+    # --- the caller's side -------------------------------------------------
+
+    def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
+        prompt_tokens = self.count_tokens(messages)
+        stats = self.last_stats = GenerationStats(
+            backend=self.name, prompt_tokens=prompt_tokens, evaluated_tokens=prompt_tokens
+        )
+        self.last_timing = StreamTiming()
+        self.last_error = ""
+        call = _Call(self._payload(messages))
+        worker = threading.Thread(target=self._work, args=(call,), name="doppel-openai-llm", daemon=True)
+        worker.start()
+        arrivals: list[float] = []
+        extra: dict[str, Any] = {}
+        try:
+            yield from self._drain(call, stats, cancel, arrivals, extra)
+        except LlmBackendError as exc:
+            self.last_error = str(exc)
+            stats.finish_reason = "error"
+            raise
+        finally:
+            call.abort()
+            worker.join(timeout=1.0)
+            self._finish(call, stats, arrivals, extra)
+
+    def _drain(
+        self,
+        call: _Call,
+        stats: GenerationStats,
+        cancel: CancelToken,
+        arrivals: list[float],
+        extra: dict[str, Any],
+    ) -> Iterator[Token]:
+        deadline = call.t0 + self.first_token_timeout_s
+        while True:
+            if cancel.cancelled:
+                stats.finish_reason = "cancelled"
+                return
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise self._timeout_error(len(arrivals))
+            try:
+                kind, value = call.events.get(timeout=min(_POLL_S, left))
+            except queue.Empty:
+                continue
+            if kind == "delta":
+                text, t_arrived = value
+                arrivals.append(t_arrived)
+                yield Token(text, len(arrivals) - 1)
+                deadline = time.perf_counter() + self.stall_timeout_s
+            elif kind == "finish":
+                stats.finish_reason = value
+            elif kind in ("usage", "timings"):
+                extra[kind] = value
+            elif kind == "error":
+                raise value
+            elif kind == "end":
+                return
+
+    def _finish(self, call: _Call, stats: GenerationStats, arrivals: list[float], extra: dict[str, Any]) -> None:
+        """Fill ``last_stats``/``last_timing``: server-reported numbers win over counted ones."""
+        usage = extra.get("usage") or {}
+        timings = extra.get("timings") or {}
+        n = len(arrivals)
+        completion = _int(usage.get("completion_tokens")) or n
+        stats.completion_tokens = completion
+        if _int(usage.get("prompt_tokens")):
+            stats.prompt_tokens = stats.evaluated_tokens = _int(usage.get("prompt_tokens"))
+        if _int(timings.get("prompt_n")) is not None:  # llama.cpp: prompt tokens not in its cache
+            stats.evaluated_tokens = _int(timings.get("prompt_n")) or 0
+        span = arrivals[-1] - arrivals[0] if n >= 2 else 0.0
+        tps, source, server_tps = None, "", None
+        if _float(timings.get("predicted_per_second")):
+            tps = server_tps = _float(timings.get("predicted_per_second"))
+            source = "server timings"
+        elif usage and span > 0 and completion >= 2:
+            tps = server_tps = (completion - 1) / span
+            source = "server usage"
+        elif span > 0:
+            tps, source = (n - 1) / span, "counted"
+        stats.server_tps = server_tps
+        ttft = (arrivals[0] - call.t0) * 1000.0 if arrivals else None
+        self.last_timing = StreamTiming(ttft, tps, source, n, call.attempts)
+
+    def _timeout_error(self, n_tokens: int) -> LlmBackendError:
+        if n_tokens == 0:
+            return LlmBackendError(
+                f"The LLM server at {self.base_url} sent no reply within {self.first_token_timeout_s:g} s. "
+                "It may be overloaded or still loading the model; try again, pick a smaller model, or "
+                'switch to the local model (llm.backend = "local").',
+                kind="first_token_timeout",
+            )
+        return LlmBackendError(
+            f"The LLM server at {self.base_url} stopped sending mid-reply: nothing for "
+            f"{self.stall_timeout_s:g} s after {n_tokens} tokens. Check the server's log; the reply was cut short.",
+            kind="stall",
+        )
+
+    # --- the worker's side -------------------------------------------------
+
+    def _payload(self, messages: Sequence[ChatMessage]) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+
+    def _work(self, call: _Call) -> None:
+        """Worker thread: discover the model, request with retries, post events; never raises."""
+        try:
+            if not call.payload["model"]:
+                call.payload["model"] = self.model = self._discover_model()
+            attempt = 0
+            while not call.stop.is_set():
+                call.attempts += 1
+                try:
+                    self._stream_once(call)
+                    return
+                except _Resend:
+                    continue
+                except _Retry as retry:
+                    delay = self._backoff(attempt, retry.delay_s)
+                    remaining = call.t0 + self.first_token_timeout_s - time.perf_counter()
+                    if attempt >= self.retries or delay >= remaining:
+                        raise retry.error from None
+                    log.info("LLM server said %s; retrying in %.2f s", retry.error.status, delay)
+                    attempt += 1
+                    if call.stop.wait(delay):
+                        return
+        except LlmBackendError as exc:
+            if not call.stop.is_set():
+                call.put("error", exc)
+        except Exception as exc:
+            if not call.stop.is_set():
+                call.put("error", self._transport_error(exc, call))
+
+    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return min(retry_after_s, _MAX_BACKOFF_S)
+        return min(self.backoff_s * 2**attempt, _MAX_BACKOFF_S)
+
+    def _stream_once(self, call: _Call) -> None:
+        payload = dict(call.payload)
+        if self._send_usage_option:
+            payload["stream_options"] = {"include_usage": True}
+        url = f"{self.base_url}/chat/completions"
+        with connect_sse(self._client, "POST", url, json=payload) as source:
+            response = source.response
+            call.attach(response)
+            try:
+                if response.status_code != 200:
+                    response.read()
+                    if (
+                        response.status_code in (400, 422)
+                        and self._send_usage_option
+                        and "stream_options" in response.text
+                    ):
+                        self._send_usage_option = False
+                        raise _Resend
+                    raise self._status_error(response)
+                for sse in source.iter_sse():
+                    if call.stop.is_set():
+                        return
+                    data = sse.data.strip()
+                    if data == "[DONE]":
+                        call.put("end")
+                        return
+                    if data:
+                        self._handle_chunk(data, call)
+            except SSEError as exc:
+                raise LlmBackendError(
+                    f"The server at {self.base_url} did not answer with an event stream ({exc}). "
+                    "Check that llm.base_url points at an OpenAI-compatible API, usually ending in /v1.",
+                    kind="malformed",
+                ) from exc
+            finally:
+                call.attach(None)
+        if call.stop.is_set():
+            return
+        if call.saw_finish:  # some servers omit [DONE]; a finish_reason is as good
+            call.put("end")
+            return
+        raise LlmBackendError(
+            f"The LLM server at {self.base_url} closed the stream before the reply was complete "
+            "(no finish_reason, no [DONE]). Check the server's log; it may have crashed or run out of memory.",
+            kind="truncated",
+        )
+
+    def _handle_chunk(self, data: str, call: _Call) -> None:
+        try:
+            chunk = json.loads(data)
+            if not isinstance(chunk, dict):
+                raise TypeError(f"expected an object, got {type(chunk).__name__}")
+            if chunk.get("error"):
+                err = chunk["error"]
+                msg = err.get("message", err) if isinstance(err, dict) else err
+                raise LlmBackendError(
+                    f"The LLM server at {self.base_url} reported an error mid-reply: "
+                    f"{self._clip(str(msg))}. Check the server's log.",
+                    kind="server",
+                )
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    call.put("delta", (str(text), time.perf_counter()))
+                if choice.get("finish_reason"):
+                    call.saw_finish = True
+                    call.put("finish", str(choice["finish_reason"]))
+            for kind in ("usage", "timings"):
+                if isinstance(chunk.get(kind), dict):
+                    call.put(kind, chunk[kind])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise LlmBackendError(
+                f"The LLM server at {self.base_url} sent a malformed stream chunk ({exc}): "
+                f"{self._clip(data)!r}. It may not be OpenAI-compatible, or a proxy is altering the stream.",
+                kind="malformed",
+            ) from exc
+
+    def _discover_model(self) -> str:
+        url = f"{self.base_url}/models"
+        response = self._client.get(url)
+        if response.status_code != 200:
+            error = self._status_error(response)
+            raise error.error if isinstance(error, _Retry) else error
+        try:
+            return str(response.json()["data"][0]["id"])
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise LlmBackendError(
+                f"The server at {self.base_url} lists no models at {url}. Set llm.model in the config.",
+                kind="model",
+            ) from exc
+
+    # --- error messages ----------------------------------------------------
+
+    def _clip(self, text: str, limit: int = 200) -> str:
+        text = redact(text, self._api_key).strip()
+        return text if len(text) <= limit else text[:limit] + "…"
+
+    def _status_error(self, response: httpx.Response) -> LlmBackendError | _Retry:
+        status, where = response.status_code, f"The server at {self.base_url}"
+        said = self._server_message(response)
+        if status in (401, 403):
+            how = "rejected the API key" if self._api_key else "requires an API key"
+            msg = f"{where} {how} ({status}{said}). {key_hint(self._key_env)}"
+            return LlmBackendError(msg, kind="auth", status=status)
+        if status == 404:
+            msg = (
+                f"{where} has no model {self.model!r} or no chat endpoint (404{said}). Set llm.model to a "
+                f"model the server lists at {self.base_url}/models, and check llm.base_url (usually ending in /v1)."
+            )
+            return LlmBackendError(msg, kind="model", status=status)
+        if status in _RETRY_STATUSES:
+            what = "is rate-limiting requests" if status == 429 else "had an internal error"
+            kind = "rate_limit" if status == 429 else "server"
+            msg = f"{where} {what} ({status}{said}) and still did after retrying. Wait a moment and try again" + (
+                ", or raise your plan's rate limit." if status == 429 else "; check the server's log."
+            )
+            return _Retry(LlmBackendError(msg, kind=kind, status=status), _retry_after(response))
+        msg = f"{where} refused the request ({status}{said}). Check llm.model and llm.base_url in the config."
+        return LlmBackendError(msg, kind="bad_request", status=status)
+
+    def _server_message(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+            err = body.get("error", body) if isinstance(body, dict) else body
+            if isinstance(err, dict):
+                text = err.get("message") or err.get("detail") or json.dumps(err)
+            else:
+                text = str(err)
+        except ValueError:
+            text = response.text
+        text = self._clip(str(text))
+        return f": {text}" if text else ""
+
+    def _transport_error(self, exc: Exception, call: _Call) -> LlmBackendError:
+        where = f"the LLM server at {self.base_url}"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return LlmBackendError(
+                f"Could not reach {where}: no answer within the connect timeout. Check the address and "
+                'your network, or switch to the local model (llm.backend = "local").',
+                kind="connect",
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return LlmBackendError(
+                f"Could not connect to {where} ({self._clip(str(exc))}). Start the server, fix llm.base_url, "
+                'or switch to the local model (llm.backend = "local").',
+                kind="connect",
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return self._timeout_error(0)
+        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return LlmBackendError(
+                f"The connection to {where} broke mid-reply ({self._clip(str(exc))}). Check the server's log; "
+                "it may have crashed or been restarted.",
+                kind="truncated",
+            )
+        return LlmBackendError(f"Talking to {where} failed: {self._clip(repr(exc))}.", kind="connect")
+
+
+class FallbackLlm:
+    """Streams from ``primary``; if it fails before its first token, from ``fallback`` instead.
+
+    After such a failure the primary is skipped for ``retry_primary_after_s`` so
+    that each turn does not pay its timeout again.  Failures after the first
+    token are raised: the replica has already started speaking that reply.
+    """
+
+    def __init__(
+        self,
+        primary: LlmEngine,
+        fallback: LlmEngine,
+        *,
+        label: str = "local (fallback)",
+        retry_primary_after_s: float = 30.0,
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.label = label
+        self.retry_primary_after_s = retry_primary_after_s
+        self.name = primary.name
+        self.context_tokens = min(primary.context_tokens, fallback.context_tokens)
+        self.last_error = ""
+        self.used_fallback = False
+        self._skip_primary_until = 0.0
+
+    @property
+    def last_stats(self) -> GenerationStats:
+        if not self.used_fallback:
+            return self.primary.last_stats
+        stats = replace(self.fallback.last_stats, backend=self.label)
+        if "error" in {f.name for f in fields(stats)}:  # once GenerationStats has the field
+            stats = replace(stats, error=self.last_error)  # type: ignore[call-arg]
+        return stats
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return max(self.primary.count_tokens(messages), self.fallback.count_tokens(messages))
+
+    def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
+        self.used_fallback = False
+        if time.monotonic() >= self._skip_primary_until:
+            self.last_error = ""
+            started = False
+            try:
+                for token in self.primary.stream_chat(messages, cancel):
+                    started = True
+                    yield token
+                return
+            except LlmBackendError as exc:
+                if started:
+                    raise
+                self.last_error = str(exc)
+                self._skip_primary_until = time.monotonic() + self.retry_primary_after_s
+            log.warning("LLM %s failed, answering with %s: %s", self.primary.name, self.label, self.last_error)
+        if cancel.cancelled:
+            return
+        self.used_fallback = True
+        yield from self.fallback.stream_chat(messages, cancel)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None

@@ -1,0 +1,103 @@
+"""The three real engines with the bundled models: no mocks."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.core.audio import rms
+from app.core.cancel import CancelToken
+from app.core.engines import ChatMessage
+from tests.helpers import word_error_rate
+
+SENTENCE = "The weather is lovely today, so we will walk to the park after lunch."
+
+
+def test_asr_transcribes_piper_speech(asr, speak16k) -> None:
+    audio = speak16k(SENTENCE)
+    transcript = asr.transcribe(audio)
+    assert word_error_rate(SENTENCE, transcript.text) <= 0.1, transcript.text
+    assert transcript.audio_s > 2.0
+    assert transcript.compute_ms > 0
+    assert transcript.segments and transcript.segments[0].text == transcript.text
+
+
+def test_asr_long_audio_uses_full_decoder(asr, speak16k) -> None:
+    text = "One two three four five six seven eight nine ten. " * 3
+    audio = np.concatenate([speak16k(text), np.zeros(16000 * 18, dtype=np.float32), speak16k(SENTENCE)])
+    transcript = asr.transcribe(audio)
+    assert transcript.audio_s > 25
+    assert "park" in transcript.text.lower()
+    assert len(transcript.segments) >= 2
+
+
+def test_asr_silence_gives_empty_or_short_text(asr) -> None:
+    transcript = asr.transcribe(np.zeros(16000, dtype=np.float32))
+    assert len(transcript.text.split()) <= 2
+
+
+def _greeting() -> list[ChatMessage]:
+    return [
+        ChatMessage("system", "You are Joe, a friendly person. Answer in two or three sentences."),
+        ChatMessage("user", "Hello! Tell me a little about yourself and what you like to do."),
+    ]
+
+
+def test_llm_streams_tokens_and_reuses_prefix(llm) -> None:
+    messages = _greeting()
+    first = [t.text for t in llm.stream_chat(messages)]
+    stats1 = llm.last_stats
+    assert len(first) >= 10
+    assert stats1.evaluated_tokens == stats1.prompt_tokens  # cold: everything evaluated
+    messages += [ChatMessage("assistant", "".join(first)), ChatMessage("user", "What is your favourite food?")]
+    second = [t.text for t in llm.stream_chat(messages)]
+    stats2 = llm.last_stats
+    assert second
+    assert stats2.prompt_tokens > stats1.prompt_tokens
+    assert stats2.evaluated_tokens < stats1.evaluated_tokens  # the shared prefix came from the KV cache
+
+
+def test_llm_cancel_stops_within_two_tokens(llm) -> None:
+    cancel = CancelToken()
+    received = 0
+    for _ in llm.stream_chat(_greeting(), cancel):
+        received += 1
+        if received == 5:
+            cancel.cancel("test")
+    assert 5 <= received <= 7
+    assert llm.last_stats.finish_reason == "cancelled"
+
+
+def test_llm_prefill_makes_generation_hit_the_cache(llm) -> None:
+    messages = [*_greeting()[:1], ChatMessage("user", "Name three colours of the rainbow.")]
+    evaluated = llm.prefill(messages)
+    assert evaluated > 0
+    tokens = list(llm.stream_chat(messages))
+    assert tokens
+    assert llm.last_stats.evaluated_tokens == 1  # only the last prompt token is re-run for logits
+
+
+def test_tts_twenty_words(tts) -> None:
+    text = (
+        "This sentence has exactly twenty words so that we can check how long the synthesized speech "
+        "lasts in total here."
+    )
+    assert len(text.split()) == 20
+    chunks = list(tts.synthesize(text))
+    audio = np.concatenate([c.audio for c in chunks])
+    duration = len(audio) / tts.sample_rate
+    assert 3.0 <= duration <= 10.0
+    assert rms(audio) > 0.01
+    assert audio.dtype == np.float32
+    assert chunks[0].phonemes, "Piper with [alignment] gives per-phoneme timing"
+    assert sum(p.length for p in chunks[0].phonemes) == len(chunks[0].audio)
+
+
+def test_tts_cancel_stops_chunk_production(tts) -> None:
+    text = "First sentence here. Second sentence here. Third sentence here. Fourth sentence here."
+    cancel = CancelToken()
+    produced = 0
+    for _ in tts.synthesize(text, cancel):
+        produced += 1
+        cancel.cancel("test")
+    assert produced == 1
+    assert len(list(tts.synthesize(text))) == 4

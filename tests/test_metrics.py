@@ -1,0 +1,73 @@
+"""The metrics observer against a recorded event sequence with hand-checked numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.core import events as ev
+from app.core.metrics import MetricsObserver, llm_latency_ms
+
+MS = 1_000_000
+
+
+def test_observer_computes_seed_metrics_from_events() -> None:
+    updates: list[ev.TurnMetrics] = []
+    observer = MetricsObserver(on_update=updates.append)
+    t0 = 1_000 * MS
+    recorded: list[ev.Event] = [
+        ev.SpeechEnded(7, voice_end_ns=t0, t_ns=t0 + 250 * MS),
+        ev.TranscriptFinal(7, "hello", asr_ms=180.0, t_ns=t0 + 300 * MS),
+        ev.LlmRequest(7, t_ns=t0 + 310 * MS),
+    ]
+    # 11 tokens: first at +410 ms (TTFT 100 ms), then one every 20 ms -> 10 tokens in 200 ms = 50 TPS.
+    recorded += [ev.LlmToken(7, "x", i, t_ns=t0 + (410 + 20 * i) * MS) for i in range(11)]
+    recorded += [
+        ev.TtsChunkQueued(7, "Hi there,", 0, t_ns=t0 + 470 * MS),
+        ev.TtsAudio(7, 0, 22050, 22050, t_ns=t0 + 610 * MS),
+        ev.AudioPlayed(7, 0, t_ns=t0 + 640 * MS),
+        ev.ReplicaFrame(7, 0, t_ns=t0 + 650 * MS),
+        ev.LlmDone(7, "x" * 11, 11, t_ns=t0 + 615 * MS),
+        ev.TurnEnded(7, t_ns=t0 + 2000 * MS),
+    ]
+    for event in recorded:
+        observer(event)
+    m = observer.compute(7)
+    assert m["vad_end_of_turn_ms"] == pytest.approx(250)
+    assert m["asr_ms"] == pytest.approx(180)
+    assert m["asr_final_ms"] == pytest.approx(300)
+    assert m["ttft_ms"] == pytest.approx(100)
+    assert m["tps"] == pytest.approx(50)
+    assert m["llm_latency_ms"] == pytest.approx(20 / 50 * 1000 + 100)  # 500 ms
+    assert m["first_chunk_to_tts_ms"] == pytest.approx(160)
+    assert m["tts_first_audio_ms"] == pytest.approx(140)
+    assert m["speech_end_to_first_audio_ms"] == pytest.approx(640)
+    assert m["speech_end_to_first_frame_ms"] == pytest.approx(650)
+    assert m["n_tokens"] == 11
+    assert updates and updates[-1].values["final"] == 1.0
+    assert updates[-1].turn_id == 7
+
+
+def test_seed_reference_rows() -> None:
+    assert llm_latency_ms(300, 33) == pytest.approx(906, abs=1)  # Tavus before
+    assert llm_latency_ms(100, 100) == pytest.approx(300)  # Tavus with Cerebras
+    assert llm_latency_ms(440, 2000) == pytest.approx(450)  # Cerebras Llama-3.1-8B
+    assert llm_latency_ms(None, 50) is None
+    assert llm_latency_ms(100, 0) is None
+
+
+def test_server_reported_tps_wins_over_counted() -> None:
+    observer = MetricsObserver()
+    observer(ev.LlmRequest(1, t_ns=0))
+    observer(ev.LlmToken(1, "a", 0, t_ns=50 * MS))
+    observer(ev.LlmToken(1, "b", 1, t_ns=60 * MS))
+    assert observer.compute(1)["tps"] == pytest.approx(100)
+    observer(ev.LlmDone(1, "ab", 2, server_tps=250.0, t_ns=70 * MS))
+    assert observer.compute(1)["tps"] == pytest.approx(250)
+
+
+def test_typed_turn_starts_its_clock_at_the_text() -> None:
+    observer = MetricsObserver()
+    observer(ev.UserText(3, "hi", t_ns=10 * MS))
+    observer(ev.AudioPlayed(3, 0, t_ns=400 * MS))
+    assert observer.compute(3)["speech_end_to_first_audio_ms"] == pytest.approx(390)
+    assert observer.compute(99)["ttft_ms"] is None
