@@ -32,15 +32,25 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--llm-model", dest="llm_model", default=s, metavar="GGUF", help="local chat model file")
     g.add_argument("--voice", default=s, metavar="ONNX", help="Piper voice (.onnx with .onnx.json beside it)")
     g.add_argument(
-        "--no-requantize", dest="requantize_llm", action="store_false", default=s,
+        "--no-requantize",
+        dest="requantize_llm",
+        action="store_false",
+        default=s,
         help="use a Q4/Q5 GGUF as it is instead of a cached Q8_0 copy",
     )
     g.add_argument("--llm", dest="llm_backend", choices=["local", "openai"], default=s, help="LLM backend")
-    g.add_argument("--base-url", dest="base_url", default=s, help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument(
+        "--base-url", dest="base_url", default=s, help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1"
+    )
     g.add_argument("--model", dest="remote_model", default=s, help="model name on the remote server")
     g.add_argument("--api-key-env", dest="api_key_env", default=s, help="environment variable holding the API key")
-    g.add_argument("--no-fallback", dest="fallback_to_local", action="store_false", default=s,
-                   help="do not fall back to the local model when the server fails")
+    g.add_argument(
+        "--no-fallback",
+        dest="fallback_to_local",
+        action="store_false",
+        default=s,
+        help="do not fall back to the local model when the server fails",
+    )
     g.add_argument("--threads", dest="llm_threads", type=int, default=s, help="LLM threads (default 2)")
     g.add_argument("--silence-ms", dest="silence_ms", type=int, default=s, help="end-of-turn silence window")
     g.add_argument("--log-dir", dest="log_dir", default=s, help="where conversation logs (JSONL) go")

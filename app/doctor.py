@@ -114,7 +114,9 @@ def check_display(report: Report) -> None:
 
         report.line("Qt", f"PySide6 {PySide6.__version__}, platform {platform or 'auto'}")
     except ImportError as exc:
-        report.problems.append(f"PySide6 is not installed ({exc}). Fix: run `make run` or `pip install PySide6-Essentials`.")
+        report.problems.append(
+            f"PySide6 is not installed ({exc}). Fix: run `make run` or `pip install PySide6-Essentials`."
+        )
         return
     if not has_display and platform not in ("offscreen", "minimal") and os.name == "posix":
         report.warnings.append(

@@ -104,8 +104,7 @@ def check_model_files(kind: str, path: Path, spec: ModelSpec, origin: str, fix: 
         missing = [name for name in spec.required if not (path / name).is_file()]
         if missing:
             raise ModelError(
-                f"The {kind} model directory {path} (from {origin}) is incomplete: "
-                f"missing {', '.join(missing)}. {fix}"
+                f"The {kind} model directory {path} (from {origin}) is incomplete: missing {', '.join(missing)}. {fix}"
             )
     elif spec.file_kind == "gguf":
         with open(path, "rb") as fh:

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.config import Config  # noqa: E402
+from app.config import Config
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +50,16 @@ def speak16k(tts) -> Iterator:
         return resample(audio, tts.sample_rate, 16_000)
 
     yield speak
+
+
+@pytest.fixture(scope="session")
+def engines(asr, llm, tts):
+    from app.compose import Engines
+
+    return Engines(asr=asr, llm=llm, tts=tts, load_s={})
+
+
+def trim_silence(audio: np.ndarray, floor: float = 0.01) -> np.ndarray:
+    """Cut leading/trailing near-silence (Piper pads its output)."""
+    loud = np.flatnonzero(np.abs(audio) > floor)
+    return audio[loud[0] : loud[-1] + 1] if len(loud) else audio[:0]

@@ -37,11 +37,11 @@ def test_corrupt_gguf_is_rejected_before_loading(tmp_path: Path) -> None:
 
 def test_incomplete_asr_dir_and_voice_without_config(tmp_path: Path) -> None:
     (tmp_path / "model.bin").write_bytes(b"x")
-    with pytest.raises(ModelError, match="missing config.json, tokenizer.json"):
+    with pytest.raises(ModelError, match=r"missing config\.json, tokenizer\.json"):
         resolve("asr", tmp_path)
     voice = tmp_path / "v.onnx"
     voice.write_bytes(b"x" * 4096)
-    with pytest.raises(ModelError, match="v.onnx.json"):
+    with pytest.raises(ModelError, match=r"v\.onnx\.json"):
         resolve("voice", voice)
 
 
@@ -68,9 +68,7 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def _doppel(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def test_doctor_passes_with_bundled_models() -> None:

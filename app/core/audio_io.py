@@ -191,7 +191,10 @@ class FileSource:
 
     @classmethod
     def from_wavs(cls, paths: list[Path], wait_between: Callable[[], bool] | None = None) -> FileSource:
-        items = [SourceItem(read_wav(p, SOURCE_RATE)[0], wait_between if i else None, 0.5, str(p)) for i, p in enumerate(paths)]
+        items = [
+            SourceItem(read_wav(p, SOURCE_RATE)[0], wait_between if i else None, 0.5, str(p))
+            for i, p in enumerate(paths)
+        ]
         return cls(items)
 
     def start(self, on_frames: FramesCallback) -> None:

@@ -14,15 +14,53 @@ import re
 FIRST_CHUNK_MIN_WORDS = 4
 FIRST_CHUNK_MAX_TOKENS = 20
 LATER_CHUNK_MIN_WORDS = 6
+CONJUNCTION_MIN_WORDS = 6  # a first clause may also end before "and", "but", "because"...
+_CONJUNCTIONS = {"and", "but", "because", "so", "which", "while", "when", "although", "or"}
 
 _CLAUSE_END = re.compile(r"[,;:—–]\s*$|[.!?…]+[\"')\]]*\s*$")
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s*$")
 _ABBREVIATIONS = {
-    "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Dr.": "Doctor", "St.": "Saint", "Prof.": "Professor",
-    "e.g.": "for example", "i.e.": "that is", "etc.": "et cetera", "vs.": "versus", "approx.": "about",
-    "No.": "number", "Jr.": "Junior", "Sr.": "Senior", "a.m.": "A M", "p.m.": "P M",
+    "Mr.": "Mister",
+    "Mrs.": "Missus",
+    "Ms.": "Miz",
+    "Dr.": "Doctor",
+    "St.": "Saint",
+    "Prof.": "Professor",
+    "e.g.": "for example",
+    "i.e.": "that is",
+    "etc.": "et cetera",
+    "vs.": "versus",
+    "approx.": "about",
+    "No.": "number",
+    "Jr.": "Junior",
+    "Sr.": "Senior",
+    "a.m.": "A M",
+    "p.m.": "P M",
+    "AM": "A M",
+    "PM": "P M",
 }
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
@@ -54,7 +92,9 @@ def _year_or_number(match: re.Match[str]) -> str:
     n = int(digits)
     if len(digits) == 4 and 1100 <= n <= 1999 and "," not in match.group(0):
         high, low = divmod(n, 100)
-        return number_to_words(high) + (" hundred" if low == 0 else " " + ("oh " if low < 10 else "") + number_to_words(low))
+        return number_to_words(high) + (
+            " hundred" if low == 0 else " " + ("oh " if low < 10 else "") + number_to_words(low)
+        )
     return number_to_words(n)
 
 
@@ -69,20 +109,43 @@ def speakable(text: str) -> str:
     t = re.sub(r"^\s{0,3}(#{1,6}|[-*+]|\d+[.)])\s+", "", t, flags=re.M)  # headings, bullets
     t = re.sub(r"[*#_~|>]+", " ", t)
     for abbr, full in _ABBREVIATIONS.items():
-        t = re.sub(r"(?<![\w.])" + re.escape(abbr), full, t)
-    t = re.sub(r"\$(\d[\d,]*)(?:\.(\d\d))?", lambda m: m.group(1) + " dollars" + (f" {m.group(2)} cents" if m.group(2) else ""), t)
+        t = re.sub(r"(?<![\w.])" + re.escape(abbr) + r"(?!\w)", full, t)
+    t = re.sub(r"\b(\d{1,2}):(\d\d)\b", _clock_time, t)
+    t = re.sub(
+        r"\$(\d[\d,]*)(?:\.(\d\d))?",
+        lambda m: m.group(1) + " dollars" + (f" {m.group(2)} cents" if m.group(2) else ""),
+        t,
+    )
     t = re.sub(r"(\d+(?:\.\d+)?)\s?%", r"\1 percent", t)
-    t = re.sub(r"(\d+)\.(\d+)", lambda m: number_to_words(int(m.group(1))) + " point " + " ".join(_ONES[int(d)] for d in m.group(2)), t)
+    t = re.sub(
+        r"(\d+)\.(\d+)",
+        lambda m: number_to_words(int(m.group(1))) + " point " + " ".join(_ONES[int(d)] for d in m.group(2)),
+        t,
+    )
     t = re.sub(r"(\d+)(st|nd|rd|th)\b", lambda m: _ordinal(int(m.group(1))), t)
     t = re.sub(r"\d{1,3}(?:,\d{3})+|\d+", _year_or_number, t)
     t = t.replace("&", " and ").replace("@", " at ").replace("+", " plus ").replace("=", " equals ")
     return re.sub(r"\s+", " ", t).strip()
 
 
+def _clock_time(match: re.Match[str]) -> str:
+    hours, minutes = int(match.group(1)), int(match.group(2))
+    if minutes == 0:
+        return number_to_words(hours) + " o'clock"
+    return number_to_words(hours) + (" oh " if minutes < 10 else " ") + number_to_words(minutes)
+
+
 def _ordinal(n: int) -> str:
     words = number_to_words(n)
-    irregular = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                 "nine": "ninth", "twelve": "twelfth"}
+    irregular = {
+        "one": "first",
+        "two": "second",
+        "three": "third",
+        "five": "fifth",
+        "eight": "eighth",
+        "nine": "ninth",
+        "twelve": "twelfth",
+    }
     head, _, last = words.rpartition("-") if "-" in words else words.rpartition(" ")
     sep = "-" if "-" in words else " "
     if last in irregular:
@@ -106,6 +169,15 @@ class Chunker:
 
     def push(self, token_text: str) -> str | None:
         """Add a token; return a chunk when one is ready."""
+        if (
+            self.chunks_out == 0
+            and token_text[:1].isspace()
+            and token_text.strip().lower() in _CONJUNCTIONS
+            and len(self._buffer.split()) >= CONJUNCTION_MIN_WORDS
+        ):
+            chunk = self._release(len(self._buffer))
+            self._buffer, self._tokens_in_buffer = token_text, 1
+            return chunk
         self._buffer += token_text
         self._tokens_in_buffer += 1
         words = len(self._buffer.split())

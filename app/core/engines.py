@@ -73,9 +73,7 @@ class LlmEngine(Protocol):
     context_tokens: int
     last_stats: GenerationStats
 
-    def stream_chat(
-        self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED
-    ) -> Iterator[Token]:
+    def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
         """Yield reply tokens; stops between tokens when ``cancel`` fires."""
         ...
 

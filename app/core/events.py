@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
 def now_ns() -> int:
@@ -18,7 +18,7 @@ def now_ns() -> int:
     return time.perf_counter_ns()
 
 
-class AgentState(str, Enum):
+class AgentState(StrEnum):
     """What the UI shows: the replica is idle, listening, thinking or speaking."""
 
     IDLE = "idle"
@@ -152,6 +152,14 @@ class TurnInterrupted(ControlEvent):
     """Barge-in: the user spoke over the reply."""
 
     played_text: str
+
+
+@dataclass(frozen=True)
+class BargeIn(ControlEvent):
+    """Playback was cut: ``onset_ns`` is the user's voice onset, ``silent_ns`` when output fell silent."""
+
+    onset_ns: int
+    silent_ns: int
 
 
 @dataclass(frozen=True)

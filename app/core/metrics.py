@@ -29,6 +29,7 @@ METRIC_NAMES = (
     "speech_end_to_first_frame_ms",
     "llm_total_ms",
     "n_tokens",
+    "barge_in_ms",
 )
 
 
@@ -106,6 +107,9 @@ class MetricsObserver:
                 mark("first_audio_played", event.t_ns)
             case ev.ReplicaFrame():
                 mark("first_replica_frame", event.t_ns)
+            case ev.BargeIn(onset_ns=onset, silent_ns=silent):
+                mark("barge_in_onset", onset)
+                mark("barge_in_silent", silent)
             case ev.TurnEnded():
                 rec.finished = True
             case _:
@@ -136,6 +140,7 @@ class MetricsObserver:
             "speech_end_to_first_frame_ms": c.ms_between("voice_end", "first_replica_frame"),
             "llm_total_ms": c.ms_between("llm_request", "llm_done"),
             "n_tokens": float(rec.n_tokens),
+            "barge_in_ms": c.ms_between("barge_in_onset", "barge_in_silent"),
             "final": 1.0 if rec.finished else 0.0,
         }
         return values

@@ -56,8 +56,17 @@ class WhisperAsr:
         audio = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
         duration = len(audio) / ASR_SAMPLE_RATE
         cancel.raise_if_cancelled()
-        if duration + TRAILING_SILENCE_S <= SHORT_PATH_MAX_S:
-            text = self._decode_short(audio, duration)
+        text = ""
+        short = duration + TRAILING_SILENCE_S <= SHORT_PATH_MAX_S
+        if short:
+            # A short window occasionally makes the decoder loop ("Hi. Hi. Hi."): retry with a wider one.
+            for min_window in (WINDOW_STEP_S, 2 * WINDOW_STEP_S):
+                text = self._decode_short(audio, duration, min_window)
+                if not looks_looped(text):
+                    break
+                cancel.raise_if_cancelled()
+        segments: tuple[Segment, ...]
+        if short and not looks_looped(text):
             segments = (Segment(0.0, duration, text),) if text else ()
         else:
             segments = self._decode_long(audio, cancel)
@@ -69,15 +78,15 @@ class WhisperAsr:
             compute_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def _decode_short(self, audio: np.ndarray, duration: float) -> str:
+    def _decode_short(self, audio: np.ndarray, duration: float, min_window_s: float) -> str:
         if duration < 0.1:
             return ""
-        window_s = WINDOW_STEP_S * math.ceil((duration + TRAILING_SILENCE_S) / WINDOW_STEP_S)
+        window_s = max(min_window_s, WINDOW_STEP_S * math.ceil((duration + TRAILING_SILENCE_S) / WINDOW_STEP_S))
         padded = np.zeros(int(window_s * ASR_SAMPLE_RATE), dtype=np.float32)
         padded[: len(audio)] = audio
         extractor = self._model.feature_extractor
         features = extractor(padded)[..., :-1]
-        frames = int(round(window_s * ASR_SAMPLE_RATE / extractor.hop_length))
+        frames = round(window_s * ASR_SAMPLE_RATE / extractor.hop_length)
         features = np.ascontiguousarray(features[..., :frames])
         encoded = self._model.encode(features)
         result = self._model.model.generate(
@@ -98,3 +107,12 @@ class WhisperAsr:
             segments.append(Segment(seg.start, seg.end, seg.text.strip()))
             cancel.raise_if_cancelled()
         return tuple(segments)
+
+
+def looks_looped(text: str) -> bool:
+    """True when a transcript repeats itself: a 3-word phrase twice, or a word three times running."""
+    words = [w.strip(".,!?;:").lower() for w in text.split()]
+    trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    if len(trigrams) != len(set(trigrams)):
+        return True
+    return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))

@@ -105,9 +105,7 @@ class LlamaCppLlm:
 
     # -- generation -----------------------------------------------------------
 
-    def stream_chat(
-        self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED
-    ) -> Iterator[Token]:
+    def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
         tokens = self.prompt_tokens(messages)
         with self._lock:
             reused = self.cached_prefix(tokens)
@@ -118,7 +116,6 @@ class LlamaCppLlm:
             )
             budget = min(self.max_tokens, self.context_tokens - len(tokens) - 1)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            index = 0
             stats.finish_reason = "length"
             for token_id in self._llm.generate(tokens, reset=True, **self.sampling):
                 if token_id in self._stop_ids:
@@ -126,8 +123,7 @@ class LlamaCppLlm:
                     break
                 piece = decoder.decode(self._llm.detokenize([token_id]))
                 stats.completion_tokens += 1
-                yield Token(piece, index)
-                index += 1
+                yield Token(piece, stats.completion_tokens - 1)
                 if cancel.cancelled:
                     stats.finish_reason = "cancelled"
                     break

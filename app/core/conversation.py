@@ -1,0 +1,427 @@
+"""The conversation pipeline: audio in -> VAD -> ASR -> LLM -> TTS -> speaker and face.
+
+Each stage runs on its own worker thread; stages talk through bounded queues
+and publish typed events on the bus.  This class only wires them and keeps
+the turn bookkeeping (who is speaking, what was heard); the numbers are the
+metrics observer's job.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from app.config import Config
+from app.core import events as ev
+from app.core.audio import resample
+from app.core.audio_io import AudioSink, AudioSource, PlayTag
+from app.core.bus import EventBus
+from app.core.cancel import CancelToken
+from app.core.chunker import Chunker, speakable
+from app.core.engines import AsrEngine, LlmEngine, SpeechChunk, Transcript, TtsEngine
+from app.core.history import History, JsonlLog
+from app.core.listener import Listener, Utterance
+from app.core.metrics import MetricsObserver
+from app.core.turn import Segment, Turn
+from app.core.vad import TurnDetectorSettings
+from app.core.workers import Worker
+
+
+class EngineSet(Protocol):
+    asr: AsrEngine | None
+    llm: LlmEngine
+    tts: TtsEngine
+
+
+class Face(Protocol):
+    """The replica as the pipeline sees it (a consumer of timed speech audio)."""
+
+    def push_audio(self, chunk: SpeechChunk, start_ns: int) -> None: ...
+
+    def clear_buffer(self) -> None: ...
+
+
+@dataclass
+class _Speculation:
+    """ASR + LLM prefill started at the first silent frame, kept if the user stays quiet."""
+
+    turn_id: int
+    cancel: CancelToken
+    transcript: Transcript | None = None
+
+
+@dataclass(frozen=True)
+class _AsrJob:
+    turn_id: int
+    utterance: Utterance
+    speculation: _Speculation | None  # set: this job *is* speculative work
+    reuse: _Speculation | None = None  # set: commit, reusing that speculation's transcript
+
+
+@dataclass(frozen=True)
+class _LlmJob:
+    turn: Turn | None
+    user_text: str
+    prefill_only: CancelToken | None = None
+
+
+@dataclass(frozen=True)
+class _TtsJob:
+    turn: Turn
+    index: int  # -1: end of the reply
+    text: str = ""
+
+
+class Conversation:
+    """Owns the stage workers; ``say`` for typed input, an ``AudioSource`` for speech."""
+
+    def __init__(
+        self,
+        config: Config,
+        engines: EngineSet,
+        *,
+        source: AudioSource | None = None,
+        sink: AudioSink | None = None,
+        face: Face | None = None,
+        bus: EventBus | None = None,
+        log: JsonlLog | None = None,
+        speculate: bool = True,
+    ) -> None:
+        self.config = config
+        self.engines = engines
+        self.source, self.sink, self.face = source, sink, face
+        self.bus = bus or EventBus()
+        self.metrics = MetricsObserver(on_update=self.bus.publish)
+        self.bus.subscribe(self.metrics)
+        self.log = log or JsonlLog.in_dir(config.log_dir)
+        self.speculate = speculate
+        budget = max(256, engines.llm.context_tokens - config.max_reply_tokens - 64)
+        self.history = History(config.system_prompt, budget, engines.llm.count_tokens)
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._active: Turn | None = None
+        self._listening_turn: int | None = None  # turn id of the utterance in progress
+        self._speculation: _Speculation | None = None
+        self._user_speaking = False
+        self._idle = threading.Condition(self._lock)
+        self.speculations = {"started": 0, "reused": 0, "discarded": 0}
+        self._vad = Worker("vad", self._on_frame, maxsize=256)
+        self._asr = Worker("asr", self._on_asr_job, maxsize=8)
+        self._llm = Worker("llm", self._on_llm_job, maxsize=8)
+        self._tts = Worker("tts", self._on_tts_job, maxsize=64)
+        self._workers = [self._vad, self._asr, self._llm, self._tts]
+        self._listener: Listener | None = None
+        if source is not None:
+            settings = TurnDetectorSettings(silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms)
+            self._listener = Listener(settings, self._on_onset, self._on_pause, self._on_resume, self._on_end)
+
+    @classmethod
+    def for_text(cls, config: Config, engines: EngineSet, speak: bool = True) -> Conversation:
+        """A conversation with no microphone; replies go to the speaker when there is one."""
+        sink = None
+        if speak:
+            from app.devices.sound import open_speaker
+
+            sink = open_speaker(engines.tts.sample_rate)
+        return cls(config, engines, sink=sink)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
+        if self.sink is not None:
+            self.sink.start(self)
+        # Evaluate the persona prompt now, so the first turn finds it in the KV cache.
+        self._llm.submit(_LlmJob(None, "", prefill_only=CancelToken()))
+        if self.source is not None:
+            self.source.start(lambda frame, t: self._vad.submit((frame, t)))
+        self._set_state(ev.AgentState.LISTENING if self.source else ev.AgentState.IDLE)
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Stop everything; True if every thread ended within ``timeout``."""
+        with self._lock:
+            if self._active is not None:
+                self._active.cancel.cancel("shutdown")
+        if self.source is not None:
+            self.source.stop()
+        ok = all(worker.stop(timeout) for worker in self._workers)
+        if self.sink is not None:
+            self.sink.stop()
+        return ok
+
+    @property
+    def idle(self) -> bool:
+        with self._lock:
+            return self._active is None and not self._user_speaking
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active is None and not self._user_speaking, timeout)
+
+    # -- commands -----------------------------------------------------------------
+
+    def say(self, text: str) -> int:
+        """A typed message, handled like a finished spoken turn."""
+        turn = Turn(next(self._ids), user_text=text.strip())
+        self.interrupt("new message")
+        self.bus.publish(ev.UserText(turn.id, turn.user_text))
+        self._begin_reply(turn)
+        return turn.id
+
+    def interrupt(self, reason: str = "stop", onset_ns: int | None = None) -> None:
+        """Stop the reply in progress (Esc, barge-in, new message); keep what was heard."""
+        with self._lock:
+            turn = self._active
+            if turn is None or turn.cancel.cancelled:
+                return
+            turn.cancel.cancel(reason)
+            turn.interrupted = True
+        silent_ns = self.sink.clear() if self.sink is not None else ev.now_ns()
+        if self.face is not None:
+            self.face.clear_buffer()
+        if onset_ns is not None:
+            self.bus.publish(ev.BargeIn(turn.id, onset_ns=onset_ns, silent_ns=silent_ns))
+        self._finish(turn)
+
+    def set_system_prompt(self, prompt: str) -> None:
+        self.history.set_system_prompt(prompt)
+
+    # -- listening (VAD worker thread) --------------------------------------------------
+
+    def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
+        if self._listener is not None:
+            self._listener.push(*job)
+
+    def _on_onset(self, onset_ns: int) -> None:
+        with self._lock:
+            self._user_speaking = True
+            busy = self._active is not None
+            self._listening_turn = next(self._ids)
+            turn_id = self._listening_turn
+        if busy:
+            self.interrupt("barge-in", onset_ns=onset_ns)
+        self.bus.publish(ev.SpeechStarted(turn_id, t_ns=onset_ns))
+        self._set_state(ev.AgentState.LISTENING)
+
+    def _on_pause(self, utt: Utterance) -> None:
+        if not self.speculate or self._listening_turn is None:
+            return
+        spec = _Speculation(self._listening_turn, CancelToken())
+        with self._lock:
+            self._speculation = spec
+        self.speculations["started"] += 1
+        self._asr.submit(_AsrJob(spec.turn_id, utt, speculation=spec))
+
+    def _on_resume(self) -> None:
+        with self._lock:
+            spec, self._speculation = self._speculation, None
+        if spec is not None:
+            spec.cancel.cancel("user resumed")
+            self.speculations["discarded"] += 1
+
+    def _on_end(self, utt: Utterance) -> None:
+        with self._lock:
+            turn_id, self._listening_turn = self._listening_turn, None
+            spec, self._speculation = self._speculation, None
+        if turn_id is None:
+            return
+        self.bus.publish(ev.SpeechEnded(turn_id, voice_end_ns=utt.voice_end_ns))
+        self._asr.submit(_AsrJob(turn_id, utt, speculation=None, reuse=spec))
+
+    # -- ASR worker ----------------------------------------------------------------
+
+    def _on_asr_job(self, job: _AsrJob) -> None:
+        if job.speculation is not None:  # speculative: transcribe, then prefill the LLM
+            spec = job.speculation
+            if spec.cancel.cancelled or self.engines.asr is None:
+                return
+            spec.transcript = self.engines.asr.transcribe(job.utterance.audio, spec.cancel)
+            if spec.transcript.text and not spec.cancel.cancelled:
+                self._llm.submit(_LlmJob(None, spec.transcript.text, prefill_only=spec.cancel))
+            return
+        reused = job.reuse is not None and job.reuse.transcript is not None and not job.reuse.cancel.cancelled
+        if reused:
+            transcript = job.reuse.transcript  # type: ignore[union-attr]
+            self.speculations["reused"] += 1
+        elif self.engines.asr is not None:
+            transcript = self.engines.asr.transcribe(job.utterance.audio)
+        else:
+            return
+        assert transcript is not None
+        turn = Turn(job.turn_id, user_text=transcript.text)
+        with self._lock:  # hand over from "user speaking" to "replying" atomically
+            self._user_speaking = False
+            if transcript.text.strip():
+                self._active = turn
+            self._idle.notify_all()
+        self.bus.publish(
+            ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms, speculative_reused=reused)
+        )
+        if transcript.text.strip():
+            self._begin_reply(turn)
+        else:
+            self._set_state(ev.AgentState.LISTENING)
+
+    # -- LLM worker ------------------------------------------------------------------
+
+    def _begin_reply(self, turn: Turn) -> None:
+        with self._lock:
+            self._active = turn
+        self._set_state(ev.AgentState.THINKING)
+        self._llm.submit(_LlmJob(turn, turn.user_text))
+
+    def _on_llm_job(self, job: _LlmJob) -> None:
+        llm = self.engines.llm
+        if job.prefill_only is not None:
+            prefill = getattr(llm, "prefill", None)
+            if prefill is not None and not job.prefill_only.cancelled:
+                messages = self.history.messages_for(job.user_text) if job.user_text else self.history.snapshot()
+                prefill(messages, job.prefill_only)
+            return
+        turn = job.turn
+        assert turn is not None
+        if turn.cancel.cancelled:
+            return
+        messages = self.history.messages_for(turn.user_text)
+        self.bus.publish(ev.LlmRequest(turn.id, backend=getattr(llm, "name", "local")))
+        chunker = Chunker()
+        pieces: list[str] = []
+        try:
+            for token in llm.stream_chat(messages, turn.cancel):
+                pieces.append(token.text)
+                self.bus.publish(ev.LlmToken(turn.id, token.text, token.index))
+                chunk = chunker.push(token.text)
+                if chunk:
+                    self._queue_tts(turn, chunk)
+                if turn.cancel.cancelled:
+                    break
+        except Exception as exc:  # a backend failure ends the turn cleanly, with a message
+            turn.error = str(exc)
+            self.bus.publish(ev.ErrorEvent(turn.id, source="llm", message=str(exc)))
+        turn.llm_text = "".join(pieces).strip()
+        stats = llm.last_stats
+        self.bus.publish(ev.LlmDone(turn.id, turn.llm_text, len(pieces), server_tps=stats.server_tps))
+        tail = chunker.flush()
+        if tail and not turn.cancel.cancelled:
+            self._queue_tts(turn, tail)
+        self._tts.submit(_TtsJob(turn, -1))
+
+    def _queue_tts(self, turn: Turn, text: str) -> None:
+        spoken = speakable(text)
+        if not spoken:
+            return
+        index = len(turn.texts)
+        turn.texts.append(text)
+        self.bus.publish(ev.TtsChunkQueued(turn.id, spoken, index))
+        self._tts.submit(_TtsJob(turn, index, spoken))
+
+    # -- TTS worker -------------------------------------------------------------------
+
+    def _on_tts_job(self, job: _TtsJob) -> None:
+        turn = job.turn
+        if job.index < 0:
+            turn.tts_done = True
+            if not turn.segments or self.sink is None:
+                self._finish(turn)
+            else:
+                self._maybe_finish_after_playout(turn)
+            return
+        tts = self.engines.tts
+        for chunk in tts.synthesize(job.text, turn.cancel):
+            if turn.cancel.cancelled:
+                return
+            self.bus.publish(ev.TtsAudio(turn.id, job.index, len(chunk.audio), chunk.sample_rate))
+            if self.sink is None:
+                continue
+            audio = resample(chunk.audio, chunk.sample_rate, self.sink.sample_rate)
+            with self._lock:
+                if turn.cancel.cancelled:
+                    return
+                seg_index = len(turn.segments)
+                turn.segments.append(Segment(job.index, len(audio)))
+                start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
+            if self.face is not None:
+                self.face.push_audio(chunk, start_ns)
+
+    # -- playout (sink thread) ----------------------------------------------------------
+
+    def on_chunk_started(self, tag: PlayTag, t_ns: int) -> None:
+        with self._lock:
+            turn = self._active if self._active is not None and self._active.id == tag.turn_id else None
+            first = turn is not None and not turn.first_audio_played
+            if first:
+                turn.first_audio_played = True  # type: ignore[union-attr]
+        if first:
+            self.bus.publish(ev.AudioPlayed(tag.turn_id, tag.chunk_index, t_ns=t_ns))
+            self._set_state(ev.AgentState.SPEAKING)
+
+    def on_chunk_finished(self, tag: PlayTag, t_ns: int) -> None:
+        with self._lock:
+            turn = self._active if self._active is not None and self._active.id == tag.turn_id else None
+        if turn is not None:
+            self._maybe_finish_after_playout(turn)
+
+    def on_replica_frame(self, frame_index: int, t_ns: int) -> None:
+        """Called by the replica stage for a frame that shows speech."""
+        with self._lock:
+            turn = self._active
+            first = turn is not None and not turn.first_frame_shown and not turn.cancel.cancelled
+            if first:
+                turn.first_frame_shown = True  # type: ignore[union-attr]
+        if first and turn is not None:
+            self.bus.publish(ev.ReplicaFrame(turn.id, frame_index, t_ns=t_ns))
+
+    def _maybe_finish_after_playout(self, turn: Turn) -> None:
+        if self.sink is None or not turn.tts_done:
+            return
+        last = PlayTag(turn.id, len(turn.segments) - 1)
+        if self.sink.played_samples(last) >= turn.segments[-1].n_samples:
+            self._finish(turn)
+
+    # -- turn end -------------------------------------------------------------------------
+
+    def _played_samples(self, turn: Turn) -> list[int]:
+        if self.sink is None:
+            return [seg.n_samples for seg in turn.segments]
+        return [self.sink.played_samples(PlayTag(turn.id, i)) for i in range(len(turn.segments))]
+
+    def _finish(self, turn: Turn) -> None:
+        with self._lock:
+            if turn.finished.is_set():
+                return
+            turn.finished.set()
+            if self._active is turn:
+                self._active = None
+        if self.sink is not None or turn.interrupted:
+            heard = turn.played_text(self._played_samples(turn))
+        else:
+            heard = turn.llm_text
+        if turn.interrupted:
+            self.bus.publish(ev.TurnInterrupted(turn.id, played_text=heard))
+        self.history.record(turn.user_text, heard)
+        self.bus.publish(ev.ReplyText(turn.id, heard))
+        self.bus.publish(ev.TurnEnded(turn.id, interrupted=turn.interrupted))
+        self.log.write(
+            {
+                "turn_id": turn.id,
+                "user": turn.user_text,
+                "reply": heard,
+                "generated": turn.llm_text,
+                "interrupted": turn.interrupted,
+                "cancel_reason": turn.cancel.reason,
+                "error": turn.error,
+                "backend": self.engines.llm.last_stats.backend,
+                "metrics": self.metrics.compute(turn.id),
+            }
+        )
+        with self._lock:
+            self._idle.notify_all()
+        self._set_state(ev.AgentState.LISTENING if self.source else ev.AgentState.IDLE)
+
+    def _set_state(self, state: ev.AgentState) -> None:
+        self.bus.publish(ev.StateChanged(0, state))

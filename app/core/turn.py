@@ -1,0 +1,60 @@
+"""One conversational exchange: its id, cancel handle and playout accounting."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from app.core.cancel import CancelToken
+
+
+@dataclass
+class Segment:
+    """A piece of reply audio as queued to the speaker, and the text it speaks."""
+
+    text_index: int
+    n_samples: int
+
+
+@dataclass
+class Turn:
+    """The handle for a turn: cancel it, and ask what was actually heard.
+
+    Like a speech handle, it is both the cancel token and the record of
+    playout, so barge-in can keep exactly the played part in the history.
+    """
+
+    id: int
+    user_text: str = ""
+    cancel: CancelToken = field(default_factory=CancelToken)
+    texts: list[str] = field(default_factory=list)  # chunk texts as sent to TTS
+    segments: list[Segment] = field(default_factory=list)
+    llm_text: str = ""
+    tts_done: bool = False  # every chunk was synthesized and queued
+    finished: threading.Event = field(default_factory=threading.Event)
+    first_audio_played: bool = False
+    first_frame_shown: bool = False
+    interrupted: bool = False
+    error: str = ""
+
+    def played_text(self, played_samples: list[int]) -> str:
+        """The reply as heard: whole chunks played, plus the heard share of a cut one."""
+        total: dict[int, int] = {}
+        played: dict[int, int] = {}
+        for seg, n_played in zip(self.segments, played_samples, strict=True):
+            total[seg.text_index] = total.get(seg.text_index, 0) + seg.n_samples
+            played[seg.text_index] = played.get(seg.text_index, 0) + n_played
+        parts: list[str] = []
+        for index, text in enumerate(self.texts):
+            if not total.get(index) or not played.get(index):
+                break
+            share = played[index] / total[index]
+            if share >= 0.98:
+                parts.append(text)
+                continue
+            words = text.split()
+            heard = round(len(words) * share)
+            if heard:
+                parts.append(" ".join(words[:heard]) + "…")
+            break
+        return " ".join(parts)

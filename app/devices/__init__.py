@@ -1,0 +1,1 @@
+"""Hardware at the edge: microphone, speaker, camera. Everything here may be absent."""

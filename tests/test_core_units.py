@@ -1,0 +1,94 @@
+"""Pure core pieces: turn detector, chunker, speakable text, played-text accounting."""
+
+from __future__ import annotations
+
+from app.core.chunker import Chunker, number_to_words, speakable
+from app.core.turn import Segment, Turn
+from app.core.vad import TurnDetector, TurnDetectorSettings, VadDecision
+
+
+def _run(detector: TurnDetector, probs: list[float]) -> list[VadDecision]:
+    return [d for d in (detector.push(p) for p in probs) if d is not VadDecision.NONE]
+
+
+def test_detector_onset_pause_resume_end() -> None:
+    det = TurnDetector(TurnDetectorSettings(silence_ms=256, min_speech_ms=96))  # 8 and 3 frames
+    assert _run(det, [0.9] * 2 + [0.1]) == []  # a 64 ms blip is ignored
+    decisions = _run(det, [0.9] * 5 + [0.1] * 3 + [0.9] * 4 + [0.1] * 8)
+    assert decisions == [
+        VadDecision.ONSET,
+        VadDecision.PAUSE,
+        VadDecision.RESUMED,
+        VadDecision.PAUSE,
+        VadDecision.END_OF_TURN,
+    ]
+
+
+def test_chunker_first_clause_then_sentences() -> None:
+    chunker = Chunker()
+    tokens = [
+        "Well",
+        ",",
+        " hello",
+        " there",
+        " my",
+        " friend",
+        ",",
+        " how",
+        " are",
+        " you",
+        " doing",
+        " on",
+        " this",
+        " fine",
+        " day",
+        "?",
+        " I",
+        " hope",
+        " well",
+        ".",
+    ]
+    chunks = [c for c in (chunker.push(t) for t in tokens) if c]
+    tail = chunker.flush()
+    assert chunks[0] == "Well, hello there my friend,"
+    assert chunks[1] == "how are you doing on this fine day?"
+    assert tail == "I hope well."
+
+
+def test_chunker_cuts_long_first_clause_at_twenty_tokens() -> None:
+    chunker = Chunker()
+    out = [c for c in (chunker.push(f" w{i}") for i in range(25)) if c]
+    assert out and len(out[0].split()) == 19  # cut at the last word break when 20 tokens came
+
+
+def test_chunker_splits_first_clause_before_conjunction() -> None:
+    chunker = Chunker()
+    words = ["I", "really", "like", "the", "sea", "a", "lot", "and", "the", "mountains"]
+    out = [c for c in (chunker.push(" " + w) for w in words) if c]
+    assert out == ["I really like the sea a lot"]
+
+
+def test_speakable_text() -> None:
+    assert number_to_words(1999) == "one thousand nine hundred and ninety-nine"
+    assert (
+        speakable("**Dr.** Smith has 3 cats & 12% of $5.")
+        == "Doctor Smith has three cats and twelve percent of five dollars."
+    )
+    assert speakable("In 1969, we landed.") == "In nineteen sixty-nine, we landed."
+    assert speakable("# Title\n- item one\n- item `two`") == "Title item one item two"
+    assert speakable("It is 3.14 and the 2nd try") == "It is three point one four and the second try"
+    assert speakable("<b>bold</b> [link](http://x)") == "bold link"
+
+
+def test_played_text_keeps_whole_chunks_and_the_heard_share() -> None:
+    turn = Turn(1, texts=["Hello there my friend.", "One two three four five six seven eight."])
+    turn.segments = [Segment(0, 1000), Segment(1, 800)]
+    assert turn.played_text([1000, 800]) == "Hello there my friend. One two three four five six seven eight."
+    assert turn.played_text([1000, 400]) == "Hello there my friend. One two three four…"
+    assert turn.played_text([500, 0]) == "Hello there…"
+    assert turn.played_text([0, 0]) == ""
+
+
+def test_clock_times_are_read_as_times() -> None:
+    assert speakable("It's 10:28 AM.") == "It's ten twenty-eight A M."
+    assert speakable("at 9:05 or 7:00") == "at nine oh five or seven o'clock"
