@@ -26,6 +26,7 @@ from app.core.engines import AsrEngine, LlmEngine, SpeechChunk, Transcript, TtsE
 from app.core.history import History, JsonlLog
 from app.core.listener import Listener, Utterance
 from app.core.metrics import MetricsObserver
+from app.core.replica_stage import FrameCallback, ReplicaStage
 from app.core.turn import Segment, Turn
 from app.core.vad import TurnDetectorSettings
 from app.core.workers import Worker
@@ -90,6 +91,7 @@ class Conversation:
         bus: EventBus | None = None,
         log: JsonlLog | None = None,
         speculate: bool = True,
+        on_frame: FrameCallback | None = None,
     ) -> None:
         self.config = config
         self.engines = engines
@@ -114,6 +116,9 @@ class Conversation:
         self._llm = Worker("llm", self._on_llm_job, maxsize=8)
         self._tts = Worker("tts", self._on_tts_job, maxsize=64)
         self._workers = [self._vad, self._asr, self._llm, self._tts]
+        self.replica_stage: ReplicaStage | None = None
+        if face is not None and on_frame is not None:
+            self.replica_stage = ReplicaStage(face, on_frame, self.on_replica_frame)  # type: ignore[arg-type]
         self._listener: Listener | None = None
         if source is not None:
             settings = TurnDetectorSettings(silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms)
@@ -136,6 +141,8 @@ class Conversation:
             worker.start()
         if self.sink is not None:
             self.sink.start(self)
+        if self.replica_stage is not None:
+            self.replica_stage.start()
         # Evaluate the persona prompt now, so the first turn finds it in the KV cache.
         self._llm.submit(_LlmJob(None, "", prefill_only=CancelToken()))
         if self.source is not None:
@@ -150,6 +157,8 @@ class Conversation:
         if self.source is not None:
             self.source.stop()
         ok = all(worker.stop(timeout) for worker in self._workers)
+        if self.replica_stage is not None:
+            ok = self.replica_stage.stop(timeout) and ok
         if self.sink is not None:
             self.sink.stop()
         return ok
