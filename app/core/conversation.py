@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -22,59 +20,14 @@ from app.core.audio_io import AudioSink, AudioSource, PlayTag
 from app.core.bus import EventBus
 from app.core.cancel import CancelToken
 from app.core.chunker import Chunker, speakable
-from app.core.engines import AsrEngine, LlmEngine, SpeechChunk, Transcript, TtsEngine
 from app.core.history import History, JsonlLog
+from app.core.jobs import AsrJob, EngineSet, Face, LlmJob, Speculation, TtsJob
 from app.core.listener import Listener, Utterance
 from app.core.metrics import MetricsObserver
 from app.core.replica_stage import FrameCallback, ReplicaStage
 from app.core.turn import Segment, Turn
 from app.core.vad import TurnDetectorSettings
 from app.core.workers import Worker
-
-
-class EngineSet(Protocol):
-    asr: AsrEngine | None
-    llm: LlmEngine
-    tts: TtsEngine
-
-
-class Face(Protocol):
-    """The replica as the pipeline sees it (a consumer of timed speech audio)."""
-
-    def push_audio(self, chunk: SpeechChunk, start_ns: int) -> None: ...
-
-    def clear_buffer(self) -> None: ...
-
-
-@dataclass
-class _Speculation:
-    """ASR + LLM prefill started at the first silent frame, kept if the user stays quiet."""
-
-    turn_id: int
-    cancel: CancelToken
-    transcript: Transcript | None = None
-
-
-@dataclass(frozen=True)
-class _AsrJob:
-    turn_id: int
-    utterance: Utterance
-    speculation: _Speculation | None  # set: this job *is* speculative work
-    reuse: _Speculation | None = None  # set: commit, reusing that speculation's transcript
-
-
-@dataclass(frozen=True)
-class _LlmJob:
-    turn: Turn | None
-    user_text: str
-    prefill_only: CancelToken | None = None
-
-
-@dataclass(frozen=True)
-class _TtsJob:
-    turn: Turn
-    index: int  # -1: end of the reply
-    text: str = ""
 
 
 class Conversation:
@@ -107,7 +60,7 @@ class Conversation:
         self._lock = threading.RLock()
         self._active: Turn | None = None
         self._listening_turn: int | None = None  # turn id of the utterance in progress
-        self._speculation: _Speculation | None = None
+        self._speculation: Speculation | None = None
         self._user_speaking = False
         self._idle = threading.Condition(self._lock)
         self.speculations = {"started": 0, "reused": 0, "discarded": 0}
@@ -144,7 +97,7 @@ class Conversation:
         if self.replica_stage is not None:
             self.replica_stage.start()
         # Evaluate the persona prompt now, so the first turn finds it in the KV cache.
-        self._llm.submit(_LlmJob(None, "", prefill_only=CancelToken()))
+        self._llm.submit(LlmJob(None, "", prefill_only=CancelToken()))
         if self.source is not None:
             self.source.start(lambda frame, t: self._vad.submit((frame, t)))
         self._set_state(ev.AgentState.LISTENING if self.source else ev.AgentState.IDLE)
@@ -220,11 +173,11 @@ class Conversation:
     def _on_pause(self, utt: Utterance) -> None:
         if not self.speculate or self._listening_turn is None:
             return
-        spec = _Speculation(self._listening_turn, CancelToken())
+        spec = Speculation(self._listening_turn, CancelToken())
         with self._lock:
             self._speculation = spec
         self.speculations["started"] += 1
-        self._asr.submit(_AsrJob(spec.turn_id, utt, speculation=spec))
+        self._asr.submit(AsrJob(spec.turn_id, utt, speculation=spec))
 
     def _on_resume(self) -> None:
         with self._lock:
@@ -240,18 +193,18 @@ class Conversation:
         if turn_id is None:
             return
         self.bus.publish(ev.SpeechEnded(turn_id, voice_end_ns=utt.voice_end_ns))
-        self._asr.submit(_AsrJob(turn_id, utt, speculation=None, reuse=spec))
+        self._asr.submit(AsrJob(turn_id, utt, speculation=None, reuse=spec))
 
     # -- ASR worker ----------------------------------------------------------------
 
-    def _on_asr_job(self, job: _AsrJob) -> None:
+    def _on_asr_job(self, job: AsrJob) -> None:
         if job.speculation is not None:  # speculative: transcribe, then prefill the LLM
             spec = job.speculation
             if spec.cancel.cancelled or self.engines.asr is None:
                 return
             spec.transcript = self.engines.asr.transcribe(job.utterance.audio, spec.cancel)
             if spec.transcript.text and not spec.cancel.cancelled:
-                self._llm.submit(_LlmJob(None, spec.transcript.text, prefill_only=spec.cancel))
+                self._llm.submit(LlmJob(None, spec.transcript.text, prefill_only=spec.cancel))
             return
         reused = job.reuse is not None and job.reuse.transcript is not None and not job.reuse.cancel.cancelled
         if reused:
@@ -282,9 +235,9 @@ class Conversation:
         with self._lock:
             self._active = turn
         self._set_state(ev.AgentState.THINKING)
-        self._llm.submit(_LlmJob(turn, turn.user_text))
+        self._llm.submit(LlmJob(turn, turn.user_text))
 
-    def _on_llm_job(self, job: _LlmJob) -> None:
+    def _on_llm_job(self, job: LlmJob) -> None:
         llm = self.engines.llm
         if job.prefill_only is not None:
             prefill = getattr(llm, "prefill", None)
@@ -318,7 +271,7 @@ class Conversation:
         tail = chunker.flush()
         if tail and not turn.cancel.cancelled:
             self._queue_tts(turn, tail)
-        self._tts.submit(_TtsJob(turn, -1))
+        self._tts.submit(TtsJob(turn, -1))
 
     def _queue_tts(self, turn: Turn, text: str) -> None:
         spoken = speakable(text)
@@ -327,11 +280,11 @@ class Conversation:
         index = len(turn.texts)
         turn.texts.append(text)
         self.bus.publish(ev.TtsChunkQueued(turn.id, spoken, index))
-        self._tts.submit(_TtsJob(turn, index, spoken))
+        self._tts.submit(TtsJob(turn, index, spoken))
 
     # -- TTS worker -------------------------------------------------------------------
 
-    def _on_tts_job(self, job: _TtsJob) -> None:
+    def _on_tts_job(self, job: TtsJob) -> None:
         turn = job.turn
         if job.index < 0:
             turn.tts_done = True
