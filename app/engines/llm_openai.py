@@ -9,6 +9,7 @@ generator shuts the socket down, which wakes the worker and ends the request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -83,31 +84,35 @@ class _Call:
         self.attempts = 0
         self.saw_finish = False
         self._lock = threading.Lock()
-        self._response: httpx.Response | None = None
+        self._stream: Any = None  # httpcore's network stream of the connection in use
 
     def put(self, kind: str, value: Any = None) -> None:
         self.events.put((kind, value))
 
-    def attach(self, response: httpx.Response | None) -> None:
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpx trace hook: learn the socket as soon as it connects, before any header arrives."""
+        if event == "connection.connect_tcp.complete":
+            self.attach(info.get("return_value"))
+
+    def attach(self, stream: Any) -> None:
         with self._lock:
-            self._response = response
-        if response is not None and self.stop.is_set():
+            self._stream = stream
+        if stream is not None and self.stop.is_set():
             self.abort()
 
     def abort(self) -> None:
-        """Stop the worker now: shutting the socket down wakes a read blocked on it."""
+        """Stop the worker now: shutting the socket down wakes a read blocked on it.
+
+        A pooled connection that is reused is known only once headers arrive; until
+        then the worker ends on its own read timeout, and the caller does not wait.
+        """
         self.stop.set()
         with self._lock:
-            response = self._response
-        if response is None:
-            return
-        stream = response.extensions.get("network_stream")
+            stream = self._stream
         sock = stream.get_extra_info("socket") if stream is not None else None
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):  # already closed
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
 
 
 class _Retry(Exception):
@@ -207,7 +212,7 @@ class OpenAiCompatLlm:
             raise
         finally:
             call.abort()
-            worker.join(timeout=1.0)
+            worker.join(timeout=0.2)
             self._finish(call, stats, arrivals, extra)
 
     def _drain(
@@ -333,9 +338,9 @@ class OpenAiCompatLlm:
         if self._send_usage_option:
             payload["stream_options"] = {"include_usage": True}
         url = f"{self.base_url}/chat/completions"
-        with connect_sse(self._client, "POST", url, json=payload) as source:
+        with connect_sse(self._client, "POST", url, json=payload, extensions={"trace": call.trace}) as source:
             response = source.response
-            call.attach(response)
+            call.attach(response.extensions.get("network_stream"))
             try:
                 if response.status_code != 200:
                     response.read()
@@ -449,16 +454,15 @@ class OpenAiCompatLlm:
         return LlmBackendError(msg, kind="bad_request", status=status)
 
     def _server_message(self, response: httpx.Response) -> str:
+        """The server's own words (OpenAI's ``error.message``, FastAPI's ``detail``), clipped and redacted."""
         try:
             body = response.json()
-            err = body.get("error", body) if isinstance(body, dict) else body
-            if isinstance(err, dict):
-                text = err.get("message") or err.get("detail") or json.dumps(err)
-            else:
-                text = str(err)
         except ValueError:
-            text = response.text
-        text = self._clip(str(text))
+            body = response.text
+        err = body.get("error", body) if isinstance(body, dict) else body
+        if isinstance(err, dict):
+            err = err.get("message") or err.get("detail") or json.dumps(err)
+        text = self._clip(str(err))
         return f": {text}" if text else ""
 
     def _transport_error(self, exc: Exception, call: _Call) -> LlmBackendError:

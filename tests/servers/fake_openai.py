@@ -32,6 +32,7 @@ class Step:
     hold_headers: bool = False  # never even send the status line
     token_delay_s: float = 0.005
     reject_stream_options: bool = False
+    not_a_stream: bool = False  # answer 200 with a plain JSON page (a wrong base_url, a captive proxy)
 
 
 @dataclass
@@ -120,6 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
         if step.hold_headers:
             self.fake.release.wait(30)
             self.close_connection = True
+            return
+        if step.not_a_stream:
+            self._json(200, {"hello": "this is not an event stream"})
             return
         if step.status != 200:
             extra = {"Retry-After": step.retry_after} if step.retry_after is not None else {}

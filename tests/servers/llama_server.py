@@ -114,8 +114,10 @@ def main() -> None:
             n = sum(1 for _ in llm.stream_chat(msgs))
             t = llm.last_timing
             rows.append((t.ttft_ms, t.tps, t.latency_ms))
-            print(f"{i}: {n:3d} tokens  ttft {t.ttft_ms:7.1f} ms  tps {t.tps:6.1f} ({t.tps_source})  "
-                  f"20/tps+ttft {t.latency_ms:7.1f} ms  finish={llm.last_stats.finish_reason}")
+            print(
+                f"{i}: {n:3d} tokens  ttft {t.ttft_ms:7.1f} ms  tps {t.tps:6.1f} ({t.tps_source})  "
+                f"20/tps+ttft {t.latency_ms:7.1f} ms  finish={llm.last_stats.finish_reason}"
+            )
         ttft, tps, lat = (statistics.median(col) for col in zip(*rows, strict=True))
         print(f"median over {args.runs}: ttft {ttft:.1f} ms, tps {tps:.1f}, 20/tps+ttft {lat:.1f} ms")
         llm.close()
