@@ -115,9 +115,7 @@ def normalise(image_bgr: np.ndarray, points: np.ndarray) -> Face:
         points = points * scale
         interp = cv2.INTER_LINEAR
     matrix = canonical_transform(points)
-    out = cv2.warpAffine(
-        image_bgr, matrix, (FRAME_SIZE, FRAME_SIZE), flags=interp, borderMode=cv2.BORDER_REFLECT101
-    )
+    out = cv2.warpAffine(image_bgr, matrix, (FRAME_SIZE, FRAME_SIZE), flags=interp, borderMode=cv2.BORDER_REFLECT101)
     new_points = apply_affine(matrix, points)
     if scale > 1.3:
         blur = cv2.GaussianBlur(out, (0, 0), 1.2)
