@@ -53,7 +53,8 @@ class Config:
     min_speech_ms: int = 160
     # threads (2-core machines: LLM and TTS share, so keep each small)
     llm_threads: int = 2
-    tts_threads: int = 1
+    tts_threads: int = 2
+    yield_to_first_audio: bool = True  # LLM pauses while Piper makes the first clause's audio
     asr_threads: int = 2
     # paths
     log_dir: str = field(default_factory=lambda: str(data_dir() / "logs"))

@@ -47,13 +47,13 @@ def test_llm_streams_tokens_and_reuses_prefix(llm) -> None:
     first = [t.text for t in llm.stream_chat(messages)]
     stats1 = llm.last_stats
     assert len(first) >= 10
-    assert stats1.evaluated_tokens == stats1.prompt_tokens  # cold: everything evaluated
     messages += [ChatMessage("assistant", "".join(first)), ChatMessage("user", "What is your favourite food?")]
     second = [t.text for t in llm.stream_chat(messages)]
     stats2 = llm.last_stats
     assert second
     assert stats2.prompt_tokens > stats1.prompt_tokens
     assert stats2.evaluated_tokens < stats1.evaluated_tokens  # the shared prefix came from the KV cache
+    assert stats2.evaluated_tokens < stats2.prompt_tokens - stats1.prompt_tokens + 5
 
 
 def test_llm_cancel_stops_within_two_tokens(llm) -> None:

@@ -29,6 +29,8 @@ from app.core.turn import Segment, Turn
 from app.core.vad import TurnDetectorSettings
 from app.core.workers import Worker
 
+FIRST_AUDIO_YIELD_S = 1.0
+
 
 class Conversation:
     """Owns the stage workers; ``say`` for typed input, an ``AudioSource`` for speech."""
@@ -143,6 +145,7 @@ class Conversation:
                 return
             turn.cancel.cancel(reason)
             turn.interrupted = True
+            turn.first_audio_ready.set()
         silent_ns = self.sink.clear() if self.sink is not None else ev.now_ns()
         if self.face is not None:
             self.face.clear_buffer()
@@ -252,7 +255,7 @@ class Conversation:
         messages = self.history.messages_for(turn.user_text)
         self.bus.publish(ev.LlmRequest(turn.id, backend=getattr(llm, "name", "local")))
         chunker = Chunker()
-        pieces: list[str] = []
+        pieces = turn.llm_pieces
         try:
             for token in llm.stream_chat(messages, turn.cancel):
                 pieces.append(token.text)
@@ -260,12 +263,15 @@ class Conversation:
                 chunk = chunker.push(token.text)
                 if chunk:
                     self._queue_tts(turn, chunk)
+                    if len(turn.texts) == 1 and self.config.yield_to_first_audio:
+                        # Two cores: let Piper have them for the first clause. The rest of the
+                        # reply is only needed before that clause finishes playing.
+                        turn.first_audio_ready.wait(FIRST_AUDIO_YIELD_S)
                 if turn.cancel.cancelled:
                     break
         except Exception as exc:  # a backend failure ends the turn cleanly, with a message
             turn.error = str(exc)
             self.bus.publish(ev.ErrorEvent(turn.id, source="llm", message=str(exc)))
-        turn.llm_text = "".join(pieces).strip()
         stats = llm.last_stats
         self.bus.publish(ev.LlmDone(turn.id, turn.llm_text, len(pieces), server_tps=stats.server_tps))
         tail = chunker.flush()
@@ -298,6 +304,7 @@ class Conversation:
             if turn.cancel.cancelled:
                 return
             self.bus.publish(ev.TtsAudio(turn.id, job.index, len(chunk.audio), chunk.sample_rate))
+            turn.first_audio_ready.set()
             if self.sink is None:
                 continue
             audio = resample(chunk.audio, chunk.sample_rate, self.sink.sample_rate)

@@ -29,13 +29,18 @@ class Turn:
     cancel: CancelToken = field(default_factory=CancelToken)
     texts: list[str] = field(default_factory=list)  # chunk texts as sent to TTS
     segments: list[Segment] = field(default_factory=list)
-    llm_text: str = ""
+    llm_pieces: list[str] = field(default_factory=list)  # the reply as generated so far
     tts_done: bool = False  # every chunk was synthesized and queued
     finished: threading.Event = field(default_factory=threading.Event)
+    first_audio_ready: threading.Event = field(default_factory=threading.Event)  # TTS made the first audio
     first_audio_played: bool = False
     first_frame_shown: bool = False
     interrupted: bool = False
     error: str = ""
+
+    @property
+    def llm_text(self) -> str:
+        return "".join(self.llm_pieces).strip()
 
     def played_text(self, played_samples: list[int]) -> str:
         """The reply as heard: whole chunks played, plus the heard share of a cut one."""
