@@ -77,6 +77,8 @@ class PlayoutBuffer:
         self._played: dict[PlayTag, int] = {}
         self._lock = threading.Lock()
         self.listener: PlayoutListener | None = None
+        # Called with every pulled block and when it is heard (echo cancellers use it as reference).
+        self.taps: list[Callable[[np.ndarray, int], None]] = []
 
     def push(self, audio: np.ndarray, tag: PlayTag) -> int:
         with self._lock:
@@ -120,6 +122,8 @@ class PlayoutBuffer:
                     self._queue.popleft()
                     self._offset = 0
                     finished.append((tag, heard_at_ns + int(pos * 1e9 / self.sample_rate)))
+        for tap in self.taps:
+            tap(out, heard_at_ns)
         if self.listener is not None:
             for tag, t in started:
                 self.listener.on_chunk_started(tag, t)

@@ -20,6 +20,7 @@ from app.core.audio_io import AudioSink, AudioSource, PlayTag
 from app.core.bus import EventBus
 from app.core.cancel import CancelToken
 from app.core.chunker import Chunker, speakable
+from app.core.duplex import BargeInGate, MicFilter
 from app.core.history import History, JsonlLog
 from app.core.jobs import AsrJob, EngineSet, Face, LlmJob, Speculation, TtsJob
 from app.core.listener import Listener, Utterance
@@ -47,6 +48,9 @@ class Conversation:
         log: JsonlLog | None = None,
         speculate: bool = True,
         on_frame: FrameCallback | None = None,
+        mic_filter: MicFilter | None = None,
+        barge_in_gate: BargeInGate | None = None,
+        half_duplex: bool = False,
     ) -> None:
         self.config = config
         self.engines = engines
@@ -56,6 +60,8 @@ class Conversation:
         self.bus.subscribe(self.metrics)
         self.log = log or JsonlLog.in_dir(config.log_dir)
         self.speculate = speculate
+        self.mic_filter, self.barge_in_gate, self.half_duplex = mic_filter, barge_in_gate, half_duplex
+        self.rejected_onsets = 0  # speech onsets the gate judged not to be the user
         budget = max(256, engines.llm.context_tokens - config.max_reply_tokens - 64)
         self.history = History(config.system_prompt, budget, engines.llm.count_tokens)
         self._ids = itertools.count(1)
@@ -159,10 +165,25 @@ class Conversation:
     # -- listening (VAD worker thread) --------------------------------------------------
 
     def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
-        if self._listener is not None:
-            self._listener.push(*job)
+        if self._listener is None:
+            return
+        frame, t_ns = job
+        if self.mic_filter is not None:
+            frame = self.mic_filter.process(frame, t_ns)
+        if self.half_duplex and self.replica_audible:
+            frame = np.zeros_like(frame)  # ducked: no canceller, so do not listen to ourselves
+        self._listener.push(frame, t_ns)
+
+    @property
+    def replica_audible(self) -> bool:
+        with self._lock:
+            turn = self._active
+            return turn is not None and turn.first_audio_played and not turn.finished.is_set()
 
     def _on_onset(self, onset_ns: int) -> None:
+        if self.replica_audible and self.barge_in_gate is not None and not self.barge_in_gate.accept(onset_ns):
+            self.rejected_onsets += 1  # not the user (echo, noise): ignore this utterance entirely
+            return
         with self._lock:
             self._user_speaking = True
             busy = self._active is not None
