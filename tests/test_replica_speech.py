@@ -103,12 +103,8 @@ def rms_per_frame(utt: Utterance) -> np.ndarray:
 def test_mouth_moves_while_speech_plays_and_rests_in_silence(utterance: Utterance) -> None:
     sr = utterance.sample_rate
     speech_end = len(utterance.audio) / sr
-    diff = np.array(
-        [
-            (np.abs(f.astype(int) - g.astype(int)).sum(axis=2) > 60).sum()
-            for f, g in zip(utterance.frames, utterance.idle)
-        ]
-    )
+    pairs = zip(utterance.frames, utterance.idle, strict=True)
+    diff = np.array([(np.abs(f.astype(int) - g.astype(int)).sum(axis=2) > 60).sum() for f, g in pairs])
     opening = np.array([inner_mouth(f) for f in utterance.frames])
     times = np.arange(len(diff)) / FPS
     silent = (times < LEAD_S - 0.05) | (times > speech_end + 0.1)
