@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--output", type=Path, metavar="WAV", help="write the session's audio out here")
     p.add_argument("--log", type=Path, metavar="JSONL", help="conversation log (default: in the log dir)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds per turn")
+    p.add_argument("--no-face", action="store_true", help="do not animate the replica (no first-frame metric)")
     p.set_defaults(func=run)
 
 
@@ -70,7 +71,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
     source = FileSource(items)
     sink = WavWriterSink(args.output, engines.tts.sample_rate)
     log = JsonlLog(args.log) if args.log else JsonlLog.in_dir(config.log_dir)
-    conversation = Conversation(config, engines, source=source, sink=sink, log=log)
+    face = None
+    if not args.no_face:
+        from app.replica import Replica
+
+        face = Replica.from_assets()
+    conversation = Conversation(
+        config, engines, source=source, sink=sink, log=log, face=face, on_frame=(lambda _frame: None) if face else None
+    )
     holder["c"] = conversation
 
     def show(event: ev.Event) -> None:

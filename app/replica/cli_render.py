@@ -32,17 +32,19 @@ class ClipStats:
     render_ms_median: float
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``render`` command to the app's CLI."""
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser | None = None) -> None:
+    """Add the ``render`` command to the app's CLI (``common`` carries --voice and the model options)."""
     p = subparsers.add_parser(
         "render",
+        parents=[common] if common is not None else [],
         help="speak a text with the replica and save it as an MP4",
         description="Render a talking-face clip offline: Piper speaks the text, the replica lip-syncs, "
         "and the video is written with the speech muxed in.",
     )
     p.add_argument("--text", required=True, help="what the replica says")
     p.add_argument("--face", type=Path, help="photo to build the replica from (default: the bundled portrait)")
-    p.add_argument("--voice", metavar="ONNX", help="Piper voice (.onnx with .onnx.json beside it)")
+    if common is None:
+        p.add_argument("--voice", metavar="ONNX", help="Piper voice (.onnx with .onnx.json beside it)")
     p.add_argument("--out", type=Path, required=True, help="output video, e.g. clip.mp4")
     p.add_argument("--seed", type=int, default=0, help="seed for idle motion (blinks, head sway)")
     p.set_defaults(func=run)
