@@ -35,6 +35,7 @@ class MouthPainter:
         """
         gap = bottom - top
         depth = y - top
+        self._seam(frame, col, depth, gap)
         alpha = np.clip(np.minimum(depth, gap - depth) + 0.5, 0.0, 1.0) * np.clip(gap, 0.0, 1.0)
         rows, cols = np.nonzero(alpha > 0.0)
         if rows.size == 0:
@@ -76,3 +77,13 @@ class MouthPainter:
 
         region = frame[rows, cols].astype(np.float32)
         frame[rows, cols] = np.clip(region + (color - region) * a, 0, 255).astype(np.uint8)
+
+    def _seam(self, frame: np.ndarray, col: np.ndarray, depth: np.ndarray, gap: np.ndarray) -> None:
+        """Closed lips meet in a soft shadow line; it fades as they part."""
+        u = (col - self.cx) / self.hw
+        strength = 0.4 * np.clip(1 - u * u, 0, 1) * np.clip(1 - gap / 2.0, 0, 1)
+        near = np.clip(1 - np.abs(depth - 0.5 * gap) / 1.3, 0, 1) * strength
+        rows, cols = np.nonzero(near > 0.02)
+        if rows.size:
+            shade = 1.0 - near[rows, cols][:, None] * 0.6
+            frame[rows, cols] = (frame[rows, cols] * shade).astype(np.uint8)

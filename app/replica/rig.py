@@ -147,6 +147,10 @@ class FaceRig:
         inner_lo = _curve(p[[48, 60, 67, 66, 65, 64, 54]], cols)
         outer_lo = _curve(p[[48, 59, 58, 57, 56, 55, 54]], cols)
         chin = np.maximum(_curve(jaw[4:13], cols), outer_lo + 0.2 * iod)
+        # Where the photo shows teeth, sample the lips a little inside their inner edge,
+        # so a closed mouth shows lip against lip rather than a line of tooth pixels.
+        inset = 0.8 * np.clip(inner_lo - inner_up, 0.0, 1.0)
+        inner_up, inner_lo = inner_up - inset, inner_lo + inset
         self._m_src = {"uo": outer_up, "su": inner_up, "sl": inner_lo, "lb": outer_lo, "c": chin}
         self._m_top, self._m_bottom = top, bottom
         self._mouth_w = float(corners[1, 0] - corners[0, 0])
@@ -209,8 +213,7 @@ class FaceRig:
         for eye in self._eyes:
             eye.warp(pose, shift, map_x, map_y)
         frame = cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if pose.open > 1e-3:
-            self.painter.paint(frame[self._mroi.slice], gap.col, gap.y, gap.top, gap.bottom)
+        self.painter.paint(frame[self._mroi.slice], gap.col, gap.y, gap.top, gap.bottom)
         return frame
 
     @property
