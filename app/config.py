@@ -10,10 +10,11 @@ import platformdirs
 
 APP_NAME = "doppel"
 
+# Measured on SmolLM2-135M: a plain "helpful assistant" framing and a low
+# temperature give direct, factual replies; chattier personas drift.
 DEFAULT_SYSTEM_PROMPT = (
-    "You are Joe, a warm and curious person on a video call. "
-    "Reply in one to three short spoken sentences. "
-    "Use plain words: no lists, no markdown, no emoji."
+    "You are Joe, a friendly and helpful person talking on a video call. "
+    "Keep answers short: one or two sentences."
 )
 
 
@@ -46,7 +47,7 @@ class Config:
     persona_name: str = "Joe"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_reply_tokens: int = 96
-    temperature: float = 0.6
+    temperature: float = 0.3
     context_tokens: int = 2048
     # turn-taking
     silence_ms: int = 250

@@ -18,7 +18,7 @@ from app.core.engines import ChatMessage, GenerationStats, Token
 from app.model_registry import ModelError
 
 # Sensible defaults for a 135M model: short, low-temperature, repetition-averse.
-DEFAULT_SAMPLING = {"temp": 0.6, "top_k": 40, "top_p": 0.9, "min_p": 0.05, "repeat_penalty": 1.15}
+DEFAULT_SAMPLING = {"temp": 0.3, "top_k": 40, "top_p": 0.9, "min_p": 0.05, "repeat_penalty": 1.15}
 
 
 class LlamaCppLlm:
@@ -33,7 +33,7 @@ class LlamaCppLlm:
         threads: int = 2,
         context_tokens: int = 2048,
         max_tokens: int = 96,
-        temperature: float = 0.6,
+        temperature: float = 0.3,
         seed: int = 1234,
     ) -> None:
         from llama_cpp import Llama
