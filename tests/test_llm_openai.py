@@ -44,7 +44,7 @@ def workers_alive() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "doppel-openai-llm" and t.is_alive()]
 
 
-def assert_workers_end(within_s: float = 1.0) -> None:
+def assert_workers_end(within_s: float = 1.5) -> None:
     deadline = time.monotonic() + within_s
     while workers_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -202,6 +202,18 @@ def test_first_token_timeout(serve, hold_headers: bool) -> None:
     assert_workers_end(within_s=3.0)
 
 
+def test_first_token_timeout_on_a_reused_connection_wakes_the_worker(serve) -> None:
+    server = serve(Step(keep_alive=True), Step(tokens=(), ending="stall", hold_headers=True))
+    # stall_timeout_s=5 puts the worker's own read timeout at 6 s: ending sooner proves it was woken.
+    llm = engine(server, first_token_timeout_s=0.5, stall_timeout_s=5.0)
+    assert len(list(llm.stream_chat(MESSAGES))) == len(TOKENS)
+    t0 = time.perf_counter()
+    assert fail(llm).kind == "first_token_timeout"  # fail() also checks the worker ended
+    assert time.perf_counter() - t0 < 1.5
+    first, second = server.chat_requests
+    assert first.client_port == second.client_port  # the pool reused the connection
+
+
 def _fail_quietly(llm: OpenAiCompatLlm) -> LlmBackendError:
     with pytest.raises(LlmBackendError) as info:
         list(llm.stream_chat(MESSAGES))
@@ -214,7 +226,7 @@ def test_connection_refused_is_quick_and_clear() -> None:
     err = fail(engine(url))
     assert err.kind == "connect" and f"Could not connect to the LLM server at {url}" in str(err)
     assert "llm.base_url" in str(err)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 1.5
 
 
 def test_a_page_that_is_not_an_event_stream(serve) -> None:
@@ -282,7 +294,7 @@ def test_cancel_while_the_server_is_silent_returns_at_once(serve) -> None:
     threading.Timer(0.2, cancel.cancel).start()
     t0 = time.perf_counter()
     assert list(llm.stream_chat(MESSAGES, cancel)) == []
-    assert time.perf_counter() - t0 < 0.5 and llm.last_stats.finish_reason == "cancelled"
+    assert time.perf_counter() - t0 < 1.0 and llm.last_stats.finish_reason == "cancelled"
     assert_workers_end()
 
 

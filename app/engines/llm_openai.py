@@ -17,7 +17,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -29,13 +29,7 @@ from app.core.engines import ChatMessage, GenerationStats, LlmEngine, Token
 from app.core.metrics import llm_latency_ms
 from app.engines.secrets import api_key_from_env_or_keyring, key_hint, redact
 
-__all__ = [
-    "FallbackLlm",
-    "LlmBackendError",
-    "OpenAiCompatLlm",
-    "StreamTiming",
-    "api_key_from_env_or_keyring",
-]
+__all__ = ["FallbackLlm", "LlmBackendError", "OpenAiCompatLlm", "StreamTiming", "api_key_from_env_or_keyring"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +70,7 @@ class StreamTiming:
 class _Call:
     """State shared by the caller and the worker for one request."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any], stream_guess: Any = None) -> None:
         self.payload = payload
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.stop = threading.Event()
@@ -84,7 +78,9 @@ class _Call:
         self.attempts = 0
         self.saw_finish = False
         self._lock = threading.Lock()
-        self._stream: Any = None  # httpcore's network stream of the connection in use
+        # httpcore's network stream of the connection in use; until the request connects or
+        # gets headers, a guess: the connection the pool kept from the last request.
+        self._stream: Any = stream_guess
 
     def put(self, kind: str, value: Any = None) -> None:
         self.events.put((kind, value))
@@ -103,8 +99,8 @@ class _Call:
     def abort(self) -> None:
         """Stop the worker now: shutting the socket down wakes a read blocked on it.
 
-        A pooled connection that is reused is known only once headers arrive; until
-        then the worker ends on its own read timeout, and the caller does not wait.
+        Should the guess be wrong, the worker ends on its own read timeout; the caller
+        never waits for it.
         """
         self.stop.set()
         with self._lock:
@@ -168,6 +164,7 @@ class OpenAiCompatLlm:
         self.last_timing = StreamTiming()
         self.last_error = ""
         self._send_usage_option = True  # dropped if the server rejects stream_options
+        self._last_stream: Any = None
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         # The read timeout is only a backstop for a worker nobody can wake; the caller's
         # deadlines are the real ones.
@@ -199,19 +196,21 @@ class OpenAiCompatLlm:
         )
         self.last_timing = StreamTiming()
         self.last_error = ""
-        call = _Call(self._payload(messages))
+        call = _Call(self._payload(messages), self._last_stream)
         worker = threading.Thread(target=self._work, args=(call,), name="doppel-openai-llm", daemon=True)
         worker.start()
         arrivals: list[float] = []
         extra: dict[str, Any] = {}
+        complete = False
         try:
-            yield from self._drain(call, stats, cancel, arrivals, extra)
+            complete = yield from self._drain(call, stats, cancel, arrivals, extra)
         except LlmBackendError as exc:
             self.last_error = str(exc)
             stats.finish_reason = "error"
             raise
         finally:
-            call.abort()
+            if not complete:  # a finished reply leaves its connection to the pool for the next turn
+                call.abort()
             worker.join(timeout=0.2)
             self._finish(call, stats, arrivals, extra)
 
@@ -222,12 +221,13 @@ class OpenAiCompatLlm:
         cancel: CancelToken,
         arrivals: list[float],
         extra: dict[str, Any],
-    ) -> Iterator[Token]:
+    ) -> Generator[Token, None, bool]:
+        """Yield tokens as the worker posts them; True once the reply is complete."""
         deadline = call.t0 + self.first_token_timeout_s
         while True:
             if cancel.cancelled:
                 stats.finish_reason = "cancelled"
-                return
+                return False
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise self._timeout_error(len(arrivals))
@@ -247,7 +247,7 @@ class OpenAiCompatLlm:
             elif kind == "error":
                 raise value
             elif kind == "end":
-                return
+                return True
 
     def _finish(self, call: _Call, stats: GenerationStats, arrivals: list[float], extra: dict[str, Any]) -> None:
         """Fill ``last_stats``/``last_timing``: server-reported numbers win over counted ones."""
@@ -326,7 +326,7 @@ class OpenAiCompatLlm:
                 call.put("error", exc)
         except Exception as exc:
             if not call.stop.is_set():
-                call.put("error", self._transport_error(exc, call))
+                call.put("error", self._transport_error(exc))
 
     def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -340,7 +340,8 @@ class OpenAiCompatLlm:
         url = f"{self.base_url}/chat/completions"
         with connect_sse(self._client, "POST", url, json=payload, extensions={"trace": call.trace}) as source:
             response = source.response
-            call.attach(response.extensions.get("network_stream"))
+            self._last_stream = response.extensions.get("network_stream")
+            call.attach(self._last_stream)
             try:
                 if response.status_code != 200:
                     response.read()
@@ -352,12 +353,15 @@ class OpenAiCompatLlm:
                         self._send_usage_option = False
                         raise _Resend
                     raise self._status_error(response)
-                for sse in source.iter_sse():
+                events = source.iter_sse()
+                for sse in events:
                     if call.stop.is_set():
                         return
                     data = sse.data.strip()
                     if data == "[DONE]":
                         call.put("end")
+                        for _ in events:  # read to the end so the connection can be reused
+                            pass
                         return
                     if data:
                         self._handle_chunk(data, call)
@@ -465,7 +469,7 @@ class OpenAiCompatLlm:
         text = self._clip(str(err))
         return f": {text}" if text else ""
 
-    def _transport_error(self, exc: Exception, call: _Call) -> LlmBackendError:
+    def _transport_error(self, exc: Exception) -> LlmBackendError:
         where = f"the LLM server at {self.base_url}"
         if isinstance(exc, httpx.ConnectTimeout):
             return LlmBackendError(

@@ -32,6 +32,7 @@ class Step:
     hold_headers: bool = False  # never even send the status line
     token_delay_s: float = 0.005
     reject_stream_options: bool = False
+    keep_alive: bool = False  # keep the connection open for the next request (chunked only)
     not_a_stream: bool = False  # answer 200 with a plain JSON page (a wrong base_url, a captive proxy)
 
 
@@ -40,6 +41,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    client_port: int = 0
     t: float = field(default_factory=time.perf_counter)
     client_gone: bool = False  # a write failed: the client hung up mid-stream
 
@@ -51,10 +53,12 @@ class FakeOpenAiServer:
         self.models = models
         self.seen: list[Seen] = []
         self.release = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -85,6 +89,11 @@ class FakeOpenAiServer:
         self.stop()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients hanging up mid-request is what these tests do on purpose
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -107,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
-        seen = Seen(self.path, dict(self.headers), body)
+        seen = Seen(self.path, dict(self.headers), body, self.client_address[1])
         self.fake.seen.append(seen)
         step = self.fake.next_step()
         if not self._authorized():
@@ -133,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(step, body)
         except OSError:
             seen.client_gone = True
-        self.close_connection = True
+        self.close_connection = not step.keep_alive
 
     def _stream(self, step: Step, body: dict[str, Any]) -> None:
         self.send_response(200)
@@ -141,7 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         if step.chunked:
             self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Connection", "close")
+        if not step.keep_alive:
+            self.send_header("Connection", "close")
         self.end_headers()
         chunked = step.chunked
 
