@@ -68,8 +68,10 @@ def fit_landmarks(image_bgr: np.ndarray) -> Fit:
     gray = cv2.equalizeHist(gray)
 
     best: tuple[tuple[bool, int], tuple[int, int, int, int], np.ndarray | None] | None = None
-    for box in _face_candidates(gray):
+    for box, agreed in _face_candidates(gray):
         eyes = _eye_pair(gray, box)
+        if eyes is None and not agreed:
+            continue  # one cascade alone, no eyes: on LFW's non-faces these were all false alarms
         score = (eyes is not None, box[2])  # a box with two eyes beats any bigger box without
         if best is None or score > best[0]:
             best = (score, box, eyes)
@@ -85,13 +87,24 @@ def fit_landmarks(image_bgr: np.ndarray) -> Fit:
     return Fit(points=points, face_box=box, eyes=eyes, eyes_detected=detected)
 
 
-def _face_candidates(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+def _face_candidates(gray: np.ndarray) -> list[tuple[tuple[int, int, int, int], bool]]:
+    """Face boxes from two cascades, each flagged if the other cascade agrees with it."""
     min_side = max(24, int(0.06 * min(gray.shape)))
-    found: list[tuple[int, int, int, int]] = []
+    found: list[list[tuple[int, int, int, int]]] = []
     for name in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"):
         boxes = _cascade(name).detectMultiScale(gray, scaleFactor=1.08, minNeighbors=5, minSize=(min_side, min_side))
-        found.extend(tuple(int(v) for v in b) for b in boxes)
-    return found
+        found.append([tuple(int(v) for v in b) for b in boxes])
+    first, second = found
+    return [(b, any(_iou(b, o) > 0.4 for o in second)) for b in first] + [
+        (b, any(_iou(b, o) > 0.4 for o in first)) for b in second
+    ]
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def _eye_pair(gray: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:

@@ -69,10 +69,13 @@ class Replica:
     @classmethod
     def from_image(cls, image_bgr: np.ndarray, seed: int = 0) -> Replica:
         """A replica of the face in a photo or webcam snapshot; raises NoFaceError."""
-        fit = fit_landmarks(image_bgr)
-        if image_bgr.ndim == 2:
-            image_bgr = np.repeat(image_bgr[:, :, None], 3, axis=2)
-        return cls(normalise(image_bgr[:, :, :3], fit.points), seed)
+        image = np.asarray(image_bgr)
+        if image.ndim == 2:  # grey
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        elif image.ndim == 3 and image.shape[2] == 4:  # BGRA screenshot or PNG
+            image = image[:, :, :3]
+        fit = fit_landmarks(np.ascontiguousarray(image))
+        return cls(normalise(image, fit.points), seed)
 
     # --- inputs ---------------------------------------------------------------
 
