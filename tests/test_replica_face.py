@@ -179,10 +179,11 @@ def test_renders_in_real_time_on_one_core(replica: Replica) -> None:
         rep.push_audio(noise_speech(3.0), T0)
         times = []
         for i in range(60):
-            start = time.perf_counter()
+            # CPU time of this thread: what one core spends, even when the machine is busy.
+            start = time.thread_time()
             rep.render(T0 + i * FRAME_NS)
-            times.append(time.perf_counter() - start)
+            times.append(time.thread_time() - start)
     finally:
         cv2.setNumThreads(threads)
     median_ms = 1000 * float(np.median(times))
-    assert median_ms < 25.0, f"{median_ms:.1f} ms per frame leaves too little of a 40 ms frame"
+    assert median_ms < 25.0, f"{median_ms:.1f} ms of CPU per frame leaves too little of a 40 ms frame"
