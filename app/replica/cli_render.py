@@ -57,7 +57,9 @@ def run(args: argparse.Namespace, config: object | None = None) -> int:
 
     try:
         replica = _load_replica(args.face, args.seed)
-        tts = PiperTts(resolve("voice", getattr(args, "voice", None)))
+        # --voice, else the config's [models] voice (the app's CLI passes its Config), else the bundled one.
+        voice = getattr(args, "voice", None) or getattr(config, "voice", None)
+        tts = PiperTts(resolve("voice", voice))
     except (NoFaceError, ModelError, OSError) as exc:
         print(f"doppel render: {exc}", file=sys.stderr)
         return 2
