@@ -38,7 +38,7 @@ def server() -> Iterator[LlamaServer]:
 
 
 def remote(server: LlamaServer, key: str | None = KEY, **kw) -> OpenAiCompatLlm:
-    options = {"max_tokens": 48, "temperature": 0.0, "first_token_timeout_s": 30.0, "stall_timeout_s": 10.0}
+    options = {"max_tokens": 48, "temperature": 0.0, "first_token_timeout_s": 60.0, "stall_timeout_s": 30.0}
     return OpenAiCompatLlm(server.base_url, "", key, **{**options, **kw})
 
 

@@ -77,6 +77,8 @@ class _Call:
         self.t0 = time.perf_counter()
         self.attempts = 0
         self.saw_finish = False
+        self.arrivals: list[float] = []  # when each content chunk arrived (perf_counter)
+        self.extra: dict[str, Any] = {}  # the server's "usage" and "timings", if it sent them
         self._lock = threading.Lock()
         # httpcore's network stream of the connection in use; until the request connects or
         # gets headers, a guess: the connection the pool kept from the last request.
@@ -199,11 +201,9 @@ class OpenAiCompatLlm:
         call = _Call(self._payload(messages), self._last_stream)
         worker = threading.Thread(target=self._work, args=(call,), name="doppel-openai-llm", daemon=True)
         worker.start()
-        arrivals: list[float] = []
-        extra: dict[str, Any] = {}
         complete = False
         try:
-            complete = yield from self._drain(call, stats, cancel, arrivals, extra)
+            complete = yield from self._drain(call, stats, cancel)
         except LlmBackendError as exc:
             self.last_error = str(exc)
             stats.finish_reason = "error"
@@ -212,16 +212,9 @@ class OpenAiCompatLlm:
             if not complete:  # a finished reply leaves its connection to the pool for the next turn
                 call.abort()
             worker.join(timeout=0.2)
-            self._finish(call, stats, arrivals, extra)
+            self._finish(call, stats)
 
-    def _drain(
-        self,
-        call: _Call,
-        stats: GenerationStats,
-        cancel: CancelToken,
-        arrivals: list[float],
-        extra: dict[str, Any],
-    ) -> Generator[Token, None, bool]:
+    def _drain(self, call: _Call, stats: GenerationStats, cancel: CancelToken) -> Generator[Token, None, bool]:
         """Yield tokens as the worker posts them; True once the reply is complete."""
         deadline = call.t0 + self.first_token_timeout_s
         while True:
@@ -230,29 +223,30 @@ class OpenAiCompatLlm:
                 return False
             left = deadline - time.perf_counter()
             if left <= 0:
-                raise self._timeout_error(len(arrivals))
+                raise self._timeout_error(len(call.arrivals))
             try:
                 kind, value = call.events.get(timeout=min(_POLL_S, left))
             except queue.Empty:
                 continue
             if kind == "delta":
                 text, t_arrived = value
-                arrivals.append(t_arrived)
-                yield Token(text, len(arrivals) - 1)
+                call.arrivals.append(t_arrived)
+                yield Token(text, len(call.arrivals) - 1)
                 deadline = time.perf_counter() + self.stall_timeout_s
             elif kind == "finish":
                 stats.finish_reason = value
             elif kind in ("usage", "timings"):
-                extra[kind] = value
+                call.extra[kind] = value
             elif kind == "error":
                 raise value
             elif kind == "end":
                 return True
 
-    def _finish(self, call: _Call, stats: GenerationStats, arrivals: list[float], extra: dict[str, Any]) -> None:
+    def _finish(self, call: _Call, stats: GenerationStats) -> None:
         """Fill ``last_stats``/``last_timing``: server-reported numbers win over counted ones."""
-        usage = extra.get("usage") or {}
-        timings = extra.get("timings") or {}
+        arrivals = call.arrivals
+        usage = call.extra.get("usage") or {}
+        timings = call.extra.get("timings") or {}
         n = len(arrivals)
         completion = _int(usage.get("completion_tokens")) or n
         stats.completion_tokens = completion

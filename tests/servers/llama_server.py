@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import socket
 import statistics
 import subprocess
@@ -104,9 +105,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=96)
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other processes skew the numbers)")
     server = LlamaServer(resolve("llm"), threads=args.threads)
     try:
-        llm = OpenAiCompatLlm(server.base_url, "", None, max_tokens=args.max_tokens, first_token_timeout_s=60)
+        # Generous timeouts: on a shared 2-core machine other work can pause generation for seconds.
+        timeouts = {"first_token_timeout_s": 60.0, "stall_timeout_s": 30.0}
+        llm = OpenAiCompatLlm(server.base_url, "", None, max_tokens=args.max_tokens, **timeouts)
         rows = []
         for i in range(args.runs):
             prompt = PROMPTS[i % len(PROMPTS)]
@@ -119,6 +123,7 @@ def main() -> None:
                 f"20/tps+ttft {t.latency_ms:7.1f} ms  finish={llm.last_stats.finish_reason}"
             )
         ttft, tps, lat = (statistics.median(col) for col in zip(*rows, strict=True))
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
         print(f"median over {args.runs}: ttft {ttft:.1f} ms, tps {tps:.1f}, 20/tps+ttft {lat:.1f} ms")
         llm.close()
     finally:
