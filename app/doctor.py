@@ -48,6 +48,12 @@ def check_models(config: Config, report: Report, load: bool = True) -> None:
             continue
         source = "your path" if user_paths[kind] else "bundled"
         report.line(kind, f"{path} ({_size(path)}, {source})")
+        if kind == "llm" and config.requantize_llm:
+            from app.config import cache_dir
+            from app.engines.llm_quantize import q8_path_for, wants_requantize
+
+            if wants_requantize(path):
+                report.line("", f"runs as its Q8_0 copy {q8_path_for(path, cache_dir() / 'models')}")
         if not load:
             continue
         started = time.perf_counter()
@@ -76,6 +82,8 @@ def check_audio(report: Report) -> None:
     devices = sd.query_devices()
     inputs = [d for d in devices if d["max_input_channels"] > 0]
     outputs = [d for d in devices if d["max_output_channels"] > 0]
+    if not devices:
+        report.line("devices", "none")
     for d in inputs:
         report.line("microphone", f"{d['name']} ({int(d['default_samplerate'])} Hz)")
     for d in outputs:
