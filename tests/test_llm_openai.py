@@ -336,6 +336,15 @@ def test_no_fallback_once_the_primary_has_spoken(serve) -> None:
     assert not good.chat_requests
 
 
+def test_no_fallback_when_the_turn_is_cancelled_before_the_first_token(serve) -> None:
+    silent, good = serve(Step(tokens=(), ending="stall")), serve()
+    llm = FallbackLlm(engine(silent, first_token_timeout_s=5.0), engine(good))
+    cancel = CancelToken()
+    threading.Timer(0.2, cancel.cancel).start()
+    assert list(llm.stream_chat(MESSAGES, cancel)) == []
+    assert not good.chat_requests and not llm.used_fallback and llm.last_error == ""
+
+
 def test_primary_success_reports_the_primary(serve) -> None:
     llm = FallbackLlm(engine(serve()), engine(closed_free_port_url()))
     list(llm.stream_chat(MESSAGES))
