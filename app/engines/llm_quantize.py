@@ -50,6 +50,9 @@ def requantized(model_path: Path, cache: Path, threads: int = 2) -> Path:
         if status != 0:
             raise RuntimeError(f"llama_model_quantize returned {status}")
         partial.replace(target)
+        for stale in cache.glob(f"{model_path.stem}.*.Q8_0.gguf"):  # copies of an older install
+            if stale != target:
+                stale.unlink(missing_ok=True)
         _log.info("re-quantized %s to %s", model_path.name, target)
         return target
     except Exception as exc:  # an optimisation only: fall back to the original file
