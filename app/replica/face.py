@@ -115,7 +115,14 @@ def normalise(image_bgr: np.ndarray, points: np.ndarray) -> Face:
         points = points * scale
         interp = cv2.INTER_LINEAR
     matrix = canonical_transform(points)
-    out = cv2.warpAffine(image_bgr, matrix, (FRAME_SIZE, FRAME_SIZE), flags=interp, borderMode=cv2.BORDER_REFLECT101)
+    size = (FRAME_SIZE, FRAME_SIZE)
+    out = cv2.warpAffine(image_bgr, matrix, size, flags=interp, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(np.ones(image_bgr.shape[:2], np.float32), matrix, size, flags=cv2.INTER_LINEAR)
+    if inside.min() < 1.0:
+        # Where the crop runs off the photo, fill with a soft blur of its edge, not mirrored hair.
+        soft = cv2.GaussianBlur(out, (0, 0), 18)
+        alpha = cv2.GaussianBlur(inside, (0, 0), 3)[:, :, None] * inside[:, :, None]
+        out = (out * alpha + soft * (1.0 - alpha)).astype(np.uint8)
     new_points = apply_affine(matrix, points)
     if scale > 1.3:
         blur = cv2.GaussianBlur(out, (0, 0), 1.2)
