@@ -1,0 +1,92 @@
+"""The GUI's composition root: settings, devices, replica, session and window are built here, once.
+
+``build_app`` is what tests call (with a temporary settings file and stand-in
+devices); ``run_gui`` is what ``doppel`` with no command calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from app.compose import load_engines
+from app.config import Config
+from app.ui.bridge import EventBridge
+from app.ui.devices import DeviceProvider
+from app.ui.main_window import MainWindow
+from app.ui.session import Session
+from app.ui.settings import AppSettings
+from app.ui.workers import Loader
+
+_log = logging.getLogger(__name__)
+
+
+def default_replica() -> object | None:
+    """The bundled replica, or None (the window still works, with an empty video tile)."""
+    try:
+        from app.replica import Replica
+
+        return Replica.from_assets()
+    except Exception as exc:  # missing assets or replica package: show the app anyway
+        _log.warning("no replica face: %s", exc)
+        return None
+
+
+def build_app(
+    config: Config,
+    settings: AppSettings | None = None,
+    devices: DeviceProvider | None = None,
+    *,
+    load: Loader = load_engines,
+    replica: object | None = None,
+    keep: set[str] | frozenset[str] = frozenset(),
+    start: bool = True,
+) -> MainWindow:
+    """Build everything and start it; the window is returned before the models finish loading.
+
+    ``keep`` names Config fields given on the command line (saved settings do
+    not override them).  Pass ``replica=False`` for no face at all.
+    """
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        app.setStyle("Fusion")
+    settings = settings or AppSettings()
+    devices = devices or DeviceProvider.system()
+    effective = settings.apply_to(config, keep)
+    if replica is None:
+        replica = default_replica()
+    bridge = EventBridge()
+    session = Session(effective, settings, devices, bridge, replica or None, load)
+    window = MainWindow(session, bridge, settings, config)
+    bridge.setParent(window)
+    session.setParent(window)
+    if start:
+        session.start()
+    return window
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "gui",
+        parents=[common],
+        help="open the app window (the default when no command is given)",
+        description="Face to face with the replica: microphone, camera and text chat in one window.",
+    )
+    p.add_argument("--settings", type=Path, metavar="INI", help="keep the window's settings in this file")
+    p.set_defaults(func=run_gui)
+
+
+def run_gui(args: argparse.Namespace, config: Config) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Doppel")
+    path = getattr(args, "settings", None)
+    store = QSettings(str(path), QSettings.Format.IniFormat) if path else None
+    explicit = {k for k in vars(args) if k not in ("command", "func", "settings")}
+    window = build_app(config, AppSettings(store), keep=explicit)
+    window.show()
+    return app.exec()

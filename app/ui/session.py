@@ -1,0 +1,334 @@
+"""Everything behind the window: models, the conversation, devices, the replica clock, vision.
+
+A ``Session`` lives on the GUI thread but never runs model code there: models
+load on an ``EngineLoader`` thread, the conversation runs its own workers,
+the replica renders on a ``ReplicaStage`` thread and the camera (with face
+detection) on its capture thread.  Device threads report back through this
+object's signals, which Qt queues to the GUI thread.
+
+The replica stage belongs to the session rather than to the conversation so
+the face is alive while models load and across model reloads; it reports
+speaking frames to whichever conversation is current.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from app.compose import Engines, load_engines
+from app.config import Config
+from app.core.conversation import Conversation
+from app.core.replica_stage import ReplicaStage
+from app.devices.sound import DeviceError
+from app.ui.bridge import EventBridge, FrameBridge
+from app.ui.devices import Camera, DeviceProvider, choose
+from app.ui.gates import MicGate, MicMode, SpeakerSwitch
+from app.ui.settings import MODEL_KEYS, AppSettings, SettingKey
+from app.ui.workers import EngineLoader, Job, Loader, start_worker
+from app.vision import Sighting, VisionStage
+
+_log = logging.getLogger(__name__)
+PREVIEW_WIDTH = 240
+DEVICE_SETTING = {"microphone": SettingKey.MICROPHONE, "speaker": SettingKey.SPEAKER, "camera": SettingKey.CAMERA}
+
+
+class Session(QObject):
+    loading = Signal(str, float)  # message, fraction
+    ready = Signal()
+    load_failed = Signal(str)
+    device_status = Signal(str, str)  # kind, message ("" = working)
+    presence_changed = Signal(bool)
+    greeted = Signal(str)
+    _device_lost = Signal(str, str)  # from device threads
+
+    def __init__(
+        self,
+        config: Config,
+        settings: AppSettings,
+        devices: DeviceProvider,
+        bridge: EventBridge,
+        replica: object | None = None,
+        load: Loader = load_engines,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.config, self.settings, self.devices, self.bridge = config, settings, devices, bridge
+        self.replica = replica
+        self._load = load
+        self.replica_frames = FrameBridge(self)
+        self.camera_frames = FrameBridge(self)
+        self.mic = MicGate()
+        self.speaker: SpeakerSwitch | None = None
+        self.camera: Camera | None = None
+        self.engines: Engines | None = None
+        self.conversation: Conversation | None = None
+        self.vision = VisionStage(self._on_gaze, self._on_presence_thread, self._on_sighting)
+        self.sighting: Sighting | None = None
+        self.present = False
+        self.greeted_once = False
+        self.status: dict[str, str] = {}
+        self._pending_text: list[str] = []
+        self._loader: EngineLoader | None = None
+        self._loader_thread: QThread | None = None
+        self._closed = False
+        self.presence_changed.connect(self._apply_presence)
+        self._device_lost.connect(self._on_device_lost)
+        self.stage: ReplicaStage | None = None
+        if replica is not None:
+            self.stage = ReplicaStage(replica, self.replica_frames.push, self._on_speaking_frame)  # type: ignore[arg-type]
+        self._watchdog = QTimer(self)
+        self._watchdog.setInterval(1000)
+        self._watchdog.timeout.connect(self._check_devices)
+        self.apply_mic_settings()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the face and the camera now, and load the models in the background."""
+        if self.stage is not None:
+            self.stage.start()
+        self.open_camera()
+        self._watchdog.start()
+        self.load_models()
+
+    @property
+    def is_ready(self) -> bool:
+        return self.conversation is not None
+
+    @property
+    def is_loading(self) -> bool:
+        return self._loader is not None
+
+    def load_models(self) -> None:
+        if self._loader is not None:
+            return
+        self.loading.emit("Loading models…", 0.0)
+        loader = EngineLoader(self.config, self._load)
+        loader.progress.connect(self.loading)
+        loader.loaded.connect(self._on_loaded)
+        loader.failed.connect(self._on_load_failed)
+        loader.finished.connect(self._on_loader_finished)
+        self._loader = loader
+        self._loader_thread = start_worker(loader)
+
+    @Slot()
+    def _on_loader_finished(self) -> None:
+        self._loader, self._loader_thread = None, None
+
+    @Slot(str)
+    def _on_load_failed(self, message: str) -> None:
+        self.load_failed.emit(message)
+
+    @Slot(object)
+    def _on_loaded(self, engines: Engines) -> None:
+        if self._closed:
+            return
+        self.engines = engines
+        if self.speaker is None or self.speaker.sample_rate != engines.tts.sample_rate:
+            self.speaker = SpeakerSwitch(engines.tts.sample_rate)
+        conversation = Conversation(self.config, engines, source=self.mic, sink=self.speaker, face=self.replica)  # type: ignore[arg-type]
+        self.bridge.attach(conversation.bus)
+        conversation.start()
+        self.conversation = conversation
+        self.open_device("speaker")
+        self.open_device("microphone")
+        self.ready.emit()
+        for text in self._pending_text:
+            self.say(text)
+        self._pending_text.clear()
+        if self.present:
+            self._maybe_greet()
+
+    def reload_models(self, config: Config) -> None:
+        """New model paths: stop the conversation off the GUI thread, then load again."""
+        self.config = config
+        old, self.conversation = self.conversation, None
+        self.bridge.detach()
+        if old is None:
+            self.load_models()
+            return
+        self.loading.emit("Stopping the conversation…", 0.0)
+        job = Job(old.shutdown)
+        job.done.connect(self._after_shutdown)
+        start_worker(job)
+
+    @Slot(object)
+    def _after_shutdown(self, _ok: object) -> None:
+        if not self._closed:
+            self.load_models()
+
+    def shutdown(self) -> None:
+        """Stop every thread this session started (window close)."""
+        self._closed = True
+        self._watchdog.stop()
+        if self._loader_thread is not None:
+            self._loader_thread.wait()  # a model half-loaded cannot be abandoned safely
+        self.close_camera()
+        if self.conversation is not None:
+            self.conversation.shutdown()
+            self.conversation = None
+        self.bridge.detach()
+        if self.stage is not None:
+            self.stage.stop()
+
+    # --- commands (GUI thread) -----------------------------------------------------------
+
+    def say(self, text: str) -> bool:
+        """Send typed text; before the models are ready it waits in line. False if empty."""
+        text = text.strip()
+        if not text:
+            return False
+        if self.conversation is None:
+            self._pending_text.append(text)
+            return True
+        self.conversation.say(text)
+        return True
+
+    def stop(self) -> None:
+        if self.conversation is not None:
+            self.conversation.interrupt("stop")
+
+    def set_talk(self, pressed: bool) -> None:
+        self.mic.talk_pressed = pressed
+
+    def apply_mic_settings(self) -> None:
+        self.mic.mode = MicMode(self.settings.text(SettingKey.MIC_MODE) or MicMode.HANDS_FREE)
+        self.mic.muted = self.settings.flag(SettingKey.MUTED)
+        self._update_away()
+
+    def apply_settings(self, changed: list[SettingKey], config: Config) -> None:
+        """React to settings the user just saved (``config`` already has them applied)."""
+        models_changed = any(k in MODEL_KEYS for k in changed)
+        old_prompt = self.config.system_prompt
+        self.config = config if not models_changed else self.config
+        if config.system_prompt != old_prompt and self.conversation is not None:
+            self.conversation.set_system_prompt(config.system_prompt)
+            self.conversation.config = replace(self.conversation.config, system_prompt=config.system_prompt)
+        self.apply_mic_settings()
+        for kind, key in DEVICE_SETTING.items():
+            if key in changed:
+                self.open_camera() if kind == "camera" else self.open_device(kind)
+        if models_changed:
+            self.reload_models(config)
+
+    # --- devices ------------------------------------------------------------------------------
+
+    def _report(self, kind: str, message: str) -> None:
+        self.status[kind] = message
+        self.device_status.emit(kind, message)
+
+    def open_device(self, kind: str) -> None:
+        """(Re)open the microphone or speaker from the settings; problems go to ``device_status``."""
+        listing = self.devices.list_microphones if kind == "microphone" else self.devices.list_speakers
+        device, note = choose(kind, self.settings.text(DEVICE_SETTING[kind]), listing())
+        if kind == "speaker" and self.speaker is None:
+            return  # opened once the voice (and so its sample rate) is known
+        if self.conversation is not None:
+            self.conversation.interrupt("device changed")
+        try:
+            if kind == "microphone":
+                on_error = lambda msg: self._device_lost.emit("microphone", msg)  # noqa: E731
+                self.mic.attach(None if device is None else self.devices.open_microphone(device, on_error))
+            else:
+                assert self.speaker is not None
+                self.speaker.attach(
+                    None if device is None else self.devices.open_speaker(device, self.speaker.sample_rate)
+                )
+        except DeviceError as exc:
+            note = str(exc)
+        self._report(kind, note)
+
+    def open_camera(self) -> None:
+        self.close_camera()
+        device, note = choose("camera", self.settings.text(SettingKey.CAMERA), self.devices.list_cameras())
+        if device is not None:
+            on_error = lambda msg: self._device_lost.emit("camera", msg)  # noqa: E731
+            try:
+                self.camera = self.devices.open_camera(device, self._on_camera_frame, on_error)
+                self.camera.start()
+            except DeviceError as exc:
+                self.camera, note = None, str(exc)
+        self._report("camera", note)
+
+    def close_camera(self) -> None:
+        camera, self.camera = self.camera, None
+        if camera is not None:
+            camera.stop()
+        self.camera_frames.take()
+        self.present = False
+        self._update_away()
+
+    @Slot(str, str)
+    def _on_device_lost(self, kind: str, message: str) -> None:
+        if kind == "camera":
+            self.close_camera()
+        elif kind == "microphone":
+            self.mic.attach(None)
+        elif self.speaker is not None:
+            self.speaker.attach(None)
+        self._report(kind, message)
+
+    @Slot()
+    def _check_devices(self) -> None:
+        if self.mic.stalled():
+            self._on_device_lost(
+                "microphone", "The microphone stopped sending sound (unplugged?). Pick one in Settings."
+            )
+        if self.speaker is not None and self.speaker.stalled():
+            self._on_device_lost("speaker", "The speaker stopped (unplugged?). Pick one in Settings.")
+
+    # --- replica and vision (their own threads) ----------------------------------------------
+
+    def _on_speaking_frame(self, index: int, t_ns: int) -> None:
+        conversation = self.conversation
+        if conversation is not None:
+            conversation.on_replica_frame(index, t_ns)
+
+    def _on_gaze(self, x: float, y: float) -> None:
+        setter = getattr(self.replica, "set_gaze_target", None)
+        if setter is not None:
+            setter(x, y)
+
+    def _on_sighting(self, sighting: Sighting) -> None:
+        self.sighting = sighting
+
+    def _on_presence_thread(self, present: bool) -> None:
+        self.presence_changed.emit(present)  # queued to the GUI thread
+
+    def _on_camera_frame(self, image: np.ndarray, t_ns: int) -> None:
+        self.vision(image, t_ns)
+        h, w = image.shape[:2]
+        scale = PREVIEW_WIDTH / w
+        preview = cv2.resize(image, (PREVIEW_WIDTH, round(h * scale)), interpolation=cv2.INTER_AREA)
+        sighting = self.sighting
+        if sighting is not None and sighting.box is not None:
+            x, y, bw, bh = (round(v * scale) for v in sighting.box)
+            cv2.rectangle(preview, (x, y), (x + bw, y + bh), (130, 200, 90), 1, cv2.LINE_AA)
+        self.camera_frames.push(np.ascontiguousarray(preview[:, ::-1]))  # mirrored, like a mirror
+
+    @Slot(bool)
+    def _apply_presence(self, present: bool) -> None:
+        self.present = present and self.camera is not None
+        self._update_away()
+        if self.present:
+            self._maybe_greet()
+
+    def _update_away(self) -> None:
+        pause = self.settings.flag(SettingKey.PAUSE_WHEN_AWAY) and self.camera is not None
+        self.mic.away = pause and self.mic.mode is MicMode.HANDS_FREE and not self.present
+
+    def _maybe_greet(self) -> None:
+        if self.greeted_once or not self.settings.flag(SettingKey.GREET) or self.conversation is None:
+            return
+        if not self.conversation.idle:
+            return
+        greeting = self.settings.text(SettingKey.GREETING).strip()
+        if greeting:
+            self.greeted_once = True
+            self.conversation.say(greeting)
+            self.greeted.emit(greeting)

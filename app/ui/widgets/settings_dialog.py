@@ -1,0 +1,143 @@
+"""Settings: devices, persona, models and vision, read from and returned as ``SettingKey`` values.
+
+The dialog never applies anything itself: the window stores what ``values()``
+returns and tells the session what changed.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.config import Config
+from app.ui.devices import DeviceProvider, Listing
+from app.ui.settings import DEVICE_OFF, AppSettings, SettingKey
+
+
+def _device_combo(listing: Listing, current: str) -> QComboBox:
+    combo = QComboBox()
+    combo.addItem("System default", "")
+    for device_id, label in listing():
+        combo.addItem(label, device_id)
+    if current and current != DEVICE_OFF and combo.findData(current) < 0:
+        combo.addItem(f"{current} (not connected)", current)
+    combo.addItem("Off", DEVICE_OFF)
+    combo.setCurrentIndex(max(0, combo.findData(current)))
+    return combo
+
+
+def _path_row(edit: QLineEdit, pick_dir: bool, filter_: str = "") -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit, 1)
+    browse = QPushButton("Browse…")
+
+    def pick() -> None:
+        if pick_dir:
+            path = QFileDialog.getExistingDirectory(row, "Choose a folder", edit.text())
+        else:
+            path, _ = QFileDialog.getOpenFileName(row, "Choose a file", edit.text(), filter_)
+        if path:
+            edit.setText(path)
+
+    browse.clicked.connect(pick)
+    layout.addWidget(browse)
+    return row
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: AppSettings, devices: DeviceProvider, config: Config, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Doppel settings")
+        self.setMinimumWidth(560)
+        tabs = QTabWidget()
+        text = settings.text
+
+        self.microphone = _device_combo(devices.list_microphones, text(SettingKey.MICROPHONE))
+        self.speaker = _device_combo(devices.list_speakers, text(SettingKey.SPEAKER))
+        self.camera = _device_combo(devices.list_cameras, text(SettingKey.CAMERA))
+        dev = QWidget()
+        form = QFormLayout(dev)
+        form.addRow("Microphone", self.microphone)
+        form.addRow("Speaker", self.speaker)
+        form.addRow("Camera", self.camera)
+        tabs.addTab(dev, "Devices")
+
+        self.persona_name = QLineEdit(text(SettingKey.PERSONA_NAME))
+        self.persona_name.setPlaceholderText(config.persona_name)
+        self.system_prompt = QPlainTextEdit()
+        self.system_prompt.setPlainText(text(SettingKey.SYSTEM_PROMPT) or config.system_prompt)
+        self.voice = QLineEdit(text(SettingKey.VOICE))
+        self.voice.setPlaceholderText("bundled voice (a Piper .onnx file)")
+        persona = QWidget()
+        form = QFormLayout(persona)
+        form.addRow("Name", self.persona_name)
+        form.addRow("System prompt", self.system_prompt)
+        form.addRow("Voice", _path_row(self.voice, False, "Piper voice (*.onnx)"))
+        tabs.addTab(persona, "Persona")
+
+        self.llm_model = QLineEdit(text(SettingKey.LLM_MODEL))
+        self.llm_model.setPlaceholderText("bundled model (a .gguf file)")
+        self.asr_model = QLineEdit(text(SettingKey.ASR_MODEL))
+        self.asr_model.setPlaceholderText("bundled model (a faster-whisper folder)")
+        models = QWidget()
+        form = QFormLayout(models)
+        form.addRow("Language model", _path_row(self.llm_model, False, "GGUF model (*.gguf)"))
+        form.addRow("Speech recognition", _path_row(self.asr_model, True))
+        note = QLabel("Changing a model or the voice reloads the models (the conversation restarts).")
+        note.setWordWrap(True)
+        form.addRow(note)
+        tabs.addTab(models, "Models")
+
+        self.greet = QCheckBox("Greet me when my face first appears")
+        self.greet.setChecked(settings.flag(SettingKey.GREET))
+        self.greeting = QLineEdit(text(SettingKey.GREETING))
+        self.pause_when_away = QCheckBox("Hands-free: stop listening while nobody is in front of the camera")
+        self.pause_when_away.setChecked(settings.flag(SettingKey.PAUSE_WHEN_AWAY))
+        vision = QWidget()
+        form = QFormLayout(vision)
+        form.addRow(self.greet)
+        form.addRow("Greeting (sent as if you said it)", self.greeting)
+        form.addRow(self.pause_when_away)
+        tabs.addTab(vision, "Vision")
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(tabs)
+        layout.addWidget(buttons)
+        self._default_prompt = config.system_prompt if not text(SettingKey.SYSTEM_PROMPT) else ""
+
+    def values(self) -> dict[SettingKey, bool | str]:
+        prompt = self.system_prompt.toPlainText().strip()
+        if prompt == self._default_prompt.strip():
+            prompt = ""  # unchanged default: keep following the config file
+        return {
+            SettingKey.MICROPHONE: self.microphone.currentData(),
+            SettingKey.SPEAKER: self.speaker.currentData(),
+            SettingKey.CAMERA: self.camera.currentData(),
+            SettingKey.PERSONA_NAME: self.persona_name.text().strip(),
+            SettingKey.SYSTEM_PROMPT: prompt,
+            SettingKey.VOICE: self.voice.text().strip(),
+            SettingKey.LLM_MODEL: self.llm_model.text().strip(),
+            SettingKey.ASR_MODEL: self.asr_model.text().strip(),
+            SettingKey.GREET: self.greet.isChecked(),
+            SettingKey.GREETING: self.greeting.text().strip(),
+            SettingKey.PAUSE_WHEN_AWAY: self.pause_when_away.isChecked(),
+        }
