@@ -56,7 +56,7 @@ def detect_faces(image_bgr: np.ndarray, detect_width: int = 320) -> list[tuple[i
 class FaceTracker:
     """Largest face, smoothed; present after ``appear_after`` hits, absent after ``leave_after_s`` of misses."""
 
-    def __init__(self, appear_after: int = 2, leave_after_s: float = 2.5, smoothing: float = 0.5) -> None:
+    def __init__(self, appear_after: int = 2, leave_after_s: float = 4.0, smoothing: float = 0.5) -> None:
         self.appear_after = appear_after
         self.leave_after_ns = int(leave_after_s * 1e9)
         self.smoothing = smoothing

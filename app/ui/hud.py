@@ -98,7 +98,7 @@ def paint_hud(painter: QPainter, origin: QPointF, model: HudModel, scale: float 
     pad = 10 * scale
     width = 300 * scale
     chart_h = 70 * scale
-    height = pad * 2 + line * (len(ROWS) + 1) + chart_h + line * 1.6
+    height = pad * 2 + line * (len(ROWS) + 1) + chart_h + line * 2.2
     panel = QRectF(origin, origin + QPointF(width, height))
     painter.save()
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -121,7 +121,7 @@ def paint_hud(painter: QPainter, origin: QPointF, model: HudModel, scale: float 
         painter.setPen(QColor(255, 255, 255) if value is not None else QColor(110, 118, 128))
         painter.drawText(QPointF(panel.right() - pad - metrics.horizontalAdvance(text), y), text)
         y += line
-    chart = QRectF(x0, y, width - 2 * pad, chart_h)
+    chart = QRectF(x0, y + line * 0.6, width - 2 * pad, chart_h)
     _paint_chart(painter, chart, model, font, scale)
     _paint_legend(painter, QPointF(x0, chart.bottom() + line * 1.1), font, scale)
     painter.restore()
@@ -176,9 +176,11 @@ def _paint_chart(painter: QPainter, area: QRectF, model: HudModel, font: QFont, 
         painter.setBrush(LINE_COLOUR)
         for p in points:
             painter.drawEllipse(p, 1.8 * scale, 1.8 * scale)
+    label = f"max {top / 1.1:,.0f} ms"
     painter.setFont(font)
     painter.setPen(QColor(130, 138, 150))
-    painter.drawText(QPointF(area.left() + 2, area.top() + QFontMetricsF(font).ascent()), f"{top:,.0f} ms")
+    fm = QFontMetricsF(font)
+    painter.drawText(QPointF(area.right() - fm.horizontalAdvance(label), area.top() - 3 * scale), label)
 
 
 def _paint_legend(painter: QPainter, at: QPointF, font: QFont, scale: float) -> None:

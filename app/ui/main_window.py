@@ -234,7 +234,7 @@ class MainWindow(QMainWindow):
         self.banner.setText("   ·   ".join(problems))
         self.banner_frame.setVisible(bool(problems))
         if kind == "camera":
-            self.video.preview_note = message or "Waiting for the camera…"
+            self.video.preview_note = "Waiting for the camera…" if not message else "Camera off"
             if message:
                 self.video.set_preview(None)
         self._show_state()
@@ -285,13 +285,12 @@ class MainWindow(QMainWindow):
             return False
         if not isinstance(watched, QWidget) or watched.window() is not self:
             return False
-        return self.handle_key(event)  # type: ignore[arg-type]
+        return self.handle_key(event, watched)  # type: ignore[arg-type]
 
-    def handle_key(self, event: QKeyEvent) -> bool:
-        """True when the key was ours (H, Space, Esc)."""
+    def handle_key(self, event: QKeyEvent, target: QWidget | None) -> bool:
+        """True when the key was ours (H, Space, Esc); ``target`` is the widget the key goes to."""
         pressed = event.type() == QEvent.Type.KeyPress
-        focus = QApplication.focusWidget()
-        typing = isinstance(focus, QLineEdit) or (isinstance(focus, QPlainTextEdit) and not focus.isReadOnly())
+        typing = isinstance(target, QLineEdit) or (isinstance(target, QPlainTextEdit) and not target.isReadOnly())
         key = event.key()
         if key == Qt.Key.Key_Escape:
             if pressed:

@@ -253,6 +253,7 @@ class Session(QObject):
                 self.camera.start()
             except DeviceError as exc:
                 self.camera, note = None, str(exc)
+        self._update_away()  # until a face shows up, nobody is there
         self._report("camera", note)
 
     def close_camera(self) -> None:
