@@ -1,0 +1,78 @@
+"""`doppel bench`: the command that runs the benchmark and writes the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from app.config import Config
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="measure every stage's latency with spoken questions (headless), against baselines",
+        description="Feeds fixed spoken questions (Piper and espeak-ng voices) at real-time pace through the "
+        "whole pipeline, then through the engines called directly and as a naive chain, and writes bench.json, "
+        "bench.md and bench.png. About 4 minutes on 2 cores; --quick takes about one.",
+    )
+    p.add_argument("--quick", action="store_true", help="smoke run: 3 questions, 1 barge-in, 2 baseline questions")
+    p.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output folder (bench-out/)")
+    p.add_argument(
+        "--backend",
+        dest="bench_backend",
+        choices=["local", "openai"],
+        default=None,
+        help="openai: also run the remote LLM (--base-url, --model) and compare it with the local one",
+    )
+    p.add_argument("--questions", type=int, metavar="N", help="how many questions (1-12)")
+    p.add_argument("--barge-ins", dest="barge_ins", type=int, metavar="N", help="how many barge-in pairs (0-3)")
+    p.add_argument("--no-replica", dest="replica", action="store_false", help="run without the replica face")
+    p.set_defaults(func=run)
+
+
+def plan_from_args(args: argparse.Namespace):  # -> Plan (imported lazily: the CLI must start fast)
+    from app.bench.runner import Plan
+
+    plan = Plan.quick() if args.quick else Plan()
+    if args.questions is not None:
+        n = max(1, min(12, args.questions))
+        plan = replace(plan, questions=n, direct_questions=min(plan.direct_questions, n))
+    if args.barge_ins is not None:
+        plan = replace(plan, barge_ins=max(0, min(3, args.barge_ins)))
+    return plan
+
+
+def wants_remote(args: argparse.Namespace, config: Config) -> bool:
+    """`--backend openai`, or the global `--llm openai`, adds the remote LLM to the run."""
+    backend = getattr(args, "bench_backend", None) or config.llm_backend
+    return backend == "openai"
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    from app.bench.runner import run_bench
+    from app.compose import load_engines, load_llm
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    plan = plan_from_args(args)
+    say("Loading models…")
+    engines = load_engines(replace(config, llm_backend="local"))
+    remote = None
+    if wants_remote(args, config):
+        remote = load_llm(replace(config, llm_backend="openai", fallback_to_local=False))
+    doc = run_bench(engines, config, args.out, plan, remote_llm=remote, replica=args.replica, progress=say)
+    for name, result in doc["backends"].items():
+        p = result["analysis"]["pipeline"]["speech_end_to_first_audio_ms"]
+        r = result["analysis"]["ratios"]
+        say(
+            f"[{name}] end of speech -> first audio p50 {p['p50'] or 0:.0f} ms; pipeline/raw "
+            f"{r['pipeline_over_raw']['speech_end_to_first_audio_ms'] or 0:.2f}, naive/pipeline "
+            f"{r['naive_over_pipeline']['speech_end_to_first_audio_ms'] or 0:.2f}"
+        )
+    print(args.out / "bench.md")
+    return 0

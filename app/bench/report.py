@@ -1,0 +1,246 @@
+"""Numbers from the raw samples: percentiles, ratios and the Markdown table.
+
+Every figure in the report is recomputed here from the samples stored in the
+JSON, so the JSON alone is enough to check it.  Ratios are ratios of medians.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str  # metric key in a turn's "metrics"
+    label: str
+    unit: str  # "ms" or "" (tokens per second)
+    raw_key: str | None = None  # the same quantity in the direct-call samples
+    what: str = ""
+    ratio: bool = True  # pipeline / raw means something
+
+
+STAGES = (
+    Stage("vad_end_of_turn_ms", "VAD end-of-turn delay", "ms", None, "end of voice -> VAD decides the turn is over"),
+    Stage("asr_ms", "ASR compute", "ms", "asr_ms", "transcription time of the final transcript"),
+    Stage("asr_final_ms", "ASR final", "ms", None, "end of voice -> final transcript"),
+    Stage("asr_wer", "ASR word error rate", "%", "asr_wer", "against the question's text", ratio=False),
+    Stage("ttft_ms", "TTFT", "ms", "ttft_ms", "LLM request -> first token"),
+    Stage("llm_queue_ms", "LLM queue wait", "ms", None, "final transcript -> LLM worker starts the reply"),
+    Stage("effective_ttft_ms", "effective TTFT", "ms", "ttft_ms", "final transcript -> first token"),
+    Stage("tps", "TPS", "", "tps", "tokens/s after the first token"),
+    Stage("tps_excluding_yield", "TPS without the first-audio yield", "", "tps", "the LLM's own speed"),
+    Stage("llm_latency_ms", "20/TPS + TTFT", "ms", "llm_latency_ms", "the seed's LLM figure of merit"),
+    Stage("first_chunk_to_tts_ms", "first chunk to TTS", "ms", "first_chunk_ms", "LLM request -> first clause"),
+    Stage("tts_first_audio_ms", "TTS first audio", "ms", "tts_first_ms", "first clause -> its first audio"),
+    Stage("first_replica_frame_ms", "first replica frame", "ms", "render_ms", "first audio heard -> first face frame"),
+    Stage(
+        "speech_end_to_first_audio_ms",
+        "end of speech -> first audio",
+        "ms",
+        "raw_e2e_audio_ms",
+        "end of user voice -> first reply sample heard",
+    ),
+    Stage(
+        "speech_end_to_first_frame_ms",
+        "end of speech -> first frame",
+        "ms",
+        "raw_e2e_frame_ms",
+        "end of user voice -> first speaking frame",
+    ),
+    Stage("barge_in_ms", "barge-in onset -> silence", "ms", None, "VAD's voice onset -> output silent"),
+    Stage("barge_in_true_ms", "barge-in true onset -> silence", "ms", None, "file's voice onset -> output silent"),
+)
+E2E = (
+    ("speech_end_to_first_audio_ms", "raw_e2e_audio_ms", "naive_e2e_audio_ms", "end of speech -> first audio"),
+    ("speech_end_to_first_frame_ms", "raw_e2e_frame_ms", "naive_e2e_frame_ms", "end of speech -> first frame"),
+)
+
+
+def summary(values: Iterable[float | None]) -> dict:
+    """n, p50, p90, max of the values that exist (linear-interpolated percentiles)."""
+    vals = np.array([v for v in values if v is not None], dtype=float)
+    if not len(vals):
+        return {"n": 0, "p50": None, "p90": None, "max": None}
+    p50, p90 = np.percentile(vals, [50, 90])
+    return {"n": len(vals), "p50": float(p50), "p90": float(p90), "max": float(vals.max())}
+
+
+def pipeline_values(result: dict, key: str) -> list[float | None]:
+    """All samples of one metric in a backend's session (barge-in metrics come from the barge-in list)."""
+    session = result["session"]
+    if key.startswith("barge_in"):
+        return [b[key] for b in session["barge_ins"]]
+    return [t["metrics"].get(key) for t in session["turns"]]
+
+
+def direct_values(result: dict, key: str) -> list[float | None]:
+    return [s.get(key) for s in result["direct"]]
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def analyse(result: dict) -> dict:
+    """Summaries and ratios for one backend (added to its result)."""
+    pipeline = {s.key: summary(pipeline_values(result, s.key)) for s in STAGES}
+    raw_keys = {s.raw_key for s in STAGES if s.raw_key} | {n for _, _, n, _ in E2E} | {"llm_total_ms", "tts_full_ms"}
+    direct = {k: summary(direct_values(result, k)) for k in sorted(raw_keys)}
+    over_raw = {
+        s.key: _ratio(pipeline[s.key]["p50"], direct[s.raw_key]["p50"]) for s in STAGES if s.raw_key and s.ratio
+    }
+    naive_over = {p: _ratio(direct[n]["p50"], pipeline[p]["p50"]) for p, _, n, _ in E2E}
+    return {
+        "pipeline": pipeline,
+        "direct": direct,
+        "ratios": {"pipeline_over_raw": over_raw, "naive_over_pipeline": naive_over},
+    }
+
+
+def median_turn(result: dict, key: str = "speech_end_to_first_audio_ms") -> dict | None:
+    """The turn whose end-to-end time is the (lower) median, for the waterfall."""
+    turns = [t for t in result["session"]["turns"] if t["metrics"].get(key) is not None and t["marks_ms"]]
+    if not turns:
+        return None
+    turns.sort(key=lambda t: t["metrics"][key])
+    return turns[(len(turns) - 1) // 2]
+
+
+# --- Markdown ---------------------------------------------------------------------
+
+
+def _fmt(v: float | None, unit: str = "ms") -> str:
+    if v is None:
+        return "n/a"
+    if unit == "x":
+        return f"{v:.2f}×" if v >= 0.1 else f"{v:.3f}×"
+    if unit == "%":
+        return f"{v * 100:.0f} %"
+    return f"{v:.0f}" if unit == "ms" or abs(v) >= 100 else f"{v:.1f}"
+
+
+def stage_table(name: str, result: dict) -> list[str]:
+    a = result["analysis"]
+    lines = [
+        f"| stage ({name}) | n | p50 | p90 | max | raw p50 | pipeline ÷ raw |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for s in STAGES:
+        p = a["pipeline"][s.key]
+        raw = a["direct"][s.raw_key]["p50"] if s.raw_key else None
+        ratio = a["ratios"]["pipeline_over_raw"].get(s.key)
+        unit = {"ms": " (ms)", "": " (tok/s)"}.get(s.unit, "")
+        lines.append(
+            f"| {s.label}{unit} | {p['n']} | {_fmt(p['p50'], s.unit)} | {_fmt(p['p90'], s.unit)} | "
+            f"{_fmt(p['max'], s.unit)} | {_fmt(raw, s.unit) if s.raw_key else '–'} | "
+            f"{_fmt(ratio, 'x') if s.raw_key and s.ratio else '–'} |"
+        )
+    return lines
+
+
+def e2e_table(results: dict[str, dict]) -> list[str]:
+    lines = [
+        "| backend | metric | pipeline p50 | raw limit p50 | naive chain p50 | pipeline ÷ raw | naive ÷ pipeline |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for name, result in results.items():
+        a = result["analysis"]
+        for p, r, n, label in E2E:
+            lines.append(
+                f"| {name} | {label} (ms) | {_fmt(a['pipeline'][p]['p50'])} | {_fmt(a['direct'][r]['p50'])} | "
+                f"{_fmt(a['direct'][n]['p50'])} | {_fmt(a['ratios']['pipeline_over_raw'][p], 'x')} | "
+                f"{_fmt(a['ratios']['naive_over_pipeline'][p], 'x')} |"
+            )
+    return lines
+
+
+def seed_table(results: dict[str, dict], seed: list[dict]) -> list[str]:
+    lines = ["| system | TTFT (ms) | TPS | 20/TPS + TTFT (ms) |", "|---|--:|--:|--:|"]
+    for row in seed:
+        lat = row["llm_latency_ms"]
+        lines.append(f"| {row['name']} (seed) | {row['ttft_ms']:.0f} | {row['tps']:.0f} | {lat:.0f} |")
+    for name, result in results.items():
+        for label, source, key in (
+            ("pipeline, TTFT as the HUD shows it", "pipeline", "ttft_ms"),
+            ("pipeline, TTFT from the final transcript", "pipeline", "effective_ttft_ms"),
+            ("engine alone", "direct", "ttft_ms"),
+        ):
+            a = result["analysis"][source]
+            ttft, tps = a[key]["p50"], a["tps"]["p50"]
+            lat = ttft + 20_000.0 / tps if ttft is not None and tps else None
+            lines.append(f"| Doppel {name}, {label} (p50) | {_fmt(ttft)} | {_fmt(tps, '')} | {_fmt(lat)} |")
+    return lines
+
+
+def resource_table(results: dict[str, dict]) -> list[str]:
+    lines = []
+    for name, result in results.items():
+        cpu = result["session"]["cpu"]
+        render = result["session"]["render"]
+        lines += [
+            f"**{name}** — session {cpu['wall_s']:.0f} s wall, {cpu['process_cpu_s']:.0f} CPU s "
+            f"({cpu['cpu_utilisation'] * 100:.0f} % of all cores).",
+            "",
+            "| stage | CPU s | share |",
+            "|---|--:|--:|",
+        ]
+        total = cpu["process_cpu_s"] or 1.0
+        for stage, secs in cpu["stage_cpu_s"].items():
+            lines.append(f"| {stage} | {secs:.1f} | {secs / total * 100:.0f} % |")
+        if render.get("available"):
+            rs = summary(render["render_ms"])
+            fi = render["frame_interval_ms"]
+            lines += [
+                "",
+                f"Replica: {render['fps_overall']} fps overall, **{render['fps_under_load']} fps under load** "
+                f"(while ASR/LLM/TTS worked, {render['load_windows_s']:.0f} s), target {render['target_fps']:.0f}; "
+                f"render p50 {rs['p50']:.1f} ms / p90 {rs['p90']:.1f} ms / max {rs['max']:.1f} ms; "
+                f"frame interval p90 {fi['p90']:.0f} ms, max {fi['max']:.0f} ms.",
+            ]
+        else:
+            lines += ["", "Replica: not available (metrics marked n/a)."]
+        lines.append("")
+    return lines
+
+
+def markdown(doc: dict) -> str:
+    """The report, readable on its own."""
+    run, machine, settings = doc["run"], doc["machine"], doc["settings"]
+    results = doc["backends"]
+    out = [
+        "# Doppel bench",
+        "",
+        f"Run {run['started']} ({run['mode']}, {run['duration_s']:.0f} s) on {machine['cpu']} × "
+        f"{machine['cores']} cores, Python {machine['python']}; load average at start "
+        f"{machine['loadavg_start']}, at end {machine['loadavg_end']} (other work on the machine makes "
+        "numbers noisy). Models: " + "; ".join(f"{k}: {v['title']}" for k, v in doc["models"].items()) + ".",
+        "",
+        f"{settings['inputs']} spoken inputs ({settings['questions']} questions, {settings['barge_ins']} barge-in "
+        f"pairs) at real-time pace through the headless pipeline; silence window {settings['silence_ms']} ms; "
+        f"reply playout stopped {settings['playout_cap_s']} s after it began once the reply was generated. "
+        f"Baselines: {settings['direct_questions']} questions through the engines called directly. "
+        f"Peak resident memory {doc['resources']['peak_rss_mb']:.0f} MB.",
+        "",
+    ]
+    for name, result in results.items():
+        out += [f"## Stages — {name} LLM", "", *stage_table(name, result), ""]
+    out += ["## End to end: pipeline vs its own engines", "", *e2e_table(results), ""]
+    out += [
+        "*raw limit* = silence window + ASR + LLM to the first clause + TTS of that clause (+ one frame), "
+        "the engines called directly; *naive chain* = silence window + ASR + full reply + TTS of all of it "
+        "(+ one frame). Ratios are ratios of medians.",
+        "",
+        "## The seed's LLM figure of merit",
+        "",
+    ]
+    out += [*seed_table(results, doc["seed_reference"]), ""]
+    out += ["Doppel's rows use the median TTFT and the median TPS of the turns.", ""]
+    out += ["## Resources", "", *resource_table(results)]
+    notes = doc.get("notes") or []
+    if notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    out += ["Every sample is in `bench.json`; the chart is `bench.png`.", ""]
+    return "\n".join(out)

@@ -1,0 +1,306 @@
+"""The bench run: inputs, one session and one pass of direct calls per LLM backend, the report.
+
+``run_bench`` takes loaded ``Engines`` so the test suite can pass the models
+it already holds; the command line loads them itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.bench import report
+from app.bench.baselines import run_direct, seed_rows
+from app.bench.cpu import engine_pools, peak_rss_mb
+from app.bench.questions import Question, ensure_audio, load_audio, play_order
+from app.bench.session import Session, SessionPlan
+from app.compose import Engines
+from app.config import Config
+
+Progress = Callable[[str], None]
+PACKAGES = (
+    "numpy",
+    "onnxruntime",
+    "ctranslate2",
+    "faster-whisper",
+    "llama_cpp_python",
+    "piper-tts",
+    "opencv-python",
+    "soxr",
+    "PySide6_Essentials",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much to run: the full bench, or ``quick()`` for the smoke run the tests use."""
+
+    questions: int = 12
+    barge_ins: int = 3
+    direct_questions: int = 12  # questions also run through the engines directly (the baselines)
+    budget_s: float = 250.0  # per backend: the direct calls stop early (at least one) past this
+    session: SessionPlan = field(default_factory=SessionPlan)
+    mode: str = "full"
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(questions=3, barge_ins=1, direct_questions=2, budget_s=75.0, mode="quick")
+
+
+def _machine() -> dict:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _loadavg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _models(config: Config, remote: Any | None) -> dict:
+    from app.model_registry import load_manifest, resolve
+
+    specs = load_manifest()
+    user = {"asr": config.asr_model, "llm": config.llm_model, "voice": config.voice}
+    models = {}
+    for kind, spec in specs.items():
+        path = resolve(kind, user[kind])
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+        title = spec.title if not user[kind] else path.name
+        models[kind] = {"title": title, "path": str(path), "size_mb": round(size / 1e6, 1)}
+    if config.requantize_llm:
+        models["llm"]["title"] += " (run as a cached Q8_0 copy)"
+    if remote is not None:
+        models["remote llm"] = {"title": f"{remote.model or '(server default)'} at {remote.base_url}"}
+    return models
+
+
+def _offline_vad_turns(audio: np.ndarray, config: Config) -> int:
+    """How many turns the VAD alone finds in an input: anything but 1 would distort the session."""
+    from app.core.vad import FRAME_SAMPLES, SileroVad, TurnDetector, TurnDetectorSettings, VadDecision
+
+    vad = SileroVad()
+    detector = TurnDetector(TurnDetectorSettings(silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms))
+    padded = np.concatenate([audio, np.zeros(16_000, dtype=np.float32)])
+    turns = 0
+    for i in range(0, len(padded) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+        if detector.push(vad.probability(padded[i : i + FRAME_SAMPLES])) is VadDecision.END_OF_TURN:
+            turns += 1
+    return turns
+
+
+def _make_face(enabled: bool) -> Any | None:
+    """The replica when it can be built; without it the frame metrics are n/a."""
+    if not enabled:
+        return None
+    try:
+        from app.replica import Replica
+
+        return Replica.from_assets()
+    except Exception as exc:  # the replica is optional for the bench: degrade, and say so
+        print(f"bench: replica unavailable ({exc}); frame metrics will be n/a", file=sys.stderr)
+        return None
+
+
+def run_bench(
+    engines: Engines,
+    config: Config,
+    out_dir: Path,
+    plan: Plan = Plan(),
+    *,
+    remote_llm: Any | None = None,
+    replica: bool = True,
+    progress: Progress = lambda _m: None,
+) -> dict:
+    """Run everything, write bench.json / bench.md / bench.png into ``out_dir``, return the document."""
+    started_wall, started = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    machine = _machine()
+    order = play_order(plan.questions, plan.barge_ins)
+    progress(f"Preparing {len(order)} spoken inputs…")
+    paths = ensure_audio(order, out_dir / "questions")
+    audio = {q.id: load_audio(paths[q.id]) for q in order}
+    inputs = [_input_record(q, audio[q.id], paths[q.id], config) for q in order]
+    notes = [f"input {i['id']} splits into {i['vad_turns']} turns offline" for i in inputs if i["vad_turns"] != 1]
+    direct_qs = [q for q in order if q.kind == "question"][: plan.direct_questions]
+    backends: list[tuple[str, Engines]] = [(engines.llm.name, engines)]
+    if remote_llm is not None:
+        backends.append((remote_llm.name, replace(engines, llm=remote_llm)))
+    results: dict[str, dict] = {}
+    for name, eng in backends:
+        deadline = time.monotonic() + plan.budget_s
+        progress(f"[{name}] warm-up: each engine alone (finds the engines' thread pools)")
+        pools = engine_pools(_warm_up_calls(eng, config, audio[order[0].id]))
+        progress(f"[{name}] conversation: {len(order)} inputs at real-time pace")
+        session = Session(
+            replace(config, log_dir=str(out_dir / "logs")),
+            eng,
+            order,
+            audio,
+            face=_make_face(replica),
+            log_path=out_dir / "logs" / f"session-{name}.jsonl",
+            plan=plan.session,
+            known_threads=pools,
+            progress=progress,
+        ).run()
+        progress(f"[{name}] engines called directly: {len(direct_qs)} questions")
+        direct = run_direct(config, eng, direct_qs, audio, _make_face(replica), progress, deadline)
+        if len(direct) < len(direct_qs):
+            notes.append(f"[{name}] direct calls stopped after {len(direct)} questions to stay in the time budget")
+        results[name] = {"session": session, "direct": direct}
+        results[name]["analysis"] = report.analyse(results[name])
+    machine["loadavg_end"] = _loadavg()
+    doc = {
+        "schema": 1,
+        "run": {
+            "started": started_wall,
+            "duration_s": round(time.perf_counter() - started, 1),
+            "mode": plan.mode,
+            "argv": sys.argv,
+        },
+        "machine": machine,
+        "models": _models(config, remote_llm),
+        "settings": _settings(config, plan, order, direct_qs),
+        "inputs": inputs,
+        "backends": results,
+        "seed_reference": seed_rows(),
+        "resources": {"peak_rss_mb": round(peak_rss_mb(), 1), "load_s": engines.load_s},
+        "notes": notes + _notes(results),
+    }
+    write_outputs(doc, out_dir)
+    return doc
+
+
+def _warm_up_calls(engines: Engines, config: Config, audio: np.ndarray) -> dict[str, Callable[[], object]]:
+    from app.core.cancel import CancelToken
+    from app.core.engines import ChatMessage
+
+    def llm() -> None:
+        cancel = CancelToken()
+        messages = [ChatMessage("system", config.system_prompt), ChatMessage("user", "Hello!")]
+        for token in engines.llm.stream_chat(messages, cancel):
+            if token.index >= 7:
+                cancel.cancel("warm-up done")
+
+    assert engines.asr is not None
+    return {
+        "asr": lambda: engines.asr.transcribe(audio),  # type: ignore[union-attr]
+        "llm": llm,
+        "tts": lambda: list(engines.tts.synthesize("Warming up the voice.")),
+    }
+
+
+def _input_record(q: Question, audio: np.ndarray, path: Path, config: Config) -> dict:
+    return {
+        "id": q.id,
+        "text": q.text,
+        "voice": q.voice,
+        "kind": q.kind,
+        "duration_s": round(len(audio) / 16_000, 2),
+        "wav": path.name,
+        "vad_turns": _offline_vad_turns(audio, config),
+    }
+
+
+def _settings(config: Config, plan: Plan, order: list[Question], direct_qs: list[Question]) -> dict:
+    keep = (
+        "silence_ms",
+        "min_speech_ms",
+        "llm_threads",
+        "tts_threads",
+        "asr_threads",
+        "max_reply_tokens",
+        "temperature",
+        "context_tokens",
+        "requantize_llm",
+        "yield_to_first_audio",
+        "llm_backend",
+    )
+    values = asdict(config)
+    return {
+        **{k: values.get(k) for k in keep if k in values},
+        "inputs": len(order),
+        "questions": sum(q.kind == "question" for q in order),
+        "barge_ins": sum(q.kind == "interrupter" for q in order),
+        "direct_questions": len(direct_qs),
+        **asdict(plan.session),
+    }
+
+
+def _notes(results: dict[str, dict]) -> list[str]:
+    """Things a reader should know to trust (or distrust) the numbers."""
+    notes = []
+    for name, result in results.items():
+        s = result["session"]
+        missed = [b["input"] for b in s["barge_ins"] if not b["happened"]]
+        if missed:
+            notes.append(f"[{name}] no barge-in happened for {', '.join(missed)} (the reply ended first)")
+        if s["errors"]:
+            notes.append(f"[{name}] {len(s['errors'])} pipeline errors, first: {s['errors'][0]['message']}")
+        early = [_heard_before_made(t["marks_ms"]) for t in s["turns"]]
+        early = [ms for ms in early if ms > 0]
+        if early:
+            notes.append(
+                f"[{name}] in {len(early)} of {len(s['turns'])} turns the sink stamped the first reply sample as "
+                f"heard before TTS had produced it (by up to {max(early):.1f} ms): the paced sink dates a block by "
+                "when it was due, not when it was pulled, so 'first audio' can be early by up to its lag"
+            )
+        if not s["clean_shutdown"]:
+            notes.append(f"[{name}] a stage thread did not stop within 3 s at shutdown")
+    return notes
+
+
+def _heard_before_made(marks: dict[str, float]) -> float:
+    """How many ms the first sample was 'heard' before it was synthesized (0 when it was not)."""
+    if "first_audio_played" not in marks or "tts_first_audio" not in marks:
+        return 0.0
+    return max(0.0, marks["tts_first_audio"] - marks["first_audio_played"])
+
+
+def write_outputs(doc: dict, out_dir: Path) -> None:
+    from app.bench.chart import draw
+
+    (out_dir / "bench.json").write_text(json.dumps(doc, indent=1, default=_jsonable), encoding="utf-8")
+    (out_dir / "bench.md").write_text(report.markdown(doc), encoding="utf-8")
+    draw(doc, out_dir / "bench.png")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")

@@ -1,0 +1,105 @@
+"""`doppel bench`: the report's structure and sanity (not its speed), on the session's models."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import cv2
+import pytest
+
+from app.bench import report
+from app.bench.runner import Plan, run_bench
+from app.cli import build_parser, config_from_args
+
+# Metrics that need the replica; everything else must have samples in any run.
+FRAME_METRICS = {"first_replica_frame_ms", "speech_end_to_first_frame_ms"}
+
+
+@pytest.fixture(scope="module")
+def quick(engines, config, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    run_bench(engines, config, out, Plan.quick())
+    return json.loads((out / "bench.json").read_text()), out
+
+
+def test_every_metric_has_sane_percentiles(quick) -> None:
+    doc, _ = quick
+    result = doc["backends"]["local"]
+    has_face = result["session"]["render"]["available"]
+    for stage in report.STAGES:
+        s = result["analysis"]["pipeline"][stage.key]
+        if stage.key in FRAME_METRICS and not has_face:
+            assert s["n"] == 0
+            continue
+        assert s["n"] >= 1, stage.key
+        assert s["p50"] <= s["p90"] <= s["max"], (stage.key, s)
+    p = result["analysis"]["pipeline"]
+    assert p["ttft_ms"]["p50"] > 0 and p["effective_ttft_ms"]["p50"] > 0 and p["tps"]["p50"] > 0
+    assert p["speech_end_to_first_audio_ms"]["p50"] > p["vad_end_of_turn_ms"]["p50"]
+    assert result["session"]["barge_ins"][0]["happened"]
+
+
+def test_ratios_are_recomputable_from_the_raw_samples(quick) -> None:
+    doc, _ = quick
+    result = doc["backends"]["local"]
+    turns = [t["metrics"]["speech_end_to_first_audio_ms"] for t in result["session"]["turns"]]
+    raw = [d["raw_e2e_audio_ms"] for d in result["direct"]]
+    naive = [d["naive_e2e_audio_ms"] for d in result["direct"]]
+    ratios = result["analysis"]["ratios"]
+    pipeline = statistics.median(v for v in turns if v is not None)
+    assert ratios["pipeline_over_raw"]["speech_end_to_first_audio_ms"] == pytest.approx(
+        pipeline / statistics.median(raw)
+    )
+    assert ratios["naive_over_pipeline"]["speech_end_to_first_audio_ms"] == pytest.approx(
+        statistics.median(naive) / pipeline
+    )
+    for d in result["direct"]:  # the naive chain waits for everything the raw limit only starts
+        assert d["naive_e2e_audio_ms"] >= d["raw_e2e_audio_ms"] - d["tts_first_ms"]
+        assert d["llm_latency_ms"] == pytest.approx(20 / d["tps"] * 1000 + d["ttft_ms"])
+
+
+def test_report_files_and_records(quick) -> None:
+    doc, out = quick
+    image = cv2.imread(str(out / "bench.png"))
+    assert image is not None and image.shape[0] > 500 and image.shape[1] > 1000
+    md = (out / "bench.md").read_text()
+    for stage in report.STAGES:
+        assert stage.label in md
+    assert "Tavus with Cerebras" in md and "naive ÷ pipeline" in md
+    assert doc["machine"]["cores"] and doc["machine"]["packages"]["numpy"]
+    assert {"asr", "llm", "voice"} <= set(doc["models"])
+    assert len(doc["inputs"]) == 5 and all(i["vad_turns"] == 1 for i in doc["inputs"])
+    assert [r["llm_latency_ms"] for r in doc["seed_reference"]] == pytest.approx([20 / 33 * 1000 + 300, 300, 450])
+    cpu = doc["backends"]["local"]["session"]["cpu"]
+    assert cpu["stage_cpu_s"]["llm"] > 0 and cpu["stage_cpu_s"]["tts"] > 0
+    assert doc["resources"]["peak_rss_mb"] > 100
+
+
+def test_backend_flags_select_a_remote_llm(tmp_path) -> None:
+    from app.bench.cli import plan_from_args, wants_remote
+
+    argv = ["bench", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--quick"]
+    args = build_parser().parse_args([*argv, "--out", str(tmp_path)])
+    config = config_from_args(args)
+    assert wants_remote(args, config) and config.base_url == "http://127.0.0.1:9/v1" and config.remote_model == "m"
+    assert plan_from_args(args).mode == "quick" and args.out == tmp_path
+    plain = build_parser().parse_args(["bench"])
+    assert not wants_remote(plain, config_from_args(plain))
+    assert plan_from_args(plain).questions >= 10
+
+
+def test_remote_backend_is_measured_beside_the_local_one(engines, config, tmp_path) -> None:
+    from app.engines.llm_openai import OpenAiCompatLlm
+    from tests.servers.fake_openai import FakeOpenAiServer
+
+    with FakeOpenAiServer() as server:
+        remote = OpenAiCompatLlm(server.base_url, "fake-model", None)
+        plan = Plan(questions=1, barge_ins=0, direct_questions=1, budget_s=30.0, mode="test")
+        doc = run_bench(engines, config, tmp_path, plan, remote_llm=remote, replica=False)
+    assert set(doc["backends"]) == {"local", "openai"}
+    remote_result = doc["backends"]["openai"]
+    assert remote_result["analysis"]["pipeline"]["ttft_ms"]["n"] == 1
+    assert remote_result["direct"][0]["reply"].startswith("Hello there")
+    assert "Doppel openai" in (tmp_path / "bench.md").read_text()
