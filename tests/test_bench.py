@@ -90,15 +90,15 @@ def test_backend_flags_select_a_remote_llm(tmp_path) -> None:
     assert plan_from_args(plain).questions >= 10
 
 
-def test_remote_backend_is_measured_beside_the_local_one(engines, config, tmp_path) -> None:
+def test_remote_backend_is_measured_the_same_way(engines, config, tmp_path) -> None:
     from app.engines.llm_openai import OpenAiCompatLlm
     from tests.servers.fake_openai import FakeOpenAiServer
 
     with FakeOpenAiServer() as server:
         remote = OpenAiCompatLlm(server.base_url, "fake-model", None)
         plan = Plan(questions=1, barge_ins=0, direct_questions=1, budget_s=30.0, mode="test")
-        doc = run_bench(engines, config, tmp_path, plan, remote_llm=remote, replica=False)
-    assert set(doc["backends"]) == {"local", "openai"}
+        doc = run_bench(engines, config, tmp_path, plan, remote_llm=remote, include_local=False, replica=False)
+    assert set(doc["backends"]) == {"openai"}
     remote_result = doc["backends"]["openai"]
     assert remote_result["analysis"]["pipeline"]["ttft_ms"]["n"] == 1
     assert remote_result["direct"][0]["reply"].startswith("Hello there")

@@ -142,6 +142,7 @@ def run_bench(
     plan: Plan = Plan(),
     *,
     remote_llm: Any | None = None,
+    include_local: bool = True,
     replica: bool = True,
     progress: Progress = lambda _m: None,
 ) -> dict:
@@ -156,7 +157,7 @@ def run_bench(
     inputs = [_input_record(q, audio[q.id], paths[q.id], config) for q in order]
     notes = [f"input {i['id']} splits into {i['vad_turns']} turns offline" for i in inputs if i["vad_turns"] != 1]
     direct_qs = [q for q in order if q.kind == "question"][: plan.direct_questions]
-    backends: list[tuple[str, Engines]] = [(engines.llm.name, engines)]
+    backends: list[tuple[str, Engines]] = [(engines.llm.name, engines)] if include_local or not remote_llm else []
     if remote_llm is not None:
         backends.append((remote_llm.name, replace(engines, llm=remote_llm)))
     results: dict[str, dict] = {}
