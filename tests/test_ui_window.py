@@ -6,6 +6,7 @@ the speaker and a generated video file the camera.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from app.core import events as ev
 from app.core.audio_io import FileSource, SourceItem, WavWriterSink
 from app.devices.camera import CameraSource
 from app.devices.sound import DeviceError
+from app.model_registry import ModelError
 from app.ui.devices import DeviceProvider
 from app.ui.launch import build_app
 from app.ui.main_window import MainWindow
@@ -205,7 +207,48 @@ def test_camera_steers_gaze_shows_preview_and_greets(open_window, settings, tmp_
     assert gazes[-1][0] > 0  # the user is at the camera image's left: the replica looks to its right
     assert window.video._preview is not None  # the webcam picture-in-picture is showing
     qtbot.waitUntil(lambda: "(you appeared on camera)" in window.transcript.toPlainText(), timeout=5000)
-    window.session.stop()
+    with qtbot.waitSignal(window.bridge.interrupted, timeout=10_000):
+        qtbot.keyClick(window.video, Qt.Key.Key_Escape)  # Esc stops the replica mid-reply
+    assert window.session.conversation.idle
+
+
+def test_window_opens_before_models_load_and_queues_typed_text(qtbot, config, engines, settings) -> None:
+    release = threading.Event()
+
+    def slow_load(_config, progress):
+        progress("Loading LLM model", 0.4)
+        release.wait(20)
+        return engines
+
+    window = build_app(config, settings, DeviceProvider.none(), load=slow_load)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: "Loading LLM" in window.video.notice, timeout=5000)
+        assert not window.session.is_ready and window.progress.isVisible()
+        qtbot.waitUntil(lambda: window.video.frames_shown > 0, timeout=3000)  # the face lives already
+        window.input.setText("Hello there")
+        window.send()
+        assert window.input.text() == ""  # accepted: it waits for the models
+        with qtbot.waitSignal(window.bridge.user_said, timeout=20_000) as said:
+            release.set()
+        assert said.args[1] == "Hello there"
+        assert not window.progress.isVisible() and window.video.notice == ""
+    finally:
+        release.set()
+        window.close()
+
+
+def test_a_model_that_fails_to_load_is_explained(qtbot, config, settings) -> None:
+    def broken(_config, _progress):
+        raise ModelError("LLM model /nowhere/model.gguf does not exist. Pick a model file in Settings.")
+
+    window = build_app(config, settings, DeviceProvider.none(), load=broken)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: "/nowhere/model.gguf" in window.transcript.toPlainText(), timeout=5000)
+        assert "failed" in window.status.text().lower()
+    finally:
+        window.close()
 
 
 def test_nobody_in_front_of_the_camera_pauses_hands_free_listening(open_window, settings, tmp_path, qtbot) -> None:

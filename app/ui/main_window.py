@@ -148,6 +148,7 @@ class MainWindow(QMainWindow):
         b.metrics.connect(self._on_metrics)
         b.error.connect(lambda source, msg: self.transcript.add_note(f"{source}: {msg}", error=True))
         s.replica_frames.ready.connect(self._on_replica_frame)
+        self.video.tile_resized.connect(s.set_tile_side)
         s.camera_frames.ready.connect(self._on_camera_frame)
         s.loading.connect(self._on_loading)
         s.ready.connect(self._on_ready)
@@ -172,9 +173,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_replica_frame(self) -> None:
-        frame = self.session.replica_frames.take()
-        if frame is not None:
-            self.video.set_frame(frame.image)
+        image = self.session.replica_frames.take()
+        if image is not None:
+            self.video.set_frame(image)
 
     @Slot()
     def _on_camera_frame(self) -> None:
@@ -204,8 +205,7 @@ class MainWindow(QMainWindow):
     @Slot(int, dict)
     def _on_metrics(self, turn_id: int, values: dict) -> None:
         self.hud.update(turn_id, values)
-        if self.video.hud_visible:
-            self.video.update()
+        self.video.hud_changed()
 
     @Slot(str, float)
     def _on_loading(self, message: str, fraction: float) -> None:
@@ -252,6 +252,7 @@ class MainWindow(QMainWindow):
     def _set_hud(self, visible: bool) -> None:
         if visible != self.video.hud_visible:
             self.video.toggle_hud()
+            self.video.hud_changed()
         self.settings.set(SettingKey.HUD_VISIBLE, visible)
 
     def toggle_hud(self) -> None:

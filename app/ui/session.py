@@ -80,7 +80,8 @@ class Session(QObject):
         self._device_lost.connect(self._on_device_lost)
         self.stage: ReplicaStage | None = None
         if replica is not None:
-            self.stage = ReplicaStage(replica, self.replica_frames.push, self._on_speaking_frame)  # type: ignore[arg-type]
+            self.stage = ReplicaStage(replica, self._on_replica_frame, self._on_speaking_frame)  # type: ignore[arg-type]
+        self.tile_side = 0  # the video tile's size: frames are scaled to it on the replica thread
         self._watchdog = QTimer(self)
         self._watchdog.setInterval(1000)
         self._watchdog.timeout.connect(self._check_devices)
@@ -285,9 +286,24 @@ class Session(QObject):
 
     # --- replica and vision (their own threads) ----------------------------------------------
 
+    @Slot(int)
+    def set_tile_side(self, side: int) -> None:
+        self.tile_side = side
+
+    def _on_replica_frame(self, frame: object) -> None:
+        """Replica thread: scale to the tile and convert to the display's 32-bit format, off the GUI thread."""
+        image = frame.image  # type: ignore[attr-defined]
+        side = self.tile_side
+        if side and side != image.shape[0]:
+            interpolation = cv2.INTER_AREA if side < image.shape[0] else cv2.INTER_LINEAR
+            image = cv2.resize(image, (side, side), interpolation=interpolation)
+        self.replica_frames.push(cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))
+
     def _on_speaking_frame(self, index: int, t_ns: int) -> None:
         conversation = self.conversation
-        if conversation is not None:
+        # Only while this turn's audio is playing: the tail of the previous reply's lip track
+        # must not count as the new turn's first frame.
+        if conversation is not None and conversation.replica_audible:
             conversation.on_replica_frame(index, t_ns)
 
     def _on_gaze(self, x: float, y: float) -> None:
@@ -310,7 +326,7 @@ class Session(QObject):
         if sighting is not None and sighting.box is not None:
             x, y, bw, bh = (round(v * scale) for v in sighting.box)
             cv2.rectangle(preview, (x, y), (x + bw, y + bh), (130, 200, 90), 1, cv2.LINE_AA)
-        self.camera_frames.push(np.ascontiguousarray(preview[:, ::-1]))  # mirrored, like a mirror
+        self.camera_frames.push(cv2.cvtColor(cv2.flip(preview, 1), cv2.COLOR_BGR2BGRA))  # mirrored, like a mirror
 
     @Slot(bool)
     def _apply_presence(self, present: bool) -> None:

@@ -1,9 +1,11 @@
 """The call view: the replica big, the user's camera small, the HUD and a name tag on top.
 
-Everything is painted in one ``paintEvent`` from the newest frames (numpy BGR
-arrays wrapped as QImage without a copy), so a repaint costs one scaled
-image draw plus a few shapes.  Frames arrive through a ``FrameBridge``; this
-widget only takes the newest one when the GUI thread gets to it.
+The GUI thread must stay light on two shared cores, so painting is mostly
+blitting: replica frames arrive already scaled to the tile and in the
+display's pixel format (the session does that on the replica thread), the
+HUD and name tag are cached images redrawn only when their content changes,
+and each source repaints only its own rectangle.  Frames arrive through a
+``FrameBridge``; this widget takes the newest one when the GUI gets to it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,27 @@ import time
 from collections import deque
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QImage,
+    QPainter,
+    QPainterPath,
+    QPaintEvent,
+    QPen,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from app.ui.hud import HudModel, paint_hud
 
 BACKGROUND = QColor(14, 17, 22)
 TILE = QColor(24, 28, 35)
+RADIUS = 18.0
+MARGIN = 12
+PIP_SIZE = QSize(240, 180)
 STATE_COLOURS = {
     "idle": QColor(130, 138, 150),
     "listening": QColor(90, 200, 130),
@@ -41,15 +56,27 @@ STATE_LABELS = {
 
 
 def to_qimage(image: np.ndarray) -> QImage:
-    """Wrap a BGR uint8 array (no copy: the caller keeps the array alive while the image is used)."""
+    """Wrap a BGR or BGRA uint8 array without a copy (keep the array alive while the image is used).
+
+    BGRA is the display's own 32-bit format, so drawing it is a plain copy.
+    """
     if not image.flags["C_CONTIGUOUS"]:
         image = np.ascontiguousarray(image)
     h, w = image.shape[:2]
-    return QImage(image.data, w, h, image.strides[0], QImage.Format.Format_BGR888)
+    fmt = QImage.Format.Format_RGB32 if image.ndim == 3 and image.shape[2] == 4 else QImage.Format.Format_BGR888
+    return QImage(image.data, w, h, image.strides[0], fmt)
+
+
+def _overlay(size: QSize) -> QImage:
+    image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    return image
 
 
 class VideoView(QWidget):
     """Replica frames, camera picture-in-picture, HUD, state tag and a centred notice."""
+
+    tile_resized = Signal(int)  # side of the replica tile in pixels (frames should arrive at this size)
 
     def __init__(self, hud: HudModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -65,6 +92,9 @@ class VideoView(QWidget):
         self.paint_at: deque[float] = deque(maxlen=4000)  # perf_counter at each paint
         self._frame: tuple[np.ndarray, QImage] | None = None
         self._preview: tuple[np.ndarray, QImage] | None = None
+        self._hud_cache: QImage | None = None
+        self._tag_cache: tuple[tuple[str, str, int], QImage] | None = None
+        self._corner_cache: tuple[QRectF, QPainterPath] | None = None
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(QSize(360, 300))
@@ -74,22 +104,30 @@ class VideoView(QWidget):
     def set_frame(self, image: np.ndarray) -> None:
         self._frame = (image, to_qimage(image))
         self.frames_shown += 1
-        self.update()
+        self.update(self.tile_rect().toAlignedRect())
 
     def set_preview(self, image: np.ndarray | None) -> None:
         self._preview = None if image is None else (image, to_qimage(image))
-        self.update()
+        self.update(self.preview_rect().toAlignedRect().adjusted(-2, -2, 2, 2))
 
     def set_state(self, state: str) -> None:
-        self.state = state
-        self.update()
+        if state != self.state:
+            self.state = state
+            self.update(self.tile_rect().toAlignedRect().adjusted(-3, -3, 3, 3))
 
     def set_notice(self, text: str, progress: float | None = None) -> None:
         self.notice, self.progress = text, progress
         self.update()
 
+    def hud_changed(self) -> None:
+        """The HUD's numbers changed: redraw its cached image and its area only."""
+        self._hud_cache = None
+        if self.hud_visible:
+            self.update(self.hud_rect())
+
     def toggle_hud(self) -> bool:
         self.hud_visible = not self.hud_visible
+        self._hud_cache = None
         self.update()
         return self.hud_visible
 
@@ -97,70 +135,134 @@ class VideoView(QWidget):
     def has_frame(self) -> bool:
         return self._frame is not None
 
-    def replica_rect(self) -> QRectF:
-        side = min(self.width() - 24, self.height() - 24)
-        return QRectF((self.width() - side) / 2, (self.height() - side) / 2, side, side)
+    # --- geometry ---------------------------------------------------------------------
+
+    def tile_side(self) -> int:
+        return max(64, min(self.width(), self.height()) - 2 * MARGIN)
+
+    def tile_rect(self) -> QRectF:
+        side = self.tile_side()
+        return QRectF((self.width() - side) // 2, (self.height() - side) // 2, side, side)
+
+    replica_rect = tile_rect
+
+    def preview_rect(self) -> QRectF:
+        w = min(PIP_SIZE.width(), self.width() // 3)
+        h = w * PIP_SIZE.height() // PIP_SIZE.width()
+        return QRectF(self.width() - w - 16, self.height() - h - 16, w, h)
+
+    def _hud_scale(self) -> float:
+        return max(0.8, min(1.2, self.height() / 700))
+
+    def hud_rect(self) -> QRect:
+        cache = self._hud_cache
+        if cache is not None:
+            return QRect(16, 16, cache.width(), cache.height())
+        return QRect(16, 16, round(320 * self._hud_scale()), round(520 * self._hud_scale()))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._hud_cache = None
+        self.tile_resized.emit(self.tile_side())
 
     # --- painting ----------------------------------------------------------------------
 
-    def paintEvent(self, _event: QPaintEvent) -> None:
+    def paintEvent(self, event: QPaintEvent) -> None:
         started = time.perf_counter()
+        area = event.rect()
         p = QPainter(self)
-        p.fillRect(self.rect(), BACKGROUND)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        tile = self.replica_rect()
-        clip = QPainterPath()
-        clip.addRoundedRect(tile, 18, 18)
-        p.save()
-        p.setClipPath(clip)
-        if self._frame is not None:
-            p.drawImage(tile, self._frame[1])
-        else:
-            p.fillRect(tile, TILE)
-        p.restore()
-        colour = STATE_COLOURS.get(self.state, STATE_COLOURS["idle"])
-        p.setPen(QPen(QColor(colour.red(), colour.green(), colour.blue(), 150), 2.5))
-        p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawRoundedRect(tile, 18, 18)
-        self._paint_tag(p, tile, colour)
-        self._paint_preview(p)
+        p.fillRect(area, BACKGROUND)
+        tile = self.tile_rect()
+        if area.intersects(tile.toAlignedRect()):
+            self._paint_tile(p, tile)
         if self.notice:
             self._paint_notice(p, tile)
-        if self.hud_visible:
-            scale = max(0.8, min(1.2, self.height() / 700))
-            paint_hud(p, QPointF(16, 16), self.hud, scale)
+        if area.intersects(self.preview_rect().toAlignedRect().adjusted(-2, -2, 2, 2)):
+            self._paint_preview(p)
+        if self.hud_visible and area.intersects(self.hud_rect()):
+            if self._hud_cache is None:
+                self._hud_cache = self._render_hud()
+            p.drawImage(QPointF(16, 16), self._hud_cache)
         p.end()
         self.paint_at.append(started)
         self.paint_ms.append((time.perf_counter() - started) * 1000)
 
-    def _paint_tag(self, p: QPainter, tile: QRectF, colour: QColor) -> None:
+    def _paint_tile(self, p: QPainter, tile: QRectF) -> None:
+        if self._frame is None:
+            p.fillRect(tile, TILE)
+        else:
+            image = self._frame[1]
+            if image.width() == round(tile.width()):
+                p.drawImage(tile.topLeft(), image)  # already at tile size: a plain copy
+            else:
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+                p.drawImage(tile, image)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillPath(self._corners(tile), BACKGROUND)  # round the tile: background over its corners
+        colour = STATE_COLOURS.get(self.state, STATE_COLOURS["idle"])
+        p.setPen(QPen(QColor(colour.red(), colour.green(), colour.blue(), 150), 2.5))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawRoundedRect(tile, RADIUS, RADIUS)
+        tag = self._tag_image(colour)
+        p.drawImage(QPointF(tile.left() + 14, tile.bottom() - tag.height() - 14), tag)
+
+    def _corners(self, tile: QRectF) -> QPainterPath:
+        if self._corner_cache is None or self._corner_cache[0] != tile:
+            square, rounded = QPainterPath(), QPainterPath()
+            square.addRect(tile.adjusted(-1, -1, 1, 1))
+            rounded.addRoundedRect(tile, RADIUS, RADIUS)
+            self._corner_cache = (QRectF(tile), square.subtracted(rounded))
+        return self._corner_cache[1]
+
+    def _render_hud(self) -> QImage:
+        scale = self._hud_scale()
+        image = _overlay(QSize(round(320 * scale), round(520 * scale)))
+        p = QPainter(image)
+        p.setFont(self.font())
+        panel = paint_hud(p, QPointF(0, 0), self.hud, scale)
+        p.end()
+        return image.copy(0, 0, int(panel.width()) + 1, int(panel.height()) + 1)
+
+    def _tag_image(self, colour: QColor) -> QImage:
+        key = (self.persona, self.state, colour.rgba())
+        if self._tag_cache is not None and self._tag_cache[0] == key:
+            return self._tag_cache[1]
         font = QFont(self.font())
         font.setPixelSize(15)
         font.setBold(True)
-        p.setFont(font)
         fm = QFontMetricsF(font)
         text = f"{self.persona}  ·  {STATE_LABELS.get(self.state, self.state)}"
         w, h = fm.horizontalAdvance(text) + 40, fm.height() + 14
-        box = QRectF(tile.left() + 14, tile.bottom() - h - 14, w, h)
+        image = _overlay(QSize(int(w) + 1, int(h) + 1))
+        p = QPainter(image)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setFont(font)
+        box = QRectF(0, 0, w, h)
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(QColor(0, 0, 0, 150))
         p.drawRoundedRect(box, h / 2, h / 2)
         p.setBrush(colour)
-        p.drawEllipse(QPointF(box.left() + 16, box.center().y()), 5, 5)
+        p.drawEllipse(QPointF(16, h / 2), 5, 5)
         p.setPen(QColor(240, 244, 248))
         p.drawText(box.adjusted(28, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
+        p.end()
+        self._tag_cache = (key, image)
+        return image
 
     def _paint_preview(self, p: QPainter) -> None:
-        w = max(120.0, min(240.0, self.width() * 0.2))
-        h = w * 3 / 4
-        box = QRectF(self.width() - w - 16, self.height() - h - 16, w, h)
+        box = self.preview_rect()
         clip = QPainterPath()
         clip.addRoundedRect(box, 10, 10)
         p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setClipPath(clip)
         if self._preview is not None:
-            p.drawImage(box, self._preview[1])
+            image = self._preview[1]
+            if image.width() == round(box.width()) and image.height() == round(box.height()):
+                p.drawImage(box.topLeft(), image)
+            else:
+                p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+                p.drawImage(box, image)
         else:
             p.fillRect(box, QColor(32, 37, 46))
             p.setPen(QColor(150, 158, 170))
