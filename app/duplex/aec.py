@@ -1,0 +1,235 @@
+"""Acoustic echo cancellation of the microphone against our own playout (WebRTC AEC3).
+
+The canceller is the WebRTC audio processing module as shipped in the
+``livekit`` wheel (a prebuilt, maintained build of AEC3 + noise suppression;
+see docs/duplex.md for why not speexdsp or the old webrtc binding).
+
+Alignment is by timestamps, not by arrival order: the speaker tap tells us
+when each played block is *heard* (``heard_at_ns``) and the microphone tells
+us when each frame was *captured* (``t_ns``), both on the monotonic clock.
+For a 10 ms mic chunk captured at ``t`` we feed AEC3 the reference heard at
+``t - delay + lookahead``, so AEC3 always sees a small positive delay (its
+own estimator covers 0..~400 ms; a negative delay, i.e. echo before its
+reference, defeats it). ``delay`` starts at 0 and is re-measured by GCC-PHAT
+cross-correlation of mic and reference while the replica speaks, so
+misreported device latencies are corrected within a few seconds.
+
+Mic frames come out with a fixed latency of one frame (32 ms): that slack
+lets a chunk wait for reference audio the speaker has not pulled yet.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+from app.core.audio_io import SOURCE_RATE
+from app.duplex.delay import estimate_delay
+
+CHUNK = SOURCE_RATE // 100  # AEC3 works on 10 ms frames
+_I16 = 32767.0
+_REF_KEEP_S = 5.0  # reference history kept (must exceed the largest delay we correct)
+_FIRST_ESTIMATE_S = 1.5  # early, before AEC3 has converged on a delay we may change
+_ESTIMATE_EVERY_S = 2.0
+_ESTIMATE_WINDOW_S = 4.0
+_MAX_LAG_S = 0.5  # echo delays searched, either side of the timestamps
+_SAFE_LAG_MS = (5.0, 250.0)  # delays AEC3 handles well (its estimator needs echo after reference)
+_MIN_STRENGTH = 0.12
+_ACTIVE_RMS = 0.003  # reference louder than this counts as "the replica is speaking"
+_RESAMPLE_QUALITY = "QQ"  # cubic: no look-ahead latency (HQ holds back ~21 ms); ERLE is the same
+
+
+def webrtc_available() -> bool:
+    """True when the WebRTC APM binding (the ``livekit`` wheel) can be loaded."""
+    try:
+        from livekit.rtc import AudioProcessingModule  # noqa: F401
+    except Exception:  # ImportError, or the native library failing to load
+        return False
+    return True
+
+
+class _Reference:
+    """The played signal at 16 kHz on a continuous heard-time axis, fed from the speaker thread."""
+
+    def __init__(self, sink_rate: int) -> None:
+        import soxr
+
+        self.sink_rate = sink_rate
+        self._soxr = soxr
+        self._resampler = soxr.ResampleStream(sink_rate, SOURCE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY)
+        self._lock = threading.Lock()
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._start = 0  # stream index of _buf[0]
+        self._t0_ns: int | None = None  # heard time of stream index 0
+        self._in_samples = 0  # sink-rate samples consumed since t0
+
+    def tap(self, block: np.ndarray, heard_at_ns: int) -> None:
+        with self._lock:
+            if self._t0_ns is not None:
+                expected = self._t0_ns + int(self._in_samples * 1e9 / self.sink_rate)
+                if abs(heard_at_ns - expected) > 20_000_000:  # device restart or underrun: re-anchor
+                    self._t0_ns = None
+            if self._t0_ns is None:
+                self._t0_ns, self._in_samples, self._start = heard_at_ns, 0, 0
+                self._buf = np.zeros(0, dtype=np.float32)
+                self._resampler = self._soxr.ResampleStream(
+                    self.sink_rate, SOURCE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY
+                )
+            self._in_samples += len(block)
+            out = self._resampler.resample_chunk(np.asarray(block, dtype=np.float32))
+            self._buf = np.concatenate([self._buf, out])
+            excess = len(self._buf) - int(_REF_KEEP_S * SOURCE_RATE)
+            if excess > 0:
+                self._buf = self._buf[excess:]
+                self._start += excess
+
+    def read(self, t_ns: int, n: int) -> tuple[np.ndarray, bool]:
+        """``n`` samples heard from ``t_ns`` on (zeros where unknown), and whether all were known."""
+        with self._lock:
+            if self._t0_ns is None:
+                return np.zeros(n, dtype=np.float32), False
+            first = round((t_ns - self._t0_ns) * SOURCE_RATE / 1e9) - self._start
+            out = np.zeros(n, dtype=np.float32)
+            lo, hi = max(first, 0), min(first + n, len(self._buf))
+            if hi > lo:
+                out[lo - first : hi - first] = self._buf[lo:hi]
+            return out, first + n <= len(self._buf)
+
+
+class EchoCanceller:
+    """``MicFilter`` that removes the replica's voice from the microphone (WebRTC AEC3).
+
+    Wire ``tap`` into ``PlayoutBuffer.taps`` of the sink; the conversation calls
+    ``process`` with every 512-sample mic frame on its VAD thread.
+    """
+
+    def __init__(
+        self,
+        sink_rate: int,
+        *,
+        noise_suppression: bool = True,
+        lookahead_ms: float = 20.0,
+        track_delay: bool = True,
+    ) -> None:
+        from livekit import rtc
+
+        self._rtc = rtc
+        self.noise_suppression = noise_suppression
+        self._apm = self._new_apm()
+        self.lookahead_ns = int(lookahead_ms * 1e6)
+        self.track_delay = track_delay
+        self.delay_ms = 0.0  # measured echo delay beyond what the timestamps say
+        self.delay_estimates: list[tuple[float, float]] = []  # (delay_ms, peak strength) as measured
+        self.starved_chunks = 0  # chunks processed before their reference arrived
+        self._ref = _Reference(sink_rate)
+        self._in = np.zeros(0, dtype=np.float32)
+        self._in_t_ns = 0
+        self._out: deque[np.ndarray] = deque([np.zeros(512, dtype=np.float32)])
+        self._out_len = 512
+        self._hist_mic: deque[np.ndarray] = deque(maxlen=int(_ESTIMATE_WINDOW_S * 100))
+        self._since_estimate = 0
+        self._starved_at_estimate = 0
+
+    def _new_apm(self):
+        return self._rtc.AudioProcessingModule(
+            echo_cancellation=True, noise_suppression=self.noise_suppression, high_pass_filter=True
+        )
+
+    # -- speaker side ---------------------------------------------------------------
+
+    def tap(self, block: np.ndarray, heard_at_ns: int) -> None:
+        """A block the speaker plays, heard at ``heard_at_ns`` (a ``PlayoutBuffer`` tap)."""
+        self._ref.tap(block, heard_at_ns)
+
+    # -- microphone side --------------------------------------------------------------
+
+    @property
+    def latency_ns(self) -> int:
+        """How much older the audio in a returned frame is than its ``t_ns`` (fixed)."""
+        return int(512 * 1e9 / SOURCE_RATE)
+
+    def process(self, frame: np.ndarray, t_ns: int) -> np.ndarray:
+        frame = np.asarray(frame, dtype=np.float32).reshape(-1)
+        if not len(self._in):
+            self._in_t_ns = t_ns
+        self._in = np.concatenate([self._in, frame])
+        while len(self._in) >= CHUNK:
+            ref, known = self._ref.read(self._ref_time(self._in_t_ns), CHUNK)
+            if not known and self._out_len >= len(frame):
+                break  # wait for the speaker to pull this reference; there is slack left
+            self.starved_chunks += not known
+            self._out.append(self._cancel(self._in[:CHUNK], ref))
+            self._out_len += CHUNK
+            self._in = self._in[CHUNK:]
+            self._in_t_ns += int(CHUNK * 1e9 / SOURCE_RATE)
+        return self._pop(len(frame))
+
+    def _ref_time(self, mic_t_ns: int) -> int:
+        return mic_t_ns - int(self.delay_ms * 1e6) + self.lookahead_ns
+
+    def _cancel(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        rtc = self._rtc
+        rev = rtc.AudioFrame(_to_i16(ref).tobytes(), SOURCE_RATE, 1, CHUNK)
+        self._apm.process_reverse_stream(rev)
+        self._apm.set_stream_delay_ms(int(self.lookahead_ns / 1e6))
+        near = rtc.AudioFrame(bytearray(_to_i16(mic).tobytes()), SOURCE_RATE, 1, CHUNK)
+        self._apm.process_stream(near)
+        if self.track_delay:
+            self._remember(mic)
+        return np.frombuffer(near.data, dtype=np.int16).astype(np.float32) / _I16
+
+    def _pop(self, n: int) -> np.ndarray:
+        parts: list[np.ndarray] = []
+        need = n
+        while need and self._out:
+            head = self._out[0]
+            if len(head) <= need:
+                parts.append(self._out.popleft())
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                self._out[0] = head[need:]
+                need = 0
+        self._out_len -= n - need
+        if need:
+            parts.append(np.zeros(need, dtype=np.float32))
+        return np.concatenate(parts)
+
+    # -- delay tracking -------------------------------------------------------------------
+
+    def _remember(self, mic: np.ndarray) -> None:
+        """Keep the raw mic; every couple of seconds re-measure where its echo sits.
+
+        The reference is read from the speaker history by timestamps (never
+        the possibly-starved chunks AEC3 was fed), so a mic stamped later than
+        the speaker has played is measured too, and then fixed.
+        """
+        self._hist_mic.append(mic.copy())
+        self._since_estimate += 1
+        due = _ESTIMATE_EVERY_S if self.delay_estimates else _FIRST_ESTIMATE_S
+        if self._since_estimate < due * 100 or len(self._hist_mic) < _FIRST_ESTIMATE_S * 100:
+            return
+        starved = (self.starved_chunks - self._starved_at_estimate) / self._since_estimate
+        self._since_estimate, self._starved_at_estimate = 0, self.starved_chunks
+        mic_all = np.concatenate(self._hist_mic)
+        span = int(_MAX_LAG_S * SOURCE_RATE)
+        mic_start_ns = self._in_t_ns + int(CHUNK * 1e9 / SOURCE_RATE) - int(len(mic_all) * 1e9 / SOURCE_RATE)
+        ref, _ = self._ref.read(mic_start_ns - int(_MAX_LAG_S * 1e9), len(mic_all) + 2 * span)
+        if float(np.sqrt(np.mean(ref**2))) < _ACTIVE_RMS:
+            return  # the replica is quiet: nothing to measure
+        padded = np.concatenate([np.zeros(span, np.float32), mic_all, np.zeros(span, np.float32)])
+        lag_ms, strength = estimate_delay(ref, padded, SOURCE_RATE, max_lag_ms=_MAX_LAG_S * 1000)
+        self.delay_estimates.append((lag_ms, strength))
+        if strength < _MIN_STRENGTH:
+            return  # no clear echo path (muted speaker, headphones, user talking over it)
+        fed_lag = lag_ms - self.delay_ms + self.lookahead_ns / 1e6  # the lag AEC3 currently sees
+        if starved > 0.1 or not _SAFE_LAG_MS[0] <= fed_lag <= _SAFE_LAG_MS[1]:
+            self.delay_ms = lag_ms  # AEC3 now sees exactly the lookahead again
+            self._apm = self._new_apm()  # converges faster from scratch than from the old delay
+            self._hist_mic.clear()
+
+
+def _to_i16(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, -1.0, 1.0) * _I16).astype(np.int16)
