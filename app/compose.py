@@ -64,6 +64,10 @@ def load_llm(config: Config) -> LlmEngine:
             api_key_from_env_or_keyring(config.api_key_env),
             max_tokens=config.max_reply_tokens,
             temperature=config.temperature,
+            connect_timeout_s=config.connect_timeout_s,
+            first_token_timeout_s=config.first_token_timeout_s,
+            stall_timeout_s=config.stall_timeout_s,
+            api_key_env=config.api_key_env,
         )
         if config.fallback_to_local:
             return FallbackLlm(remote, load_local_llm(config))

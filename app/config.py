@@ -43,6 +43,9 @@ class Config:
     remote_model: str = ""
     api_key_env: str = "DOPPEL_API_KEY"
     fallback_to_local: bool = True
+    connect_timeout_s: float = 3.0
+    first_token_timeout_s: float = 15.0
+    stall_timeout_s: float = 10.0  # a busy 2-core laptop serving itself can pause several seconds
     # persona and generation
     persona_name: str = "Joe"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -75,6 +78,9 @@ _SECTIONS = {
         "model": "remote_model",
         "api_key_env": "api_key_env",
         "fallback_to_local": "fallback_to_local",
+        "connect_timeout_s": "connect_timeout_s",
+        "first_token_timeout_s": "first_token_timeout_s",
+        "stall_timeout_s": "stall_timeout_s",
         "max_reply_tokens": "max_reply_tokens",
         "temperature": "temperature",
         "context_tokens": "context_tokens",

@@ -65,6 +65,7 @@ class GenerationStats:
     server_tps: float | None = None
     finish_reason: str = ""
     backend: str = "local"
+    error: str = ""  # why a remote backend was bypassed (shown in the HUD)
 
 
 @runtime_checkable

@@ -18,16 +18,18 @@ import socket
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from httpx_sse import SSEError, connect_sse
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
-from app.core.engines import ChatMessage, GenerationStats, LlmEngine, Token
+from app.core.engines import ChatMessage, GenerationStats, Token
 from app.core.metrics import llm_latency_ms
-from app.engines.secrets import api_key_from_env_or_keyring, key_hint, redact
+from app.engines.llm_errors import LlmBackendError, RemoteErrorMessages, Retry
+from app.engines.llm_fallback import FallbackLlm
+from app.engines.secrets import api_key_from_env_or_keyring
 
 __all__ = ["FallbackLlm", "LlmBackendError", "OpenAiCompatLlm", "StreamTiming", "api_key_from_env_or_keyring"]
 
@@ -35,20 +37,6 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.02  # how often the waiting caller looks at the cancel token
 _MAX_BACKOFF_S = 4.0
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-class LlmBackendError(RuntimeError):
-    """A remote LLM failure; ``str()`` says what went wrong and how to fix it.
-
-    ``kind`` is a short tag for logs and tests: connect, auth, model, rate_limit,
-    server, bad_request, first_token_timeout, stall, truncated, malformed.
-    """
-
-    def __init__(self, message: str, *, kind: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -113,19 +101,11 @@ class _Call:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Retry(Exception):
-    """A 429/5xx before the first token: worth another attempt after ``delay_s`` (None: backoff)."""
-
-    def __init__(self, error: LlmBackendError, delay_s: float | None) -> None:
-        self.error = error
-        self.delay_s = delay_s
-
-
 class _Resend(Exception):
     """The server rejected an optional field; send again without it (uses no attempt)."""
 
 
-class OpenAiCompatLlm:
+class OpenAiCompatLlm(RemoteErrorMessages):
     """Streams chat completions from any OpenAI-compatible server (llama.cpp, vLLM, Ollama, OpenAI).
 
     ``model=""`` asks the server for its first model.  429 and 5xx are retried
@@ -268,20 +248,6 @@ class OpenAiCompatLlm:
         ttft = (arrivals[0] - call.t0) * 1000.0 if arrivals else None
         self.last_timing = StreamTiming(ttft, tps, source, n, call.attempts)
 
-    def _timeout_error(self, n_tokens: int) -> LlmBackendError:
-        if n_tokens == 0:
-            return LlmBackendError(
-                f"The LLM server at {self.base_url} sent no reply within {self.first_token_timeout_s:g} s. "
-                "It may be overloaded or still loading the model; try again, pick a smaller model, or "
-                'switch to the local model (llm.backend = "local").',
-                kind="first_token_timeout",
-            )
-        return LlmBackendError(
-            f"The LLM server at {self.base_url} stopped sending mid-reply: nothing for "
-            f"{self.stall_timeout_s:g} s after {n_tokens} tokens. Check the server's log; the reply was cut short.",
-            kind="stall",
-        )
-
     # --- the worker's side -------------------------------------------------
 
     def _payload(self, messages: Sequence[ChatMessage]) -> dict[str, Any]:
@@ -306,7 +272,7 @@ class OpenAiCompatLlm:
                     return
                 except _Resend:
                     continue
-                except _Retry as retry:
+                except Retry as retry:
                     delay = self._backoff(attempt, retry.delay_s)
                     remaining = call.t0 + self.first_token_timeout_s - time.perf_counter()
                     if attempt >= self.retries or delay >= remaining:
@@ -413,7 +379,7 @@ class OpenAiCompatLlm:
         response = self._client.get(url)
         if response.status_code != 200:
             error = self._status_error(response)
-            raise error.error if isinstance(error, _Retry) else error
+            raise error.error if isinstance(error, Retry) else error
         try:
             return str(response.json()["data"][0]["id"])
         except (ValueError, KeyError, IndexError, TypeError) as exc:
@@ -421,138 +387,6 @@ class OpenAiCompatLlm:
                 f"The server at {self.base_url} lists no models at {url}. Set llm.model in the config.",
                 kind="model",
             ) from exc
-
-    # --- error messages ----------------------------------------------------
-
-    def _clip(self, text: str, limit: int = 200) -> str:
-        text = redact(text, self._api_key).strip()
-        return text if len(text) <= limit else text[:limit] + "…"
-
-    def _status_error(self, response: httpx.Response) -> LlmBackendError | _Retry:
-        status, where = response.status_code, f"The server at {self.base_url}"
-        said = self._server_message(response)
-        if status in (401, 403):
-            how = "rejected the API key" if self._api_key else "requires an API key"
-            msg = f"{where} {how} ({status}{said}). {key_hint(self._key_env)}"
-            return LlmBackendError(msg, kind="auth", status=status)
-        if status == 404:
-            msg = (
-                f"{where} has no model {self.model!r} or no chat endpoint (404{said}). Set llm.model to a "
-                f"model the server lists at {self.base_url}/models, and check llm.base_url (usually ending in /v1)."
-            )
-            return LlmBackendError(msg, kind="model", status=status)
-        if status in _RETRY_STATUSES:
-            what = "is rate-limiting requests" if status == 429 else "had an internal error"
-            kind = "rate_limit" if status == 429 else "server"
-            msg = f"{where} {what} ({status}{said}) and still did after retrying. Wait a moment and try again" + (
-                ", or raise your plan's rate limit." if status == 429 else "; check the server's log."
-            )
-            return _Retry(LlmBackendError(msg, kind=kind, status=status), _retry_after(response))
-        msg = f"{where} refused the request ({status}{said}). Check llm.model and llm.base_url in the config."
-        return LlmBackendError(msg, kind="bad_request", status=status)
-
-    def _server_message(self, response: httpx.Response) -> str:
-        """The server's own words (OpenAI's ``error.message``, FastAPI's ``detail``), clipped and redacted."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = response.text
-        err = body.get("error", body) if isinstance(body, dict) else body
-        if isinstance(err, dict):
-            err = err.get("message") or err.get("detail") or json.dumps(err)
-        text = self._clip(str(err))
-        return f": {text}" if text else ""
-
-    def _transport_error(self, exc: Exception) -> LlmBackendError:
-        where = f"the LLM server at {self.base_url}"
-        if isinstance(exc, httpx.ConnectTimeout):
-            return LlmBackendError(
-                f"Could not reach {where}: no answer within the connect timeout. Check the address and "
-                'your network, or switch to the local model (llm.backend = "local").',
-                kind="connect",
-            )
-        if isinstance(exc, httpx.ConnectError):
-            return LlmBackendError(
-                f"Could not connect to {where} ({self._clip(str(exc))}). Start the server, fix llm.base_url, "
-                'or switch to the local model (llm.backend = "local").',
-                kind="connect",
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return self._timeout_error(0)
-        if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
-            return LlmBackendError(
-                f"The connection to {where} broke mid-reply ({self._clip(str(exc))}). Check the server's log; "
-                "it may have crashed or been restarted.",
-                kind="truncated",
-            )
-        return LlmBackendError(f"Talking to {where} failed: {self._clip(repr(exc))}.", kind="connect")
-
-
-class FallbackLlm:
-    """Streams from ``primary``; if it fails before its first token, from ``fallback`` instead.
-
-    After such a failure the primary is skipped for ``retry_primary_after_s`` so
-    that each turn does not pay its timeout again.  Failures after the first
-    token are raised: the replica has already started speaking that reply.
-    """
-
-    def __init__(
-        self,
-        primary: LlmEngine,
-        fallback: LlmEngine,
-        *,
-        label: str = "local (fallback)",
-        retry_primary_after_s: float = 30.0,
-    ) -> None:
-        self.primary = primary
-        self.fallback = fallback
-        self.label = label
-        self.retry_primary_after_s = retry_primary_after_s
-        self.name = primary.name
-        self.context_tokens = min(primary.context_tokens, fallback.context_tokens)
-        self.last_error = ""
-        self.used_fallback = False
-        self._skip_primary_until = 0.0
-
-    @property
-    def last_stats(self) -> GenerationStats:
-        if not self.used_fallback:
-            return self.primary.last_stats
-        stats = replace(self.fallback.last_stats, backend=self.label)
-        if "error" in {f.name for f in fields(stats)}:  # once GenerationStats has the field
-            stats = replace(stats, error=self.last_error)  # type: ignore[call-arg]
-        return stats
-
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return max(self.primary.count_tokens(messages), self.fallback.count_tokens(messages))
-
-    def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
-        self.used_fallback = False
-        if time.monotonic() >= self._skip_primary_until:
-            self.last_error = ""
-            started = False
-            try:
-                for token in self.primary.stream_chat(messages, cancel):
-                    started = True
-                    yield token
-                return
-            except LlmBackendError as exc:
-                if started:
-                    raise
-                self.last_error = str(exc)
-                self._skip_primary_until = time.monotonic() + self.retry_primary_after_s
-            log.warning("LLM %s failed, answering with %s: %s", self.primary.name, self.label, self.last_error)
-        if cancel.cancelled:
-            return
-        self.used_fallback = True
-        yield from self.fallback.stream_chat(messages, cancel)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
 
 
 def _int(value: Any) -> int | None:
