@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.compose import load_engines
@@ -89,4 +90,8 @@ def run_gui(args: argparse.Namespace, config: Config) -> int:
     explicit = {k for k in vars(args) if k not in ("command", "func", "settings")}
     window = build_app(config, AppSettings(store), keep=explicit)
     window.show()
+    signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in the terminal closes cleanly
+    wake = QTimer(window)  # let Python see the signal while Qt's loop runs
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
     return app.exec()
