@@ -16,6 +16,7 @@ from app.duplex.aec import EchoCanceller, webrtc_available
 from app.duplex.gate import GateDecision, MouthGate, MouthGateSettings
 
 __all__ = [
+    "HALF_DUPLEX_NO_AEC",
     "Duplex",
     "DuplexOptions",
     "EchoCanceller",

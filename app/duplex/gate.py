@@ -34,7 +34,7 @@ class GateDecision:
 
 @dataclass(frozen=True)
 class MouthGateSettings:
-    min_threshold: float = 1.5  # grey levels; a still face scores ~0.5-1.3 (sensor and codec noise)
+    min_threshold: float = 1.0  # grey levels; a still or swaying face scores < 0.3, speech peaks at 5-15
     noise_factor: float = 3.0  # ...or this many times the quietest motion seen lately, if higher
     before_ms: float = 400.0  # lips part before the voice starts
     after_ms: float = 400.0

@@ -2,11 +2,11 @@
 
 Both frames of a pair are cropped with the *same* (current) face box, so the
 Haar detector's box jitter (several pixels per frame) cancels out; a phase
-correlation over the whole face then undoes small head shifts before the
-mouth region is compared. What is left is the lips and jaw. The score is the
-mean absolute grey-level change of the mouth region, in 0..255 units: about
-0.5 for a still face (sensor and compression noise), several units for
-speech.
+correlation over the whole face then undoes head shifts before the regions
+are compared. The score is the mean absolute grey-level change of the mouth
+region minus that of the nose band just above it (what registration could
+not explain moves both; lips move only the lower one), in 0..255 units:
+~0 for a still or swaying head with a shut mouth, several units for speech.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ CASCADE = "haarcascade_frontalface_default.xml"
 _FACE = 96  # the face box is resampled to this square before comparing
 _MIN_SHIFT = 0.5  # pixels of the 96 px face
 _MOUTH = (slice(64, 96), slice(19, 77))  # lower third, central 60%: lips and chin, not cheeks' edges
+_NOSE = (slice(40, 62), slice(19, 77))  # the band above: moves with the head, not with the lips
 
 
 @cache
@@ -101,13 +102,16 @@ def _crop(grey: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def mouth_motion(prev_grey: np.ndarray, grey: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Mean absolute change of the mouth region between two frames, head motion removed."""
-    a, b = _crop(prev_grey, box), _crop(grey, box)
+    """How much more the mouth region changed between two frames than the rest of the face."""
+    # A light blur evens out sensor noise and the resampling blur the shift below would add to one side.
+    a = cv2.GaussianBlur(_crop(prev_grey, box), (5, 5), 0)
+    b = cv2.GaussianBlur(_crop(grey, box), (5, 5), 0)
     (dx, dy), _ = cv2.phaseCorrelate(a, b)
     # Sub-pixel "shifts" are mostly a blink tugging the correlation; warping for them adds edges.
     if _MIN_SHIFT <= max(abs(dx), abs(dy)) < _FACE / 4:
         shift = np.float32([[1, 0, dx], [0, 1, dy]])
         a = cv2.warpAffine(a, shift, (_FACE, _FACE), borderMode=cv2.BORDER_REPLICATE)
-    diff = b[_MOUTH] - a[_MOUTH]
-    diff -= float(np.mean(b - a))  # a global exposure change is not motion
-    return float(np.mean(np.abs(diff)))
+    diff = b - a
+    diff = np.abs(diff - float(np.mean(diff)))  # a global exposure change is not motion
+    # What registration left over elsewhere (non-rigid head motion, blur) is not speech either.
+    return max(0.0, float(np.mean(diff[_MOUTH])) - float(np.mean(diff[_NOSE])))

@@ -9,13 +9,15 @@ its latency.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from app.core.audio import resample
 from app.core.audio_io import BLOCK, SOURCE_RATE
+from app.core.listener import Listener
+from app.core.vad import TurnDetectorSettings
 
 Tap = Callable[[np.ndarray, int], None]
 
@@ -132,3 +134,16 @@ def erle_db(mic: np.ndarray, cleaned: np.ndarray) -> float:
     p_in = float(np.mean(np.asarray(mic, dtype=np.float64) ** 2))
     p_out = float(np.mean(np.asarray(cleaned, dtype=np.float64) ** 2))
     return 10.0 * np.log10(p_in / max(p_out, 1e-20))
+
+
+def vad_onsets(frames: Iterable[tuple[np.ndarray, int]], settings: TurnDetectorSettings | None = None) -> list[int]:
+    """Speech onsets (ns) the real Silero VAD and turn detector find in a stream of mic frames."""
+    onsets: list[int] = []
+    listener = Listener(settings or TurnDetectorSettings(), onsets.append, _ignore, _ignore, _ignore)
+    for frame, t_ns in frames:
+        listener.push(frame, t_ns)
+    return onsets
+
+
+def _ignore(*_args: object) -> None:
+    return None

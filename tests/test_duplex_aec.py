@@ -1,0 +1,122 @@
+"""Echo cancellation on the real Piper voice through a simulated room, judged by the real VAD.
+
+The replica's ~30 s reply is played through a room (delay, early reflections,
+decaying tail, mic noise) into the microphone. Without a canceller the VAD
+hears the replica as a user and would cut it off; with WebRTC AEC3 it hears
+nothing until the user really speaks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.audio_io import SOURCE_RATE
+from app.core.vad import TurnDetectorSettings
+from app.duplex.aec import EchoCanceller
+from app.duplex.delay import estimate_delay
+from app.duplex.room import Recording, Room, drive, erle_db, record, vad_onsets
+
+pytest.importorskip("livekit.rtc", reason="the WebRTC APM binding (pip install livekit) is not installed")
+
+REPLY = (
+    "Once upon a time, in a kingdom by the sea, there lived a brave knight named Arthur.",
+    "Every morning he rode his grey horse along the cliffs, watching the ships sail home.",
+    "One day a dragon appeared over the hills, breathing smoke and fire across the fields.",
+    "The villagers were afraid, so they gathered in the old stone church and prayed for help.",
+    "Arthur sharpened his sword, packed some bread and cheese, and set off toward the mountains.",
+    "After three days he found the dragon sleeping in a cave full of gold and silver coins.",
+    "Instead of fighting, he sat down quietly and waited for the great beast to wake up.",
+)
+ROOM = Room(delay_ms=60.0, rt60_ms=300.0, gain=0.2)  # echo ~3 dB below the user's voice at the mic
+SPEAKER_LEAD_MS = 20.0  # the output device's buffer: playout is known a little before it is heard
+QUESTION_AT_S = 7.3
+
+
+@pytest.fixture(scope="module")
+def reply(tts) -> np.ndarray:
+    """~30 s of the replica speaking, at the voice's own rate (what the speaker sink plays)."""
+    audio = np.concatenate([c.audio for text in REPLY for c in tts.synthesize(text)])
+    assert len(audio) / tts.sample_rate > 28.0
+    return audio
+
+
+@pytest.fixture(scope="module")
+def question(speak16k) -> np.ndarray:
+    return speak16k("Sorry, but what time is it right now?")
+
+
+@pytest.fixture(scope="module")
+def settings(config) -> TurnDetectorSettings:
+    return TurnDetectorSettings(silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms)
+
+
+def cancel(rec: Recording, rate: int, **drive_kw) -> tuple[EchoCanceller, list[tuple[np.ndarray, int]]]:
+    """Run the canceller over the whole recording, as the conversation's VAD thread would."""
+    aec = EchoCanceller(rate)
+    frames = [
+        (aec.process(f, t), t) for f, t in drive(rec, rate, [aec.tap], speaker_lead_ms=SPEAKER_LEAD_MS, **drive_kw)
+    ]
+    return aec, frames
+
+
+def cleaned_signal(frames: list[tuple[np.ndarray, int]], aec: EchoCanceller) -> np.ndarray:
+    """The filter's output re-aligned with the mic (it lags by one frame)."""
+    shift = round(aec.latency_ns * SOURCE_RATE / 1e9)
+    return np.concatenate([f for f, _ in frames])[shift:]
+
+
+def seconds(onsets: list[int], rec: Recording) -> list[float]:
+    return [round((t - rec.t0_ns) / 1e9, 2) for t in onsets]
+
+
+def test_echo_without_cancellation_causes_false_barge_ins(reply, tts, settings) -> None:
+    rec = record(reply, tts.sample_rate, ROOM)
+    onsets = vad_onsets(drive(rec, tts.sample_rate, []), settings)
+    print(f"\nno AEC: {len(onsets)} false onsets at {seconds(onsets, rec)} s")
+    assert len(onsets) >= 3  # the replica would interrupt itself again and again
+
+
+def test_cancelled_echo_causes_no_false_barge_in_and_erle(reply, tts, settings) -> None:
+    rec = record(reply, tts.sample_rate, ROOM)
+    aec, frames = cancel(rec, tts.sample_rate)
+    onsets = vad_onsets(frames, settings)
+    out = cleaned_signal(frames, aec)
+    mic = rec.mic[: len(out)]
+    converged = 2 * SOURCE_RATE
+    erle_all, erle_after = erle_db(mic, out), erle_db(mic[converged:], out[converged:])
+    print(f"\nAEC: {len(onsets)} false onsets; ERLE {erle_all:.1f} dB overall, {erle_after:.1f} dB after 2 s")
+    assert onsets == [], seconds(onsets, rec)
+    assert erle_all > 25.0 and erle_after > 30.0
+    assert aec.starved_chunks == 0
+
+
+def test_user_question_still_barges_in_through_the_canceller(reply, tts, question, settings) -> None:
+    rec = record(reply, tts.sample_rate, ROOM, [(QUESTION_AT_S, question)])
+    _, frames = cancel(rec, tts.sample_rate)
+    onsets = seconds(vad_onsets(frames, settings), rec)
+    print(f"\nAEC with a question at {QUESTION_AT_S} s: onsets at {onsets} s")
+    assert onsets, "the user's question never became an onset"
+    assert QUESTION_AT_S <= onsets[0] <= QUESTION_AT_S + 0.6  # no earlier false onset, and a prompt true one
+
+
+def test_misreported_device_latency_is_measured_and_corrected(reply, tts) -> None:
+    """The mic stamps its frames 120 ms late: the echo sits 180 ms behind the stamps, which GCC-PHAT finds."""
+    rec = record(reply, tts.sample_rate, ROOM)
+    rec.mic = rec.mic[: 12 * SOURCE_RATE]
+    aec, frames = cancel(rec, tts.sample_rate, stamp_error_ms=120.0)
+    assert aec.delay_ms == pytest.approx(ROOM.delay_ms + 120.0, abs=2.0)
+    out = cleaned_signal(frames, aec)
+    late = slice(5 * SOURCE_RATE, len(out))
+    assert erle_db(rec.mic[late], out[late]) > 25.0
+
+
+def test_estimate_delay_finds_a_known_lag() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal(SOURCE_RATE * 2).astype(np.float32)
+    lag = int(0.0734 * SOURCE_RATE)
+    mic = np.concatenate([np.zeros(lag), 0.3 * ref])[: len(ref)] + 0.05 * rng.standard_normal(len(ref))
+    ms, strength = estimate_delay(ref, mic, SOURCE_RATE)
+    assert ms == pytest.approx(73.4, abs=0.1) and strength > 0.5
+    ms, strength = estimate_delay(ref, rng.standard_normal(len(ref)), SOURCE_RATE)
+    assert strength < 0.1  # no echo path: weak peak, so the canceller ignores the estimate
