@@ -17,18 +17,18 @@ from app.vision import FaceTracker, Sighting, VisionStage, detect_faces, gaze_fo
 FRAME_W, FRAME_H = 640, 480
 
 
-def write_face_video(path: Path, seconds: float = 2.0, fps: int = 15, face: bool = True, x_from: float = 0.05) -> Path:
-    """An MJPG AVI of the default portrait on a dark 'room', drifting right from ``x_from`` (fraction of width)."""
-    portrait = cv2.resize(cv2.imread(str(assets_dir() / "astronaut.jpg")), (380, 380), interpolation=cv2.INTER_AREA)
+def write_face_video(path: Path, seconds: float = 2.0, fps: int = 15, face: bool = True, x_from: float = 0.03) -> Path:
+    """An MJPG AVI of the default portrait framed like a webcam user, drifting right from ``x_from``."""
+    source = cv2.imread(str(assets_dir() / "astronaut.jpg"))
+    head = cv2.resize(source[0:320, 64:384], (400, 400), interpolation=cv2.INTER_AREA)  # head and shoulders
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
     assert writer.isOpened(), "OpenCV cannot write MJPG AVI here"
-    n = round(seconds * fps)
-    for i in range(n):
+    for i in range(round(seconds * fps)):
         frame = np.full((FRAME_H, FRAME_W, 3), (38, 32, 28), np.uint8)
-        cv2.rectangle(frame, (0, 330), (FRAME_W, FRAME_H), (50, 46, 44), -1)
+        cv2.rectangle(frame, (0, 380), (FRAME_W, FRAME_H), (50, 46, 44), -1)
         if face:
-            x = round(FRAME_W * x_from + i * 2)
-            frame[50:430, x : x + 380] = portrait[:, : min(380, FRAME_W - x)]
+            x = min(FRAME_W - 400, round(FRAME_W * x_from + i * 2))
+            frame[80:480, x : x + 400] = head
         writer.write(frame)
     writer.release()
     return path
@@ -47,7 +47,7 @@ def test_detects_the_portrait_and_maps_gaze_mirrored(face_video: Path) -> None:
     boxes = detect_faces(frame)
     assert boxes, "the default portrait must be found by the Haar cascade"
     x, _y, w, _h = boxes[0]
-    assert 60 < w < 360 and x < FRAME_W / 2  # the face sits in the image's left half
+    assert 80 < w < 300 and x + w / 2 < FRAME_W / 2  # the face sits in the image's left half
     tracker = FaceTracker(appear_after=1)
     sighting = tracker.update(boxes, (FRAME_W, FRAME_H), 0)
     assert sighting.present and sighting.x < 0

@@ -34,6 +34,8 @@ from app.vision import Sighting, VisionStage
 
 _log = logging.getLogger(__name__)
 PREVIEW_WIDTH = 240
+# The LLM's start-up prefill cannot be cancelled; wait for it rather than leave a thread using the model.
+STOP_TIMEOUT_S = 10.0
 DEVICE_SETTING = {"microphone": SettingKey.MICROPHONE, "speaker": SettingKey.SPEAKER, "camera": SettingKey.CAMERA}
 
 
@@ -154,7 +156,7 @@ class Session(QObject):
             self.load_models()
             return
         self.loading.emit("Stopping the conversation…", 0.0)
-        job = Job(old.shutdown)
+        job = Job(lambda: old.shutdown(STOP_TIMEOUT_S))
         job.done.connect(self._after_shutdown)
         start_worker(job)
 
@@ -171,7 +173,7 @@ class Session(QObject):
             self._loader_thread.wait()  # a model half-loaded cannot be abandoned safely
         self.close_camera()
         if self.conversation is not None:
-            self.conversation.shutdown()
+            self.conversation.shutdown(STOP_TIMEOUT_S)
             self.conversation = None
         self.bridge.detach()
         if self.stage is not None:
