@@ -264,3 +264,45 @@ def test_nobody_in_front_of_the_camera_pauses_hands_free_listening(open_window, 
     assert gate.is_open
     qtbot.keyRelease(window.video, Qt.Key.Key_Space)
     assert not gate.is_open
+
+
+def test_settings_dialog_round_trip(qtbot, config, settings, tmp_path) -> None:
+    from app.ui.widgets.settings_dialog import SettingsDialog
+
+    devices = stand_in_devices(mic=lambda: FileSource([]), mics=("USB mic", "Headset"))
+    settings.set(SettingKey.CAMERA, "/dev/video9")  # picked earlier, unplugged now
+    dialog = SettingsDialog(settings, devices, config)
+    qtbot.addWidget(dialog)
+    assert dialog.camera.currentText().endswith("(not connected)")
+    assert dialog.system_prompt.toPlainText() == config.system_prompt
+    dialog.microphone.setCurrentIndex(dialog.microphone.findData("Headset"))
+    dialog.speaker.setCurrentIndex(dialog.speaker.findData("off"))
+    dialog.persona_name.setText("Ada")
+    dialog.llm_model.setText(str(tmp_path / "other.gguf"))
+    dialog.pause_when_away.setChecked(False)
+    values = dialog.values()
+    assert values[SettingKey.MICROPHONE] == "Headset" and values[SettingKey.SPEAKER] == "off"
+    assert values[SettingKey.PERSONA_NAME] == "Ada" and values[SettingKey.SYSTEM_PROMPT] == ""  # default kept
+    assert values[SettingKey.LLM_MODEL].endswith("other.gguf") and values[SettingKey.PAUSE_WHEN_AWAY] is False
+
+
+def test_a_new_model_path_reloads_off_the_gui_thread(qtbot, config, engines, settings, tmp_path) -> None:
+    seen: list[tuple[str | None, str]] = []
+
+    def load(cfg, _progress):
+        seen.append((cfg.llm_model, threading.current_thread().name))
+        return engines
+
+    window = build_app(config, settings, DeviceProvider.none(), load=load)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.session.is_ready, timeout=20_000)
+        first = window.session.conversation
+        model = str(tmp_path / "other.gguf")
+        window.apply_settings({SettingKey.LLM_MODEL: model})
+        qtbot.waitUntil(lambda: window.session.is_ready and window.session.conversation is not first, timeout=30_000)
+        assert [m for m, _ in seen] == [None, model]
+        assert all(name != threading.main_thread().name for _, name in seen)
+        assert window.session.conversation.config.llm_model == model
+    finally:
+        window.close()

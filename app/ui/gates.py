@@ -62,8 +62,9 @@ class MicGate:
             self._start_inner(inner)
 
     def stop(self) -> None:
+        """Stop and let go of the device (a stopped device may not start again)."""
         with self._lock:
-            inner, self._on_frames = self._inner, None
+            inner, self._on_frames, self._inner = self._inner, None, None
         if inner is not None:
             inner.stop()
 

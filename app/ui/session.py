@@ -132,8 +132,7 @@ class Session(QObject):
         if self._closed:
             return
         self.engines = engines
-        if self.speaker is None or self.speaker.sample_rate != engines.tts.sample_rate:
-            self.speaker = SpeakerSwitch(engines.tts.sample_rate)
+        self.speaker = SpeakerSwitch(engines.tts.sample_rate)  # one per conversation: it stops with it
         conversation = Conversation(self.config, engines, source=self.mic, sink=self.speaker, face=self.replica)  # type: ignore[arg-type]
         self.bridge.attach(conversation.bus)
         conversation.start()
