@@ -27,7 +27,7 @@ from tests.test_ui_window import stand_in_devices
 
 pytestmark = pytest.mark.skipif(not os.environ.get("DOPPEL_UI_PERF"), reason="opt-in: set DOPPEL_UI_PERF=1")
 
-QUESTIONS = ("What is the capital of France?", "Tell me a fun fact about cats.", "What should I cook tonight?")
+QUESTIONS = ("What is the capital of France?", "Tell me a fun fact about the ocean.", "What is your favourite season?")
 
 
 def _p(values: list[float], q: float) -> float:
@@ -35,9 +35,6 @@ def _p(values: list[float], q: float) -> float:
 
 
 def test_gui_frame_time_while_turns_run(qtbot, config, engines, tmp_path) -> None:
-    import sys
-
-    sys.setswitchinterval(float(os.environ.get("SWITCH", "0.005")))
     settings = AppSettings(QSettings(str(tmp_path / "perf.ini"), QSettings.Format.IniFormat))
     settings.set(SettingKey.GREETING, "Hello!")
     video = write_face_video(tmp_path / "me.avi", seconds=4.0, x_from=0.12)

@@ -185,6 +185,10 @@ def test_device_lost_is_reported_and_can_be_repicked(open_window, settings, qtbo
     window.apply_settings({SettingKey.MICROPHONE: "mic two"})
     assert gate.device is sources[1]
     qtbot.waitUntil(lambda: "microphone" not in window.banner.text().lower(), timeout=2000)
+    sources[1].stop()  # unplugged again; plugged back in and picked again (same setting)
+    qtbot.waitUntil(lambda: "microphone stopped" in window.banner.text(), timeout=5000)
+    window.apply_settings({SettingKey.MICROPHONE: "mic two"})
+    assert gate.device is sources[2] and "microphone" not in window.banner.text().lower()
     window.session._device_lost.emit("speaker", "The speaker stopped (unplugged?).")  # as from a device thread
     qtbot.waitUntil(lambda: "speaker stopped" in window.banner.text(), timeout=2000)
     assert window.session.speaker.silent

@@ -25,6 +25,7 @@ from app.ui.settings import AppSettings
 from app.ui.workers import Loader
 
 _log = logging.getLogger(__name__)
+GIL_SWITCH_S = 0.001
 
 
 def default_replica() -> object | None:
@@ -56,6 +57,9 @@ def build_app(
     app = QApplication.instance()
     if isinstance(app, QApplication):
         app.setStyle("Fusion")
+    # Worker threads (replica, LLM glue, pacers) run Python too; with the default 5 ms GIL
+    # switch interval the GUI thread can wait that long at every Qt call of a repaint.
+    sys.setswitchinterval(GIL_SWITCH_S)
     settings = settings or AppSettings()
     devices = devices or DeviceProvider.system()
     effective = settings.apply_to(config, keep)

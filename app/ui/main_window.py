@@ -217,7 +217,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_ready(self) -> None:
         self.progress.hide()
-        self.status.setText("Ready")
+        self.status.setText("Models ready")
         self.video.set_notice("")
         self._show_state()
 
@@ -277,7 +277,8 @@ class MainWindow(QMainWindow):
         if changed:
             self.session.apply_settings(changed, self.settings.apply_to(self.base_config))
             self._apply_persona()
-            self._show_state()
+        self.session.retry_devices(skip=changed)  # the same device picked again after a replug
+        self._show_state()
 
     # --- keys -------------------------------------------------------------------------------
 

@@ -28,8 +28,8 @@ from app.devices.sound import DeviceError
 from app.ui.bridge import EventBridge, FrameBridge
 from app.ui.devices import Camera, DeviceProvider, choose
 from app.ui.gates import MicGate, MicMode, SpeakerSwitch
-from app.ui.settings import MODEL_KEYS, AppSettings, SettingKey
-from app.ui.workers import EngineLoader, Job, Loader, start_worker
+from app.ui.settings import DEVICE_OFF, MODEL_KEYS, AppSettings, SettingKey
+from app.ui.workers import EngineLoader, Job, Loader, lower_model_threads, start_worker
 from app.vision import Sighting, VisionStage
 
 _log = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ class Session(QObject):
         conversation = Conversation(self.config, engines, source=self.mic, sink=self.speaker, face=self.replica)  # type: ignore[arg-type]
         self.bridge.attach(conversation.bus)
         conversation.start()
+        lower_model_threads()
         self.conversation = conversation
         self.open_device("speaker")
         self.open_device("microphone")
@@ -220,6 +221,13 @@ class Session(QObject):
 
     # --- devices ------------------------------------------------------------------------------
 
+    def retry_devices(self, skip: list[SettingKey] | tuple[SettingKey, ...] = ()) -> None:
+        """Open again every device that is reported missing or failed (the user re-picked it)."""
+        for kind, key in DEVICE_SETTING.items():
+            if key in skip or not self.status.get(kind) or self.settings.text(key) == DEVICE_OFF:
+                continue
+            self.open_camera() if kind == "camera" else self.open_device(kind)
+
     def _report(self, kind: str, message: str) -> None:
         self.status[kind] = message
         self.device_status.emit(kind, message)
@@ -230,8 +238,8 @@ class Session(QObject):
         device, note = choose(kind, self.settings.text(DEVICE_SETTING[kind]), listing())
         if kind == "speaker" and self.speaker is None:
             return  # opened once the voice (and so its sample rate) is known
-        if self.conversation is not None:
-            self.conversation.interrupt("device changed")
+        if kind == "speaker" and self.conversation is not None:
+            self.conversation.interrupt("speaker changed")  # its queued audio goes with the old device
         try:
             if kind == "microphone":
                 on_error = lambda msg: self._device_lost.emit("microphone", msg)  # noqa: E731
