@@ -29,7 +29,7 @@ from app.ui.bridge import EventBridge, FrameBridge
 from app.ui.devices import Camera, DeviceProvider, choose
 from app.ui.gates import MicGate, MicMode, SpeakerSwitch
 from app.ui.settings import DEVICE_OFF, MODEL_KEYS, AppSettings, SettingKey
-from app.ui.workers import EngineLoader, Job, Loader, lower_model_threads, start_worker
+from app.ui.workers import EngineLoader, Job, Loader, start_worker
 from app.vision import Sighting, VisionStage
 
 _log = logging.getLogger(__name__)
@@ -136,7 +136,6 @@ class Session(QObject):
         conversation = Conversation(self.config, engines, source=self.mic, sink=self.speaker, face=self.replica)  # type: ignore[arg-type]
         self.bridge.attach(conversation.bus)
         conversation.start()
-        lower_model_threads()
         self.conversation = conversation
         self.open_device("speaker")
         self.open_device("microphone")

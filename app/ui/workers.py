@@ -9,9 +9,6 @@ to the GUI thread (connect them to QObject slots, not lambdas, so they are).
 from __future__ import annotations
 
 import logging
-import os
-import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,30 +19,6 @@ from app.config import Config
 
 Loader = Callable[[Config, Progress], Engines]
 _log = logging.getLogger(__name__)
-MODEL_NICENESS = 5  # model threads yield the CPU to the window and the replica's frames
-MODEL_THREADS = ("doppel-llm", "doppel-tts", "doppel-asr")
-
-
-def lower_priority(native_id: int | None = None, niceness: int = MODEL_NICENESS) -> bool:
-    """Raise one thread's nice value (Linux: threads are scheduled on their own); False where unsupported.
-
-    Threads a model library starts later (ggml, onnxruntime pools) inherit it
-    from the thread that starts them, so this is applied to the loader and
-    the model workers.  Lowering priority needs no privileges.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    tid = native_id if native_id is not None else threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
-    except OSError:
-        return False
-    return True
-
-
-def lower_model_threads() -> int:
-    """Lower the priority of the conversation's model workers (found by their thread names)."""
-    return sum(lower_priority(t.native_id) for t in threading.enumerate() if t.name in MODEL_THREADS)
 
 
 class EngineLoader(QObject):
@@ -63,7 +36,6 @@ class EngineLoader(QObject):
 
     @Slot()
     def run(self) -> None:
-        lower_priority()  # model libraries' own thread pools are born here and inherit it
         try:
             engines = self._load(self._config, self.progress.emit)
         except Exception as exc:  # a missing model file is reported, not fatal: text box stays usable
