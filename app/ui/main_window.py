@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
     def _restore_controls(self) -> None:
         self.mode.setCurrentIndex(max(0, self.mode.findData(self.settings.text(SettingKey.MIC_MODE))))
         self.mute.setChecked(self.settings.flag(SettingKey.MUTED))
+        self.mute.setText("Unmute mic" if self.mute.isChecked() else "Mute mic")
         self.hud_button.setChecked(self.video.hud_visible)
         geometry = self.settings.text(SettingKey.WINDOW_GEOMETRY)
         if geometry:
@@ -155,6 +156,7 @@ class MainWindow(QMainWindow):
         s.load_failed.connect(self._on_load_failed)
         s.device_status.connect(self._on_device_status)
         s.presence_changed.connect(lambda _p: self._show_state())
+        s.greeted.connect(self._on_greeting)
         self.input.returnPressed.connect(self.send)
         self.send_button.clicked.connect(self.send)
         self.mode.currentIndexChanged.connect(self._on_mode)
@@ -202,6 +204,10 @@ class MainWindow(QMainWindow):
                 state = "away"
         self.video.set_state(state)
 
+    @Slot(str)
+    def _on_greeting(self, text: str) -> None:
+        self.transcript.expect_greeting = text
+
     @Slot(int, dict)
     def _on_metrics(self, turn_id: int, values: dict) -> None:
         self.hud.update(turn_id, values)
@@ -245,6 +251,7 @@ class MainWindow(QMainWindow):
         self._show_state()
 
     def _on_mute(self, muted: bool) -> None:
+        self.mute.setText("Unmute mic" if muted else "Mute mic")
         self.settings.set(SettingKey.MUTED, muted)
         self.session.apply_mic_settings()
         self._show_state()
@@ -262,7 +269,6 @@ class MainWindow(QMainWindow):
         name = self.session.config.persona_name
         self.video.persona = name
         self.transcript.persona = name
-        self.transcript.greeting = self.settings.text(SettingKey.GREETING)
         self.setWindowTitle(f"Doppel — {name}")
 
     @Slot()
@@ -310,6 +316,12 @@ class MainWindow(QMainWindow):
                 self.toggle_hud()
             return True
         return False
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.ActivationChange and not self.isActiveWindow() and self.session.mic.talk_pressed:
+            self.session.set_talk(False)  # Space released elsewhere: never leave push-to-talk open
+            self._show_state()
+        super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         app = QApplication.instance()

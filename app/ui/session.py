@@ -45,7 +45,7 @@ class Session(QObject):
     load_failed = Signal(str)
     device_status = Signal(str, str)  # kind, message ("" = working)
     presence_changed = Signal(bool)
-    greeted = Signal(str)
+    greeted = Signal(str)  # emitted just before the greeting is sent (so its line can be marked)
     _device_lost = Signal(str, str)  # from device threads
 
     def __init__(
@@ -355,5 +355,5 @@ class Session(QObject):
         greeting = self.settings.text(SettingKey.GREETING).strip()
         if greeting:
             self.greeted_once = True
-            self.conversation.say(greeting)
             self.greeted.emit(greeting)
+            self.conversation.say(greeting)

@@ -40,7 +40,7 @@ class TranscriptView(QPlainTextEdit):
         self.setMaximumBlockCount(2000)
         self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         self.persona = "Replica"
-        self.greeting = ""  # a typed trigger shown as a note rather than as the user's words
+        self.expect_greeting = ""  # the next typed message with this text was sent by the camera, not typed
         self._reply_blocks: dict[int, QTextBlock] = {}
         self._streamed: set[int] = set()
 
@@ -65,7 +65,8 @@ class TranscriptView(QPlainTextEdit):
         if not text.strip():
             return
         cursor = self._new_block()
-        if not spoken and self.greeting and text.strip() == self.greeting.strip():
+        if not spoken and self.expect_greeting and text.strip() == self.expect_greeting.strip():
+            self.expect_greeting = ""
             cursor.insertText("(you appeared on camera)", NOTE)
         else:
             cursor.insertText("You (voice)  " if spoken else "You  ", USER_LABEL)
