@@ -19,7 +19,7 @@ import pytest
 from app.duplex.gate import MouthGate
 
 FPS = 15.0
-CLIP_S = 4.5
+CLIP_S = 4.0
 SPEECH_AT_S = 1.5  # the "talking" clip listens quietly, then speaks
 ONSETS_S = (1.55, 1.8, 2.2, 2.8, 3.4)
 T0_NS = 50_000_000_000

@@ -20,25 +20,24 @@ lets a chunk wait for reference audio the speaker has not pulled yet.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 
 import numpy as np
 
 from app.core.audio_io import SOURCE_RATE
 from app.duplex.delay import estimate_delay
+from app.duplex.playout import PlayoutHistory
 
 CHUNK = SOURCE_RATE // 100  # AEC3 works on 10 ms frames
 _I16 = 32767.0
-_REF_KEEP_S = 5.0  # reference history kept (must exceed the largest delay we correct)
 _FIRST_ESTIMATE_S = 1.5  # early, before AEC3 has converged on a delay we may change
 _ESTIMATE_EVERY_S = 2.0
 _ESTIMATE_WINDOW_S = 4.0
+_MAX_WAIT_S = 0.03  # how long the VAD thread may wait for a late speaker thread
 _MAX_LAG_S = 0.5  # echo delays searched, either side of the timestamps
 _SAFE_LAG_MS = (5.0, 250.0)  # delays AEC3 handles well (its estimator needs echo after reference)
 _MIN_STRENGTH = 0.12
 _ACTIVE_RMS = 0.003  # reference louder than this counts as "the replica is speaking"
-_RESAMPLE_QUALITY = "QQ"  # cubic: no look-ahead latency (HQ holds back ~21 ms); ERLE is the same
 
 
 def webrtc_available() -> bool:
@@ -48,54 +47,6 @@ def webrtc_available() -> bool:
     except Exception:  # ImportError, or the native library failing to load
         return False
     return True
-
-
-class _Reference:
-    """The played signal at 16 kHz on a continuous heard-time axis, fed from the speaker thread."""
-
-    def __init__(self, sink_rate: int) -> None:
-        import soxr
-
-        self.sink_rate = sink_rate
-        self._soxr = soxr
-        self._resampler = soxr.ResampleStream(sink_rate, SOURCE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY)
-        self._lock = threading.Lock()
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._start = 0  # stream index of _buf[0]
-        self._t0_ns: int | None = None  # heard time of stream index 0
-        self._in_samples = 0  # sink-rate samples consumed since t0
-
-    def tap(self, block: np.ndarray, heard_at_ns: int) -> None:
-        with self._lock:
-            if self._t0_ns is not None:
-                expected = self._t0_ns + int(self._in_samples * 1e9 / self.sink_rate)
-                if abs(heard_at_ns - expected) > 20_000_000:  # device restart or underrun: re-anchor
-                    self._t0_ns = None
-            if self._t0_ns is None:
-                self._t0_ns, self._in_samples, self._start = heard_at_ns, 0, 0
-                self._buf = np.zeros(0, dtype=np.float32)
-                self._resampler = self._soxr.ResampleStream(
-                    self.sink_rate, SOURCE_RATE, 1, dtype="float32", quality=_RESAMPLE_QUALITY
-                )
-            self._in_samples += len(block)
-            out = self._resampler.resample_chunk(np.asarray(block, dtype=np.float32))
-            self._buf = np.concatenate([self._buf, out])
-            excess = len(self._buf) - int(_REF_KEEP_S * SOURCE_RATE)
-            if excess > 0:
-                self._buf = self._buf[excess:]
-                self._start += excess
-
-    def read(self, t_ns: int, n: int) -> tuple[np.ndarray, bool]:
-        """``n`` samples heard from ``t_ns`` on (zeros where unknown), and whether all were known."""
-        with self._lock:
-            if self._t0_ns is None:
-                return np.zeros(n, dtype=np.float32), False
-            first = round((t_ns - self._t0_ns) * SOURCE_RATE / 1e9) - self._start
-            out = np.zeros(n, dtype=np.float32)
-            lo, hi = max(first, 0), min(first + n, len(self._buf))
-            if hi > lo:
-                out[lo - first : hi - first] = self._buf[lo:hi]
-            return out, first + n <= len(self._buf)
 
 
 class EchoCanceller:
@@ -123,7 +74,7 @@ class EchoCanceller:
         self.delay_ms = 0.0  # measured echo delay beyond what the timestamps say
         self.delay_estimates: list[tuple[float, float]] = []  # (delay_ms, peak strength) as measured
         self.starved_chunks = 0  # chunks processed before their reference arrived
-        self._ref = _Reference(sink_rate)
+        self._ref = PlayoutHistory(sink_rate)
         self._in = np.zeros(0, dtype=np.float32)
         self._in_t_ns = 0
         self._out: deque[np.ndarray] = deque([np.zeros(512, dtype=np.float32)])
@@ -156,9 +107,12 @@ class EchoCanceller:
             self._in_t_ns = t_ns
         self._in = np.concatenate([self._in, frame])
         while len(self._in) >= CHUNK:
-            ref, known = self._ref.read(self._ref_time(self._in_t_ns), CHUNK)
+            ref_t = self._ref_time(self._in_t_ns)
+            ref, known = self._ref.read(ref_t, CHUNK)
             if not known and self._out_len >= len(frame):
-                break  # wait for the speaker to pull this reference; there is slack left
+                break  # the speaker has not pulled this reference yet; there is slack left
+            if not known and self._ref.wait_for(ref_t + int(CHUNK * 1e9 / SOURCE_RATE), _MAX_WAIT_S):
+                ref, known = self._ref.read(ref_t, CHUNK)  # a live speaker thread ran late: it is here now
             self.starved_chunks += not known
             self._out.append(self._cancel(self._in[:CHUNK], ref))
             self._out_len += CHUNK

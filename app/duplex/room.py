@@ -9,15 +9,17 @@ its latency.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from app.core.audio import resample
-from app.core.audio_io import BLOCK, SOURCE_RATE
+from app.core.audio_io import BLOCK, SOURCE_RATE, FileSource, FramesCallback, SourceItem
 from app.core.listener import Listener
 from app.core.vad import TurnDetectorSettings
+from app.duplex.playout import PlayoutHistory
 
 Tap = Callable[[np.ndarray, int], None]
 
@@ -147,3 +149,47 @@ def vad_onsets(frames: Iterable[tuple[np.ndarray, int]], settings: TurnDetectorS
 
 def _ignore(*_args: object) -> None:
     return None
+
+
+class RoomMic:
+    """A live ``AudioSource``: scripted user speech plus the echo of whatever the sink plays.
+
+    Wraps a ``FileSource`` (real-time pacing, ``wait_for`` conditions, true
+    voice spans) and adds, to each mic frame, the room's response to the
+    playout heard up to that frame; attach ``tap`` to ``sink.buffer.taps``.
+    This is how a whole ``Conversation`` is tested against its own echo.
+    """
+
+    name = "room-mic"
+
+    def __init__(self, room: Room, sink_rate: int, items: list[SourceItem], lead_in_s: float = 0.3) -> None:
+        self.room = room
+        self.user = FileSource(items, lead_in_s)
+        self._played = PlayoutHistory(sink_rate)
+        self._ir = room.impulse_response(SOURCE_RATE)
+        self._rng = np.random.default_rng(room.seed + 2)
+
+    @property
+    def finished(self) -> threading.Event:
+        return self.user.finished
+
+    @property
+    def voice_spans_ns(self) -> list[tuple[int, int]]:
+        return self.user.voice_spans_ns
+
+    def tap(self, block: np.ndarray, heard_at_ns: int) -> None:
+        self._played.tap(block, heard_at_ns)
+
+    def start(self, on_frames: FramesCallback) -> None:
+        self.user.start(lambda frame, t_ns: on_frames(self._mix(frame, t_ns), t_ns))
+
+    def stop(self) -> None:
+        self.user.stop()
+
+    def _mix(self, frame: np.ndarray, t_ns: int) -> np.ndarray:
+        span = len(self._ir) - 1
+        played, _ = self._played.read(t_ns - int(span * 1e9 / SOURCE_RATE), len(frame) + span)
+        size = _fft_size(len(played) + len(self._ir))
+        echo = np.fft.irfft(np.fft.rfft(played, size) * np.fft.rfft(self._ir, size), size)[span : span + len(frame)]
+        noise = self._rng.standard_normal(len(frame)) * self.room.noise_rms
+        return (frame + echo + noise).astype(np.float32)

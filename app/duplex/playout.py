@@ -1,0 +1,95 @@
+"""What the speaker played, and when it was heard: the echo canceller's reference.
+
+Blocks arrive at the sink's rate with the time their first sample is heard;
+they are resampled to 16 kHz as a stream and laid on a continuous time axis,
+so any stretch can be read back by timestamp. A jump in the timestamps
+(device restart, underrun) re-anchors the axis instead of smearing it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from app.core.audio_io import SOURCE_RATE
+
+KEEP_S = 5.0  # history kept (must exceed the largest echo delay we correct)
+RESAMPLE_QUALITY = "QQ"  # cubic: no look-ahead latency (HQ holds back ~21 ms); ERLE measured the same
+_REANCHOR_NS = 20_000_000
+
+
+class PlayoutHistory:
+    """The last few seconds of playout at 16 kHz, indexed by when each sample is heard.
+
+    Fed from the speaker thread (a ``PlayoutBuffer`` tap), read from the mic side.
+    """
+
+    def __init__(self, sink_rate: int) -> None:
+        import soxr
+
+        self.sink_rate = sink_rate
+        self._soxr = soxr
+        self._resampler = soxr.ResampleStream(sink_rate, SOURCE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+        self._lock = threading.Lock()
+        self._grew = threading.Condition(self._lock)
+        self._last_tap = -1.0  # time.monotonic() of the last block; waiting only makes sense while live
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._start = 0  # stream index of _buf[0]
+        self._t0_ns: int | None = None  # heard time of stream index 0
+        self._in_samples = 0  # sink-rate samples consumed since t0
+
+    def tap(self, block: np.ndarray, heard_at_ns: int) -> None:
+        with self._lock:
+            if self._t0_ns is not None:
+                expected = self._t0_ns + int(self._in_samples * 1e9 / self.sink_rate)
+                if abs(heard_at_ns - expected) > _REANCHOR_NS:  # device restart or underrun: re-anchor
+                    self._t0_ns = None
+            if self._t0_ns is None:
+                self._t0_ns, self._in_samples, self._start = heard_at_ns, 0, 0
+                self._buf = np.zeros(0, dtype=np.float32)
+                self._resampler = self._soxr.ResampleStream(
+                    self.sink_rate, SOURCE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY
+                )
+            self._in_samples += len(block)
+            out = self._resampler.resample_chunk(np.asarray(block, dtype=np.float32))
+            self._buf = np.concatenate([self._buf, out])
+            excess = len(self._buf) - int(KEEP_S * SOURCE_RATE)
+            if excess > 0:
+                self._buf = self._buf[excess:]
+                self._start += excess
+            self._last_tap = time.monotonic()
+            self._grew.notify_all()
+
+    def wait_for(self, end_ns: int, timeout_s: float) -> bool:
+        """Block until playout heard up to ``end_ns`` has arrived; False on timeout or when not live.
+
+        A speaker thread that is merely late (two busy cores) delivers within a
+        few ms; one that has stopped, or an offline driver, never will.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._grew:
+            while not self._known_until(end_ns):
+                left = deadline - time.monotonic()
+                if left <= 0 or time.monotonic() - self._last_tap > 0.2:
+                    return False
+                self._grew.wait(left)
+            return True
+
+    def _known_until(self, end_ns: int) -> bool:
+        if self._t0_ns is None:
+            return False
+        return round((end_ns - self._t0_ns) * SOURCE_RATE / 1e9) - self._start <= len(self._buf)
+
+    def read(self, t_ns: int, n: int) -> tuple[np.ndarray, bool]:
+        """``n`` samples heard from ``t_ns`` on (zeros where unknown), and whether all were known."""
+        with self._lock:
+            if self._t0_ns is None:
+                return np.zeros(n, dtype=np.float32), False
+            first = round((t_ns - self._t0_ns) * SOURCE_RATE / 1e9) - self._start
+            out = np.zeros(n, dtype=np.float32)
+            lo, hi = max(first, 0), min(first + n, len(self._buf))
+            if hi > lo:
+                out[lo - first : hi - first] = self._buf[lo:hi]
+            return out, first + n <= len(self._buf)
