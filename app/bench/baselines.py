@@ -14,9 +14,10 @@ TTS of the whole reply, one replica frame.  Two baselines come from one pass:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from app.core.engines import ChatMessage
 from app.core.events import now_ns
 from app.core.jobs import EngineSet
 from app.core.metrics import llm_latency_ms
+
+T = TypeVar("T")
 
 # (name, TTFT ms, TPS) as the seed states them.
 SEED_REFERENCE = (
@@ -41,6 +44,31 @@ def seed_rows() -> list[dict]:
         {"name": name, "ttft_ms": ttft, "tps": tps, "llm_latency_ms": llm_latency_ms(ttft, tps)}
         for name, ttft, tps in SEED_REFERENCE
     ]
+
+
+def in_own_thread(fn: Callable[[], T], name: str = "bench-direct") -> T:
+    """Run ``fn`` on a thread that ends when it returns, and give back its result.
+
+    llama.cpp's OpenMP team belongs to the calling thread and lives as long as
+    it does. A team left on the bench's main thread would sit beside the
+    pipeline's own (``doppel-llm``) and, with more threads than cores, libgomp
+    switches to short spins: the session would then run under different
+    spin-wait rules than the app does (measured: 3 vs 20 tokens/s under load).
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised on the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _ms(since: float) -> float:

@@ -220,7 +220,9 @@ def markdown(doc: dict) -> str:
         "",
         f"{settings['inputs']} spoken inputs ({settings['questions']} questions, {settings['barge_ins']} barge-in "
         f"pairs) at real-time pace through the headless pipeline; silence window {settings['silence_ms']} ms; "
-        f"reply playout stopped {settings['playout_cap_s']} s after it began once the reply was generated. "
+        f"each reply's playout stopped {settings['playout_cap_s']} s after it began once the reply was generated "
+        f"(at {settings['playout_cap_s'] + settings['generation_grace_s']} s in any case), as a user pressing Esc "
+        "would, so long replies do not eat the time budget. "
         f"Baselines: {settings['direct_questions']} questions through the engines called directly. "
         f"Peak resident memory {doc['resources']['peak_rss_mb']:.0f} MB.",
         "",

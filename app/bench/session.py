@@ -47,6 +47,7 @@ MARKS: tuple[tuple[str, type, str], ...] = (
 class SessionPlan:
     gap_s: float = 0.6  # silence before the next question
     playout_cap_s: float = 2.5  # once the reply is generated, stop its playout after this much
+    generation_grace_s: float = 5.0  # ...or this much later even if the LLM is still generating
     barge_after_s: float = 1.0  # the interrupter starts after the reply was heard this long
     turn_timeout_s: float = 60.0
 
@@ -197,16 +198,22 @@ class Session:
             time.sleep(0.01)
 
     def _finish_reply(self, turn: int | None) -> None:
-        """Until the conversation is idle; a generated reply is stopped after ``playout_cap_s`` of audio."""
+        """Until the conversation is idle; a generated reply is stopped after ``playout_cap_s`` of audio.
+
+        A slow LLM (a busy machine) gets ``generation_grace_s`` more to finish; then
+        it is stopped too, so one run cannot take unbounded time.
+        """
         deadline = time.monotonic() + self.plan.turn_timeout_s
         cap_ns = self.plan.playout_cap_s * 1e9
+        grace_ns = cap_ns + self.plan.generation_grace_s * 1e9
         while time.monotonic() < deadline:
             if self.conversation.idle:
                 return
             if turn is not None:
                 played = self.events.get(ev.AudioPlayed, turn)
-                done = self.events.get(ev.LlmDone, turn)
-                if played is not None and done is not None and ev.now_ns() - played.t_ns >= cap_ns:
+                done = self.events.get(ev.LlmDone, turn) is not None
+                heard_ns = ev.now_ns() - played.t_ns if played is not None else -1
+                if heard_ns >= cap_ns and (done or heard_ns >= grace_ns):
                     self.cut.add(turn)
                     self.conversation.interrupt("bench: next question")
                     self.conversation.wait_idle(5.0)
