@@ -17,6 +17,21 @@ class DeviceError(RuntimeError):
     """An audio device is missing or failed; the message says which and what to do."""
 
 
+def _start_with_retry(make_stream: Callable[[], object], attempts: int = 3) -> object:
+    """Open and start a stream; PortAudio's start can time out on a busy machine, so try again."""
+    for attempt in range(attempts):
+        stream = make_stream()
+        try:
+            stream.start()  # type: ignore[attr-defined]
+            return stream
+        except Exception:
+            stream.close(ignore_errors=True)  # type: ignore[attr-defined]
+            if attempt == attempts - 1:
+                raise
+            _log.warning("audio stream did not start (attempt %d), retrying", attempt + 1)
+    raise AssertionError("unreachable")
+
+
 def _sounddevice():
     try:
         import sounddevice as sd
@@ -59,17 +74,18 @@ class MicrophoneSource:
             on_frames(indata[:, 0].astype(np.float32, copy=True), captured)
 
         try:
-            self._stream = sd.InputStream(
-                samplerate=SOURCE_RATE,
-                blocksize=BLOCK,
-                channels=1,
-                dtype="float32",
-                device=self.device,
-                callback=callback,
-                latency="low",
-                finished_callback=self._finished,
+            self._stream = _start_with_retry(
+                lambda: sd.InputStream(
+                    samplerate=SOURCE_RATE,
+                    blocksize=BLOCK,
+                    channels=1,
+                    dtype="float32",
+                    device=self.device,
+                    callback=callback,
+                    latency="low",
+                    finished_callback=self._finished,
+                )
             )
-            self._stream.start()
         except Exception as exc:
             raise DeviceError(
                 f"Could not open the microphone ({exc}). Pick another one in the settings, or type instead."
@@ -108,16 +124,17 @@ class SpeakerSink:
             outdata[:, 0] = self.buffer.pull(frames, heard)
 
         try:
-            self._stream = sd.OutputStream(
-                samplerate=self.sample_rate,
-                blocksize=BLOCK,
-                channels=1,
-                dtype="float32",
-                device=self.device,
-                callback=callback,
-                latency="low",
+            self._stream = _start_with_retry(
+                lambda: sd.OutputStream(
+                    samplerate=self.sample_rate,
+                    blocksize=BLOCK,
+                    channels=1,
+                    dtype="float32",
+                    device=self.device,
+                    callback=callback,
+                    latency="low",
+                )
             )
-            self._stream.start()
             self.buffer.latency_ns = int(self._stream.latency * 1e9)
         except Exception as exc:
             raise DeviceError(f"Could not open the speaker ({exc}). Pick another one in the settings.") from exc
