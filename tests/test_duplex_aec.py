@@ -85,9 +85,12 @@ def test_cancelled_echo_causes_no_false_barge_in_and_erle(reply, tts, settings) 
     mic = rec.mic[: len(out)]
     converged = 2 * SOURCE_RATE
     erle_all, erle_after = erle_db(mic, out), erle_db(mic[converged:], out[converged:])
-    print(f"\nAEC: {len(onsets)} false onsets; ERLE {erle_all:.1f} dB overall, {erle_after:.1f} dB after 2 s")
+    ceiling = erle_db(mic, mic - rec.echo[: len(mic)])  # the room's noise is not echo and stays
+    print(
+        f"\nAEC: {len(onsets)} false onsets; ERLE {erle_all:.1f}, {erle_after:.1f} dB after 2 s, ceiling {ceiling:.1f}"
+    )
     assert onsets == [], seconds(onsets, rec)
-    assert erle_all > 25.0 and erle_after > 30.0
+    assert erle_all > 20.0 and erle_after > ceiling - 3.0  # the echo is gone down to the mic's noise floor
     assert aec.starved_chunks == 0
 
 

@@ -33,7 +33,7 @@ class DuplexOptions:
     """User-facing switches (settings page); defaults are what a laptop with speakers needs."""
 
     echo_cancellation: bool = True
-    noise_suppression: bool = True  # WebRTC NS on the cleaned mic, before the VAD
+    noise_suppression: bool = False  # WebRTC NS after the canceller: measured no help to Silero (docs/duplex.md)
     mouth_gate: bool = True  # with a camera and a visible face, barge-in needs a moving mouth
     headphones: bool = False  # no echo path at all: listen at full duplex without a canceller
 

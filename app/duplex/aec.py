@@ -60,7 +60,7 @@ class EchoCanceller:
         self,
         sink_rate: int,
         *,
-        noise_suppression: bool = True,
+        noise_suppression: bool = False,
         lookahead_ms: float = 20.0,
         track_delay: bool = True,
     ) -> None:

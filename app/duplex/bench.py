@@ -32,18 +32,21 @@ GAINS = (0.1, 0.2, 0.3, 0.5)
 POSITIONS_S = (3.1, 7.3, 11.0, 15.0, 18.6, 22.1, 26.0)
 LEAD_MS = 20.0
 RT60_MS = [300.0]  # set from --rt60
+NOISE_SUPPRESSION = [False]  # set from --noise-suppression
 
 
 def cancelled(rec: Recording, rate: int, **kw) -> tuple[EchoCanceller, list[tuple[np.ndarray, int]], float]:
-    aec = EchoCanceller(rate, **kw)
+    aec = EchoCanceller(rate, noise_suppression=NOISE_SUPPRESSION[0], **kw)
     start = time.perf_counter()
     frames = [(aec.process(f, t), t) for f, t in drive(rec, rate, [aec.tap], speaker_lead_ms=LEAD_MS)]
     return aec, frames, time.perf_counter() - start
 
 
 def echo_table(reply: np.ndarray, rate: int, user_rms: float, settings: TurnDetectorSettings) -> None:
-    print("| echo gain | echo/user | false onsets, raw mic | false onsets, AEC | ERLE | ERLE after 2 s | x real time |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| echo gain | echo/user | false onsets, raw mic | false onsets, AEC | ERLE | ERLE after 2 s | ceiling | x RT |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for gain in GAINS:
         rec = record(reply, rate, Room(gain=gain, rt60_ms=RT60_MS[0]))
         raw = vad_onsets(drive(rec, rate, []), settings)
@@ -53,9 +56,10 @@ def echo_table(reply: np.ndarray, rate: int, user_rms: float, settings: TurnDete
         ratio = 20 * np.log10(float(np.sqrt(np.mean(rec.echo[: len(reply) * SOURCE_RATE // rate] ** 2))) / user_rms)
         conv = 2 * SOURCE_RATE
         speed = len(mic) / SOURCE_RATE / spent
+        ceiling = erle_db(mic, mic - rec.echo[: len(mic)])  # the mic noise cannot be cancelled
         print(
             f"| {gain} | {ratio:+.1f} dB | {len(raw)} | {len(vad_onsets(frames, settings))} | "
-            f"{erle_db(mic, out):.1f} dB | {erle_db(mic[conv:], out[conv:]):.1f} dB | {speed:.0f} |"
+            f"{erle_db(mic, out):.1f} dB | {erle_db(mic[conv:], out[conv:]):.1f} dB | {ceiling:.1f} dB | {speed:.0f} |"
         )
 
 
@@ -81,7 +85,7 @@ def delay_table(reply: np.ndarray, rate: int) -> None:
     room = Room(gain=0.2, rt60_ms=RT60_MS[0])
     for error_ms in (-60.0, 0.0, 120.0, 300.0):
         rec = record(reply[: 14 * rate], rate, room)
-        aec = EchoCanceller(rate)
+        aec = EchoCanceller(rate, noise_suppression=NOISE_SUPPRESSION[0])
         frames = [
             aec.process(f, t) for f, t in drive(rec, rate, [aec.tap], stamp_error_ms=error_ms, speaker_lead_ms=LEAD_MS)
         ]
@@ -99,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-barge-in", action="store_true", help="only ERLE and delay tables (fast)")
     parser.add_argument("--rt60", type=float, default=300.0, help="reverb decay time of the simulated room, ms")
+    parser.add_argument("--noise-suppression", action="store_true", help="WebRTC NS after the canceller")
     args = parser.parse_args(argv)
     RT60_MS[0] = args.rt60
+    NOISE_SUPPRESSION[0] = args.noise_suppression
     from app.compose import load_tts
     from app.config import Config
     from app.core.audio import resample
