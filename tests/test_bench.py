@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,7 +21,7 @@ FRAME_METRICS = {"first_replica_frame_ms", "speech_end_to_first_frame_ms"}
 @pytest.fixture(scope="module")
 def quick(engines, config, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("bench")
-    run_bench(engines, config, out, Plan.quick())
+    run_bench(engines, config, out, replace(Plan.quick(), budget_s=600.0))  # a busy machine may be slow
     return json.loads((out / "bench.json").read_text()), out
 
 

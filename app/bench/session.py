@@ -148,11 +148,13 @@ class Session:
         self.conversation.bus.subscribe(self.events)
         self.turn_of: dict[int, int | None] = {}  # item index -> turn id
         self.cut: set[int] = set()  # turns whose playout the bench stopped
+        self.skipped: list[str] = []  # inputs never played (time budget)
         self.log_path = log_path
 
     # -- control (calling thread) -------------------------------------------------
 
-    def run(self) -> dict:
+    def run(self, release_until: float | None = None) -> dict:
+        """Play every input; none is started after ``release_until`` (time.monotonic), to keep a time budget."""
         sampler = CpuSampler(known=self.known_threads)
         started = time.perf_counter()
         self.conversation.start()
@@ -165,6 +167,10 @@ class Session:
                         self._wait_heard(turn, self.plan.barge_after_s)
                     else:
                         self._finish_reply(turn)
+                    if release_until is not None and time.monotonic() > release_until:
+                        self.skipped = [later.id for later in self.order[i:]]
+                        self.progress(f"  time budget spent: skipping {', '.join(self.skipped)}")
+                        break
                     self.releases[i].set()
                 turn = self._wait_new_turn(self.audio_s[q.id])
                 self.turn_of[i] = turn
@@ -234,7 +240,7 @@ class Session:
                 turns.append(self._turn_record(i, q, turn))
         barge_ins = []
         for i, q in enumerate(self.order):
-            if q.kind != "interrupter":
+            if q.kind != "interrupter" or q.id in self.skipped:
                 continue
             interrupted = self.turn_of.get(i - 1)
             event = next((b for b in self.events.barge_ins if b.turn_id == interrupted), None)
@@ -260,6 +266,7 @@ class Session:
             "errors": [{"turn_id": e.turn_id, "source": e.source, "message": e.message} for e in self.events.errors],
             "render": self._render_record(turns),
             "cpu": sampler.report(),
+            "skipped_inputs": self.skipped,
             "log": str(self.log_path),
         }
 
