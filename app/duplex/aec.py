@@ -16,6 +16,10 @@ misreported device latencies are corrected within a few seconds.
 
 Mic frames come out with a fixed latency of one frame (32 ms): that slack
 lets a chunk wait for reference audio the speaker has not pulled yet.
+
+A fresh AEC3 leaks echo for about a second while it learns the echo path,
+enough for a false barge-in on the replica's first words. Until it has
+converged the mic is ducked while the replica is audible, like half duplex.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ _MAX_LAG_S = 0.5  # echo delays searched, either side of the timestamps
 _SAFE_LAG_MS = (5.0, 250.0)  # delays AEC3 handles well (its estimator needs echo after reference)
 _MIN_STRENGTH = 0.12
 _ACTIVE_RMS = 0.003  # reference louder than this counts as "the replica is speaking"
+_ECHO_SPAN_NS = 500_000_000  # playout this recent may still be echoing at the mic
+_CONVERGED_RATIO = 10 ** (-15 / 10)
+_MIN_WARMUP_CHUNKS = 100  # at least 1 s of echo: device latencies settle in the first second too
+_MAX_WARMUP_CHUNKS = 300  # 3 s
 
 
 def webrtc_available() -> bool:
@@ -82,6 +90,13 @@ class EchoCanceller:
         self._hist_mic: deque[np.ndarray] = deque(maxlen=int(_ESTIMATE_WINDOW_S * 100))
         self._since_estimate = 0
         self._starved_at_estimate = 0
+        self.warmup_ms = 0  # how long the mic was ducked while AEC3 learned the echo path
+        self._reset_warmup()
+
+    def _reset_warmup(self) -> None:
+        self._warm = False
+        self._warmup: deque[tuple[float, float]] = deque(maxlen=50)
+        self._warmup_chunks = 0
 
     def _new_apm(self):
         return self._rtc.AudioProcessingModule(
@@ -114,11 +129,37 @@ class EchoCanceller:
             if not known and self._ref.wait_for(ref_t + int(CHUNK * 1e9 / SOURCE_RATE), _MAX_WAIT_S):
                 ref, known = self._ref.read(ref_t, CHUNK)  # a live speaker thread ran late: it is here now
             self.starved_chunks += not known
-            self._out.append(self._cancel(self._in[:CHUNK], ref))
+            cleaned = self._cancel(self._in[:CHUNK], ref)
+            if not self._converged(self._in[:CHUNK], cleaned, self._in_t_ns, known):
+                cleaned = np.zeros_like(cleaned)  # still learning the echo path: duck, like half duplex
+            self._out.append(cleaned)
             self._out_len += CHUNK
             self._in = self._in[CHUNK:]
             self._in_t_ns += int(CHUNK * 1e9 / SOURCE_RATE)
         return self._pop(len(frame))
+
+    def _converged(self, mic: np.ndarray, cleaned: np.ndarray, t_ns: int, known: bool) -> bool:
+        """Has AEC3 learned the echo path? Until it has, echo leaks for about a second.
+
+        Judged on chunks where the replica was audible within half a second:
+        converged once, after at least 1 s of them, the output stays 15 dB below
+        the input over the last 0.5 s. Latches, and gives up waiting after 3 s of echo (a user who
+        talks through the whole warm-up must still be heard).
+        """
+        if self._warm:
+            return True
+        # Either side of t: at stream start device stamps can be off by a few hundred ms.
+        recent, _ = self._ref.read(t_ns - _ECHO_SPAN_NS, int(2 * _ECHO_SPAN_NS * SOURCE_RATE / 1e9))
+        if float(np.sqrt(np.mean(recent**2))) < _ACTIVE_RMS:
+            return True  # nothing played lately: nothing to leak
+        self._warmup.append((float(np.mean(mic**2)), float(np.mean(cleaned**2))))
+        self._warmup_chunks += 1
+        if known and self._warmup_chunks >= _MIN_WARMUP_CHUNKS:
+            power_in, power_out = sum(w[0] for w in self._warmup), sum(w[1] for w in self._warmup)
+            self._warm = power_out < power_in * _CONVERGED_RATIO
+        self._warm = self._warm or self._warmup_chunks >= _MAX_WARMUP_CHUNKS
+        self.warmup_ms = self._warmup_chunks * 10
+        return self._warm
 
     def _ref_time(self, mic_t_ns: int) -> int:
         return mic_t_ns - int(self.delay_ms * 1e6) + self.lookahead_ns
@@ -182,6 +223,7 @@ class EchoCanceller:
         if starved > 0.1 or not _SAFE_LAG_MS[0] <= fed_lag <= _SAFE_LAG_MS[1]:
             self.delay_ms = lag_ms  # AEC3 now sees exactly the lookahead again
             self._apm = self._new_apm()  # converges faster from scratch than from the old delay
+            self._reset_warmup()
             self._hist_mic.clear()
 
 
