@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -86,7 +87,25 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.set_defaults(func=run_gui)
 
 
+def _no_display() -> bool:
+    """Linux without X11/Wayland: Qt would abort the process, so say what to do instead."""
+    env = os.environ
+    return (
+        sys.platform.startswith("linux")
+        and not env.get("QT_QPA_PLATFORM")
+        and not env.get("DISPLAY")
+        and not env.get("WAYLAND_DISPLAY")
+    )
+
+
 def run_gui(args: argparse.Namespace, config: Config) -> int:
+    if _no_display() and QApplication.instance() is None:
+        print(
+            "doppel: no display found (DISPLAY/WAYLAND_DISPLAY unset). Run `doppel chat` for the terminal, "
+            "`doppel converse` for WAV files, or set QT_QPA_PLATFORM=offscreen.",
+            file=sys.stderr,
+        )
+        return 2
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Doppel")
     path = getattr(args, "settings", None)
