@@ -25,17 +25,6 @@ COLORS = {  # BGR
     "out": (150, 110, 190),
     "face": (70, 90, 200),
 }
-WATERFALL = (
-    ("VAD end-of-turn window", "voice_end", "vad_decided", "vad"),
-    ("ASR final transcript", "vad_decided", "asr_final", "asr"),
-    ("LLM: waiting for the worker", "asr_final", "llm_request", "llm_light"),
-    ("LLM: TTFT", "llm_request", "first_token", "llm"),
-    ("LLM: up to first clause", "first_token", "first_chunk", "llm"),
-    ("TTS: first audio", "first_chunk", "tts_first_audio", "tts"),
-    ("audio out: to the ear", "tts_first_audio", "first_audio_played", "out"),
-    ("replica: first speaking frame", "first_audio_played", "first_replica_frame", "face"),
-    ("LLM: rest of the reply", "first_chunk", "llm_done", "llm_light"),
-)
 
 
 def _text(img: np.ndarray, s: str, x: int, y: int, scale: float = 0.5, color=INK, bold: bool = False) -> None:
@@ -63,7 +52,7 @@ def _axis(img: np.ndarray, x0: int, x1: int, y0: int, y1: int, vmax: float, unit
         cv2.line(img, (x, y0), (x, y1), GRID, 1)
         _text(img, f"{v:g}", x - 8, y1 + 16, 0.4, MUTED)
         v += step
-    _text(img, unit, x1 + 6, y1 + 16, 0.4, MUTED)
+    _text(img, unit, x1 + 26, y1 + 16, 0.4, MUTED)
     return scale
 
 
@@ -85,7 +74,7 @@ def _waterfall(img: np.ndarray, doc: dict, top: int) -> None:
         0.45,
         MUTED,
     )
-    rows = [(label, marks[a], marks[b], color) for label, a, b, color in WATERFALL if a in marks and b in marks]
+    rows = [(label, marks[a], marks[b], color) for label, a, b, color in report.WATERFALL if a in marks and b in marks]
     x0, x1, y = 290, W - 120, top + 50
     vmax = max(b for _, _, b, _ in rows) * 1.08
     scale = _axis(img, x0, x1, y - 6, y + 30 * len(rows) + 4, vmax)

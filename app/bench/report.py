@@ -53,6 +53,18 @@ STAGES = (
     Stage("barge_in_ms", "barge-in onset -> silence", "ms", None, "VAD's voice onset -> output silent"),
     Stage("barge_in_true_ms", "barge-in true onset -> silence", "ms", None, "file's voice onset -> output silent"),
 )
+# The median turn's critical path: (label, from mark, to mark, colour key); the last row runs alongside.
+WATERFALL = (
+    ("VAD end-of-turn window", "voice_end", "vad_decided", "vad"),
+    ("ASR final transcript", "vad_decided", "asr_final", "asr"),
+    ("LLM: waiting for the worker", "asr_final", "llm_request", "llm_light"),
+    ("LLM: TTFT", "llm_request", "first_token", "llm"),
+    ("LLM: up to first clause", "first_token", "first_chunk", "llm"),
+    ("TTS: first audio", "first_chunk", "tts_first_audio", "tts"),
+    ("audio out: to the ear", "tts_first_audio", "first_audio_played", "out"),
+    ("replica: first speaking frame", "first_audio_played", "first_replica_frame", "face"),
+    ("LLM: rest of the reply", "first_chunk", "llm_done", "llm_light"),
+)
 E2E = (
     ("speech_end_to_first_audio_ms", "raw_e2e_audio_ms", "naive_e2e_audio_ms", "end of speech -> first audio"),
     ("speech_end_to_first_frame_ms", "raw_e2e_frame_ms", "naive_e2e_frame_ms", "end of speech -> first frame"),
@@ -206,6 +218,30 @@ def resource_table(results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def critical_path(name: str, result: dict) -> list[str]:
+    """Where the median turn's time went, segment by segment, as shares of end of speech -> first frame."""
+    turn = median_turn(result)
+    if turn is None:
+        return []
+    marks = {"voice_end": 0.0, **turn["marks_ms"]}
+    end = marks.get("first_replica_frame", marks.get("first_audio_played"))
+    if not end:
+        return []
+    parts = [
+        f"{label} {marks[b] - marks[a]:.0f} ms ({(marks[b] - marks[a]) / end * 100:.0f} %)"
+        for label, a, b, _ in WATERFALL[:-1]
+        if a in marks and b in marks
+    ]
+    spec = result["session"]["speculations"]
+    return [
+        f"Median turn ({name}, input {turn['input']}, {end:.0f} ms to the first frame): " + "; ".join(parts) + ".",
+        "",
+        f"Speculative ASR + prefill at the first silent frame: started {spec['started']}, reused {spec['reused']}, "
+        f"discarded {spec['discarded']} (the user went on speaking).",
+        "",
+    ]
+
+
 def markdown(doc: dict) -> str:
     """The report, readable on its own."""
     run, machine, settings = doc["run"], doc["machine"], doc["settings"]
@@ -228,7 +264,7 @@ def markdown(doc: dict) -> str:
         "",
     ]
     for name, result in results.items():
-        out += [f"## Stages — {name} LLM", "", *stage_table(name, result), ""]
+        out += [f"## Stages — {name} LLM", "", *stage_table(name, result), "", *critical_path(name, result)]
     out += ["## End to end: pipeline vs its own engines", "", *e2e_table(results), ""]
     out += [
         "*raw limit* = silence window + ASR + LLM to the first clause + TTS of that clause (+ one frame), "
