@@ -81,6 +81,7 @@ class Conversation:
         if face is not None and on_frame is not None:
             self.replica_stage = ReplicaStage(face, on_frame, self.on_replica_frame)  # type: ignore[arg-type]
         self._listener: Listener | None = None
+        self._warmup = CancelToken()
         if source is not None:
             settings = TurnDetectorSettings(silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms)
             self._listener = Listener(settings, self._on_onset, self._on_pause, self._on_resume, self._on_end)
@@ -105,13 +106,15 @@ class Conversation:
         if self.replica_stage is not None:
             self.replica_stage.start()
         # Evaluate the persona prompt now, so the first turn finds it in the KV cache.
-        self._llm.submit(LlmJob(None, "", prefill_only=CancelToken()))
+        self._warmup = CancelToken()
+        self._llm.submit(LlmJob(None, "", prefill_only=self._warmup))
         if self.source is not None:
             self.source.start(lambda frame, t: self._vad.submit((frame, t)))
         self._set_state(ev.AgentState.LISTENING if self.source else ev.AgentState.IDLE)
 
     def shutdown(self, timeout: float = 2.0) -> bool:
         """Stop everything; True if every thread ended within ``timeout``."""
+        self._warmup.cancel("shutdown")
         with self._lock:
             if self._active is not None:
                 self._active.cancel.cancel("shutdown")
@@ -360,7 +363,13 @@ class Conversation:
         """Called by the replica stage for a frame that shows speech."""
         with self._lock:
             turn = self._active
-            first = turn is not None and not turn.first_frame_shown and not turn.cancel.cancelled
+            # Only this turn's speech counts: the tail of the previous reply's lips must not.
+            first = (
+                turn is not None
+                and turn.first_audio_played
+                and not turn.first_frame_shown
+                and not turn.cancel.cancelled
+            )
             if first:
                 turn.first_frame_shown = True  # type: ignore[union-attr]
         if first and turn is not None:
