@@ -74,7 +74,7 @@ def test_echo_without_cancellation_causes_false_barge_ins(reply, tts, settings) 
     rec = record(reply, tts.sample_rate, ROOM)
     onsets = vad_onsets(drive(rec, tts.sample_rate, []), settings)
     print(f"\nno AEC: {len(onsets)} false onsets at {seconds(onsets, rec)} s")
-    assert len(onsets) >= 3  # the replica would interrupt itself again and again
+    assert len(onsets) >= 2  # the replica would interrupt itself again and again
 
 
 def test_cancelled_echo_causes_no_false_barge_in_and_erle(reply, tts, settings) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from app.core.audio_io import SOURCE_RATE
 from app.duplex.delay import estimate_delay
+from app.duplex.leak import LeakDetector
 from app.duplex.playout import PlayoutHistory
 
 CHUNK = SOURCE_RATE // 100  # AEC3 works on 10 ms frames
@@ -71,6 +72,7 @@ class EchoCanceller:
         noise_suppression: bool = False,
         lookahead_ms: float = 20.0,
         track_delay: bool = True,
+        leak_check: bool = True,
     ) -> None:
         from livekit import rtc
 
@@ -83,6 +85,7 @@ class EchoCanceller:
         self.delay_estimates: list[tuple[float, float]] = []  # (delay_ms, peak strength) as measured
         self.starved_chunks = 0  # chunks processed before their reference arrived
         self._ref = PlayoutHistory(sink_rate)
+        self.leak_detector = LeakDetector() if leak_check else None
         self._in = np.zeros(0, dtype=np.float32)
         self._in_t_ns = 0
         self._out: deque[np.ndarray] = deque([np.zeros(512, dtype=np.float32)])
@@ -130,8 +133,9 @@ class EchoCanceller:
                 ref, known = self._ref.read(ref_t, CHUNK)  # a live speaker thread ran late: it is here now
             self.starved_chunks += not known
             cleaned = self._cancel(self._in[:CHUNK], ref)
-            if not self._converged(self._in[:CHUNK], cleaned, self._in_t_ns, known):
-                cleaned = np.zeros_like(cleaned)  # still learning the echo path: duck, like half duplex
+            leaking = self.leak_detector is not None and self.leak_detector.push(ref, cleaned)
+            if not self._converged(self._in[:CHUNK], cleaned, self._in_t_ns, known) or leaking:
+                cleaned = np.zeros_like(cleaned)  # learning or re-learning the echo path: duck, like half duplex
             self._out.append(cleaned)
             self._out_len += CHUNK
             self._in = self._in[CHUNK:]

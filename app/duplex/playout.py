@@ -17,7 +17,7 @@ from app.core.audio_io import SOURCE_RATE
 
 KEEP_S = 5.0  # history kept (must exceed the largest echo delay we correct)
 RESAMPLE_QUALITY = "QQ"  # cubic: no look-ahead latency (HQ holds back ~21 ms); ERLE measured the same
-_REANCHOR_NS = 20_000_000
+_REANCHOR_NS = 60_000_000  # callback jitter under load reaches tens of ms; a restart is more
 
 
 class PlayoutHistory:
@@ -39,6 +39,7 @@ class PlayoutHistory:
         self._start = 0  # stream index of _buf[0]
         self._t0_ns: int | None = None  # heard time of stream index 0
         self._in_samples = 0  # sink-rate samples consumed since t0
+        self.reanchors = 0
 
     def tap(self, block: np.ndarray, heard_at_ns: int) -> None:
         with self._lock:
@@ -46,6 +47,7 @@ class PlayoutHistory:
                 expected = self._t0_ns + int(self._in_samples * 1e9 / self.sink_rate)
                 if abs(heard_at_ns - expected) > _REANCHOR_NS:  # device restart or underrun: re-anchor
                     self._t0_ns = None
+                    self.reanchors += 1
             if self._t0_ns is None:
                 self._t0_ns, self._in_samples, self._start = heard_at_ns, 0, 0
                 self._buf = np.zeros(0, dtype=np.float32)
