@@ -61,14 +61,21 @@ def _common_options() -> argparse.ArgumentParser:
 Command = Callable[[argparse.Namespace, Config], int]
 
 
+def _run_gui(args: argparse.Namespace, config: Config) -> int:
+    """Imports Qt only when the window is wanted, so the other commands work without it."""
+    from app.ui.launch import run_gui
+
+    return run_gui(args, config)
+
+
 def _commands() -> dict[str, tuple[str, Command]]:
     from app import doctor, textchat
 
-    commands: dict[str, tuple[str, Command]] = {
+    return {
+        "gui": ("open the app window (the default when no command is given)", _run_gui),
         "chat": ("text chat in the terminal (the reply is spoken if a speaker is present)", textchat.run),
         "doctor": ("check models, devices and display; say what to fix", doctor.run),
     }
-    return commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,23 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(func=func)
         if name == "chat":
             cmd.add_argument("--mute", action="store_true", help="do not speak the replies")
-    for register in _extra_command_registrars():
+        if name == "gui":
+            cmd.add_argument("--settings", type=Path, metavar="INI", help="keep the window's settings in this file")
+    # Commands that live beside their subsystem; static imports so PyInstaller sees them.
+    from app import headless
+    from app.bench import cli as bench_cli
+    from app.replica import cli_render
+
+    for register in (headless.register, cli_render.register, bench_cli.register):
         register(sub, common)
     return parser
-
-
-def _extra_command_registrars() -> list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]]:
-    """Commands that live beside their subsystem (pipeline, replica, bench, GUI)."""
-    registrars = []
-    for module in ("app.headless", "app.replica.cli_render", "app.bench.cli", "app.ui.launch"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # that subsystem is not part of this build
-            raise
-        registrars.append(mod.register)
-    return registrars
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = config_from_args(args)
-        func: Command | None = getattr(args, "func", None)
-        if func is None:
-            func = _default_command()
+        func: Command = getattr(args, "func", _run_gui)
         return func(args, config)
     except (ConfigError, ModelError) as exc:
         print(f"doppel: {exc}", file=sys.stderr)
@@ -132,12 +130,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _default_command() -> Command:
-    """The GUI when it is available, else the terminal chat."""
-    try:
-        from app.ui.launch import run_gui
-    except ModuleNotFoundError:
-        from app import textchat
-
-        return textchat.run
-    return run_gui

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
@@ -74,17 +73,6 @@ def build_app(
     if start:
         session.start()
     return window
-
-
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "gui",
-        parents=[common],
-        help="open the app window (the default when no command is given)",
-        description="Face to face with the replica: microphone, camera and text chat in one window.",
-    )
-    p.add_argument("--settings", type=Path, metavar="INI", help="keep the window's settings in this file")
-    p.set_defaults(func=run_gui)
 
 
 def _no_display() -> bool:
