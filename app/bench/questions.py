@@ -118,7 +118,9 @@ def ensure_audio(questions: list[Question], directory: Path) -> dict[str, Path]:
     """Make the WAVs that are not cached yet (in a subprocess); returns id -> 16 kHz WAV path."""
     directory.mkdir(parents=True, exist_ok=True)
     missing = [q.id for q in questions if not (directory / q.filename).is_file()]
-    if missing:
+    if missing and getattr(sys, "frozen", False):  # a PyInstaller build cannot run `-m`: make them here
+        generate(missing, directory)
+    elif missing:
         cmd = [sys.executable, "-m", "app.bench.questions", str(directory), *missing]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
