@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from enum import StrEnum
 
 import numpy as np
@@ -106,6 +107,13 @@ class MicGate:
         )
 
 
+class _TapHub:
+    """Looks like a ``PlayoutBuffer`` to taps: they survive a device swap."""
+
+    def __init__(self) -> None:
+        self.taps: list[Callable[[np.ndarray, int], None]] = []
+
+
 class SpeakerSwitch:
     """An ``AudioSink`` whose device can be swapped; with no device, a silent stand-in keeps time.
 
@@ -124,6 +132,7 @@ class SpeakerSwitch:
         self._last_pull = time.monotonic()
         self._watched = False  # the device's buffer reports pulls, so a stall can be seen
         self._lock = threading.Lock()
+        self.buffer = _TapHub()  # what is played, whichever device plays it (echo canceller reference)
 
     @property
     def device(self) -> AudioSink | None:
@@ -158,8 +167,10 @@ class SpeakerSwitch:
         assert self._listener is not None
         sink.start(self._listener)
 
-    def _tap(self, _block: np.ndarray, _t_ns: int) -> None:
+    def _tap(self, block: np.ndarray, t_ns: int) -> None:
         self._last_pull = time.monotonic()
+        for tap in self.buffer.taps:
+            tap(block, t_ns)
 
     def play(self, audio: np.ndarray, tag: PlayTag) -> int:
         with self._lock:

@@ -223,7 +223,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_ready(self) -> None:
         self.progress.hide()
-        self.status.setText("Models ready")
+        duplex = self.session.duplex
+        self.status.setText("Models ready" + (f" · {duplex.description}" if duplex is not None else ""))
         self.video.set_notice("")
         self._show_state()
 

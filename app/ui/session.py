@@ -25,6 +25,7 @@ from app.config import Config
 from app.core.conversation import Conversation
 from app.core.replica_stage import ReplicaStage
 from app.devices.sound import DeviceError
+from app.duplex import Duplex, make_duplex
 from app.ui.bridge import EventBridge, FrameBridge
 from app.ui.devices import Camera, DeviceProvider, choose
 from app.ui.gates import MicGate, MicMode, SpeakerSwitch
@@ -71,6 +72,7 @@ class Session(QObject):
         self.conversation: Conversation | None = None
         self.vision = VisionStage(self._on_gaze, self._on_presence_thread, self._on_sighting)
         self.sighting: Sighting | None = None
+        self.duplex: Duplex | None = None  # how the mic coexists with the speaker (set once models load)
         self.present = False
         self.greeted_once = False
         self.status: dict[str, str] = {}
@@ -133,7 +135,15 @@ class Session(QObject):
             return
         self.engines = engines
         self.speaker = SpeakerSwitch(engines.tts.sample_rate)  # one per conversation: it stops with it
-        conversation = Conversation(self.config, engines, source=self.mic, sink=self.speaker, face=self.replica)  # type: ignore[arg-type]
+        self.duplex = make_duplex(self.speaker)  # type: ignore[arg-type]
+        conversation = Conversation(
+            self.config,
+            engines,
+            source=self.mic,
+            sink=self.speaker,  # type: ignore[arg-type]
+            face=self.replica,  # type: ignore[arg-type]
+            **self.duplex.conversation_kwargs(),
+        )
         self.bridge.attach(conversation.bus)
         conversation.start()
         self.conversation = conversation
@@ -327,6 +337,10 @@ class Session(QObject):
 
     def _on_camera_frame(self, image: np.ndarray, t_ns: int) -> None:
         self.vision(image, t_ns)
+        gate = self.duplex.barge_in_gate if self.duplex is not None else None
+        if gate is not None:  # barge-in while the replica speaks needs a moving mouth
+            box = self.sighting.box if self.sighting is not None else None
+            gate.on_frame(image, t_ns, box=box)
         h, w = image.shape[:2]
         scale = PREVIEW_WIDTH / w
         preview = cv2.resize(image, (PREVIEW_WIDTH, round(h * scale)), interpolation=cv2.INTER_AREA)
