@@ -104,6 +104,8 @@ class PlayoutBuffer:
 
     def pull(self, n: int, heard_at_ns: int) -> np.ndarray:
         """Next ``n`` samples (zeros where nothing is queued), heard at ``heard_at_ns``."""
+        # A paced consumer may pull late; a sample cannot be heard before it was pulled.
+        heard_at_ns = max(heard_at_ns, now_ns() + self.latency_ns)
         out = np.zeros(n, dtype=np.float32)
         started: list[tuple[PlayTag, int]] = []
         finished: list[tuple[PlayTag, int]] = []

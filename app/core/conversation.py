@@ -18,7 +18,7 @@ from app.core import events as ev
 from app.core.audio import resample
 from app.core.audio_io import AudioSink, AudioSource, PlayTag
 from app.core.bus import EventBus
-from app.core.cancel import CancelToken
+from app.core.cancel import Cancelled, CancelToken
 from app.core.chunker import Chunker, speakable
 from app.core.duplex import BargeInGate, MicFilter
 from app.core.history import History, JsonlLog
@@ -229,7 +229,10 @@ class Conversation:
             spec = job.speculation
             if spec.cancel.cancelled or self.engines.asr is None:
                 return
-            spec.transcript = self.engines.asr.transcribe(job.utterance.audio, spec.cancel)
+            try:
+                spec.transcript = self.engines.asr.transcribe(job.utterance.audio, spec.cancel)
+            except Cancelled:
+                return  # the user went on speaking
             if spec.transcript.text and not spec.cancel.cancelled:
                 self._llm.submit(LlmJob(None, spec.transcript.text, prefill_only=spec.cancel))
             return
@@ -262,6 +265,8 @@ class Conversation:
         with self._lock:
             self._active = turn
         self._set_state(ev.AgentState.THINKING)
+        # TTFT counts from here: waiting behind speculative work is part of it.
+        self.bus.publish(ev.LlmRequest(turn.id, backend=getattr(self.engines.llm, "name", "local")))
         self._llm.submit(LlmJob(turn, turn.user_text))
 
     def _on_llm_job(self, job: LlmJob) -> None:
@@ -277,7 +282,6 @@ class Conversation:
         if turn.cancel.cancelled:
             return
         messages = self.history.messages_for(turn.user_text)
-        self.bus.publish(ev.LlmRequest(turn.id, backend=getattr(llm, "name", "local")))
         chunker = Chunker()
         pieces = turn.llm_pieces
         try:
