@@ -7,8 +7,6 @@ recorded through its monitor.  Both run at real-time pace, as devices do.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -22,6 +20,7 @@ from app.core import events as ev
 from app.core.audio import read_wav, write_wav
 from app.core.conversation import Conversation
 from app.core.history import JsonlLog
+from tests.pulse import pulse_daemon
 
 PA_CONFIG = """\
 load-module module-native-protocol-unix auth-anonymous=1 socket={socket}
@@ -34,44 +33,8 @@ set-default-source user_voice.monitor
 
 @pytest.fixture(scope="module")
 def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    if not shutil.which("pulseaudio") or not shutil.which("paplay"):
-        pytest.skip("pulseaudio/pulseaudio-utils not installed (packaging/setup.sh installs them as root)")
-    folder = tmp_path_factory.mktemp("pulse")
-    socket = folder / "native"
-    (folder / "default.pa").write_text(PA_CONFIG.format(socket=socket))
-    env = {**os.environ, "PULSE_SERVER": f"unix:{socket}", "HOME": str(folder), "XDG_RUNTIME_DIR": str(folder)}
-    daemon = subprocess.Popen(
-        [
-            "pulseaudio",
-            "-n",
-            "-F",
-            str(folder / "default.pa"),
-            "--exit-idle-time=-1",
-            "--daemonize=no",
-            "--use-pid-file=no",
-            "--system=no",
-            "--disallow-exit",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not socket.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not socket.exists():
-        daemon.kill()
-        pytest.skip("pulseaudio did not start here")
-    saved = {k: os.environ.get(k) for k in ("PULSE_SERVER",)}
-    os.environ["PULSE_SERVER"] = env["PULSE_SERVER"]
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    daemon.terminate()
-    daemon.wait(5)
+    with pulse_daemon(tmp_path_factory.mktemp("pulse"), PA_CONFIG) as env:
+        yield env
 
 
 def test_spoken_turn_through_real_audio_devices(pulse, config, engines, speak16k, tmp_path: Path) -> None:

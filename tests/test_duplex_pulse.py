@@ -9,8 +9,6 @@ canceller lines up real device clocks (and their start-up quirks).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -25,6 +23,7 @@ from app.core.vad import TurnDetectorSettings
 from app.duplex import webrtc_available
 from app.duplex.aec import EchoCanceller
 from app.duplex.room import erle_db, vad_onsets
+from tests.pulse import pulse_daemon
 
 PA_CONFIG = """\
 load-module module-native-protocol-unix auth-anonymous=1 socket={socket}
@@ -42,34 +41,8 @@ QUESTION_AFTER_S = 4.0  # after the reply starts
 def room_pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if not webrtc_available():
         pytest.skip("the WebRTC APM binding (livekit) is not installed")
-    if not shutil.which("pulseaudio") or not shutil.which("paplay"):
-        pytest.skip("pulseaudio/pulseaudio-utils not installed (packaging/setup.sh installs them as root)")
-    folder = tmp_path_factory.mktemp("pulse-room")
-    socket = folder / "native"
-    (folder / "default.pa").write_text(PA_CONFIG.format(socket=socket))
-    env = {**os.environ, "PULSE_SERVER": f"unix:{socket}", "HOME": str(folder), "XDG_RUNTIME_DIR": str(folder)}
-    args = ["-n", "-F", str(folder / "default.pa"), "--exit-idle-time=-1", "--daemonize=no", "--use-pid-file=no"]
-    daemon = subprocess.Popen(
-        ["pulseaudio", *args, "--system=no", "--disallow-exit"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while not socket.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not socket.exists():
-        daemon.kill()
-        pytest.skip("pulseaudio did not start here")
-    saved = os.environ.get("PULSE_SERVER")
-    os.environ["PULSE_SERVER"] = env["PULSE_SERVER"]
-    yield env
-    if saved is None:
-        os.environ.pop("PULSE_SERVER", None)
-    else:
-        os.environ["PULSE_SERVER"] = saved
-    daemon.terminate()
-    daemon.wait(5)
+    with pulse_daemon(tmp_path_factory.mktemp("pulse-room"), PA_CONFIG) as env:
+        yield env
 
 
 class _NoListener:
