@@ -338,7 +338,10 @@ class Session(QObject):
     def _on_camera_frame(self, image: np.ndarray, t_ns: int) -> None:
         self.vision(image, t_ns)
         gate = self.duplex.barge_in_gate if self.duplex is not None else None
-        if gate is not None:  # barge-in while the replica speaks needs a moving mouth
+        conversation = self.conversation
+        # The mouth gate only judges onsets while the replica is heard; sparing it otherwise
+        # saves ~10 ms of CPU per camera frame on a 2-core machine.
+        if gate is not None and conversation is not None and conversation.replica_audible:
             box = self.sighting.box if self.sighting is not None else None
             gate.on_frame(image, t_ns, box=box)
         h, w = image.shape[:2]
