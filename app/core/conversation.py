@@ -409,19 +409,8 @@ class Conversation:
         self.history.record(turn.user_text, heard)
         self.bus.publish(ev.ReplyText(turn.id, heard))
         self.bus.publish(ev.TurnEnded(turn.id, interrupted=turn.interrupted))
-        self.log.write(
-            {
-                "turn_id": turn.id,
-                "user": turn.user_text,
-                "reply": heard,
-                "generated": turn.llm_text,
-                "interrupted": turn.interrupted,
-                "cancel_reason": turn.cancel.reason,
-                "error": turn.error,
-                "backend": self.engines.llm.last_stats.backend,
-                "metrics": self.metrics.compute(turn.id),
-            }
-        )
+        stats = self.engines.llm.last_stats
+        self.log.write(turn.log_record(heard, stats.backend, stats.error, self.metrics.compute(turn.id)))
         with self._lock:
             self._idle.notify_all()
         self._set_state(ev.AgentState.LISTENING if self.source else ev.AgentState.IDLE)

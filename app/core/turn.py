@@ -38,6 +38,20 @@ class Turn:
     interrupted: bool = False
     error: str = ""
 
+    def log_record(self, heard: str, backend: str, backend_error: str, metrics: dict) -> dict:
+        """One line of the conversation log: what was said, heard, and how fast."""
+        return {
+            "turn_id": self.id,
+            "user": self.user_text,
+            "reply": heard,
+            "generated": self.llm_text,
+            "interrupted": self.interrupted,
+            "cancel_reason": self.cancel.reason,
+            "error": self.error or backend_error,
+            "backend": backend,
+            "metrics": metrics,
+        }
+
     @property
     def llm_text(self) -> str:
         return "".join(self.llm_pieces).strip()
