@@ -21,7 +21,8 @@ CASCADE = "haarcascade_frontalface_default.xml"
 
 
 @cache
-def _cascade() -> cv2.CascadeClassifier:
+def face_cascade() -> cv2.CascadeClassifier:
+    """OpenCV's frontal-face Haar cascade, loaded once (vision and the mouth gate share it)."""
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
     if cascade.empty():
         raise RuntimeError(f"OpenCV's {CASCADE} could not be loaded; reinstall opencv-python (<5).")
@@ -55,7 +56,7 @@ def detect_faces(
         grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
     grey = cv2.equalizeHist(grey)
     min_side = max(20, round(grey.shape[0] * min_face))
-    found = _cascade().detectMultiScale(grey, scaleFactor=1.2, minNeighbors=4, minSize=(min_side, min_side))
+    found = face_cascade().detectMultiScale(grey, scaleFactor=1.2, minNeighbors=4, minSize=(min_side, min_side))
     boxes = [tuple(round(float(v) / scale) for v in box) for box in found]
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)  # type: ignore[return-value]
 

@@ -14,20 +14,12 @@ import pytest
 from app.core.audio_io import SOURCE_RATE
 from app.core.vad import TurnDetectorSettings
 from app.duplex.aec import EchoCanceller
+from app.duplex.bench import REPLY
 from app.duplex.delay import estimate_delay
 from app.duplex.room import Recording, Room, drive, erle_db, record, vad_onsets
 
 pytest.importorskip("livekit.rtc", reason="the WebRTC APM binding (pip install livekit) is not installed")
 
-REPLY = (
-    "Once upon a time, in a kingdom by the sea, there lived a brave knight named Arthur.",
-    "Every morning he rode his grey horse along the cliffs, watching the ships sail home.",
-    "One day a dragon appeared over the hills, breathing smoke and fire across the fields.",
-    "The villagers were afraid, so they gathered in the old stone church and prayed for help.",
-    "Arthur sharpened his sword, packed some bread and cheese, and set off toward the mountains.",
-    "After three days he found the dragon sleeping in a cave full of gold and silver coins.",
-    "Instead of fighting, he sat down quietly and waited for the great beast to wake up.",
-)
 ROOM = Room(delay_ms=60.0, rt60_ms=300.0, gain=0.2)  # echo ~3 dB below the user's voice at the mic
 SPEAKER_LEAD_MS = 20.0  # the output device's buffer: playout is known a little before it is heard
 QUESTION_AT_S = 7.3

@@ -12,24 +12,16 @@ not explain moves both; lips move only the lower one), in 0..255 units:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 import cv2
 import numpy as np
 
-CASCADE = "haarcascade_frontalface_default.xml"
+from app.vision import face_cascade
+
 _FACE = 96  # the face box is resampled to this square before comparing
 _MIN_SHIFT = 0.5  # pixels of the 96 px face
 _MOUTH = (slice(64, 96), slice(19, 77))  # lower third, central 60%: lips and chin, not cheeks' edges
 _NOSE = (slice(40, 62), slice(19, 77))  # the band above: moves with the head, not with the lips
-
-
-@cache
-def _cascade() -> cv2.CascadeClassifier:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV's {CASCADE} could not be loaded; reinstall opencv-python (<5).")
-    return cascade
 
 
 def detect_face(grey: np.ndarray, detect_width: int = 256) -> tuple[int, int, int, int] | None:
@@ -38,7 +30,7 @@ def detect_face(grey: np.ndarray, detect_width: int = 256) -> tuple[int, int, in
     scale = min(1.0, detect_width / max(w, 1))
     small = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else grey
     min_side = max(24, round(min(small.shape) * 0.15))
-    found = _cascade().detectMultiScale(cv2.equalizeHist(small), 1.1, 4, minSize=(min_side, min_side))
+    found = face_cascade().detectMultiScale(cv2.equalizeHist(small), 1.1, 4, minSize=(min_side, min_side))
     if len(found) == 0:
         return None
     x, y, bw, bh = max(found, key=lambda b: int(b[2]) * int(b[3]))
