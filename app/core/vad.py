@@ -18,10 +18,10 @@ _CONTEXT = 64
 
 
 def silero_model_path() -> Path:
-    """The Silero VAD ONNX file that faster-whisper ships."""
-    import faster_whisper
+    """The Silero VAD ONNX file that faster-whisper ships (found the same way frozen or not)."""
+    from app.resources import silero_vad_path
 
-    return Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+    return silero_vad_path()
 
 
 class SileroVad:

@@ -8,12 +8,13 @@ fixed places, the face a fixed size in a 512x512 frame.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from app.resources import resource_path
 
 FRAME_SIZE = 512
 # Where the eye centres land in the normalised frame (x, y); 96 px apart.
@@ -58,9 +59,7 @@ def eye_centres(points: np.ndarray) -> np.ndarray:
 
 def assets_dir() -> Path:
     """assets/replica in a checkout, or inside a PyInstaller bundle."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    root = Path(bundle) if bundle else Path(__file__).resolve().parents[2]
-    return root / "assets" / "replica"
+    return resource_path("assets", "replica")
 
 
 def load_landmarks(path: Path) -> np.ndarray:
