@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -13,8 +15,7 @@ APP_NAME = "doppel"
 # Measured on SmolLM2-135M: a plain "helpful assistant" framing and a low
 # temperature give direct, factual replies; chattier personas drift.
 DEFAULT_SYSTEM_PROMPT = (
-    "You are Joe, a friendly and helpful person talking on a video call. "
-    "Keep answers short: one or two sentences."
+    "You are Joe, a friendly and helpful person talking on a video call. Keep answers short: one or two sentences."
 )
 
 
@@ -96,8 +97,30 @@ class ConfigError(ValueError):
     pass
 
 
+# What a value in the file may be, beyond its type: (low, high) for numbers, a set of choices,
+# or a check for strings with the words that explain it.
+_NUMBER_RANGES: dict[str, tuple[float, float]] = {
+    "connect_timeout_s": (0.1, 600.0),
+    "first_token_timeout_s": (0.1, 600.0),
+    "stall_timeout_s": (0.1, 600.0),
+    "max_reply_tokens": (1, 4096),
+    "temperature": (0.0, 2.0),
+    "context_tokens": (512, 131072),
+    "silence_ms": (32, 5000),
+    "min_speech_ms": (32, 5000),
+    "llm_threads": (1, 256),
+}
+_CHOICES = {"llm_backend": ("local", "openai")}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
+
+
 def load_config(path: Path | None = None) -> Config:
-    """Read the TOML config; a missing default file means all defaults."""
+    """Read the TOML config; a missing default file means all defaults.
+
+    Anything the loader does not understand is refused with a message naming the
+    key and what it expects, rather than surfacing later as a crash.
+    """
     explicit = path is not None
     path = path or config_dir() / "config.toml"
     if not path.exists():
@@ -105,18 +128,77 @@ def load_config(path: Path | None = None) -> Config:
             raise ConfigError(f"Config file {path} does not exist.")
         return Config()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Config file {path} cannot be read ({exc}). It must be a UTF-8 text file.") from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}. Fix the line it names.") from exc
-    if "api_key" in data.get("llm", {}):
-        raise ConfigError(
-            f"Config file {path} holds an API key in clear. Remove it and put the key in the "
-            "environment variable named by llm.api_key_env (default DOPPEL_API_KEY) or the OS keyring."
-        )
+    return Config().with_overrides(**_overrides(path, data))
+
+
+def _overrides(path: Path, data: dict) -> dict[str, object]:
     overrides: dict[str, object] = {}
-    for section, keys in _SECTIONS.items():
-        for key, value in data.get(section, {}).items():
+    for section, table in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"Config file {path}: unknown section [{section}]. Known: {', '.join(_SECTIONS)}.")
+        if not isinstance(table, dict):
+            raise ConfigError(f"Config file {path}: {section} must be a section ([{section}]), not a value.")
+        keys = _SECTIONS[section]
+        for key, value in table.items():
+            if key not in keys and any(word in key.lower() for word in _SECRET_WORDS):
+                raise ConfigError(
+                    f"Config file {path} holds an API key in clear ([{section}] {key}). Remove it and put the key "
+                    "in the environment variable named by llm.api_key_env (default DOPPEL_API_KEY) or the OS keyring."
+                )
             if key not in keys:
                 raise ConfigError(f"Config file {path}: unknown key [{section}] {key}. Known: {', '.join(keys)}.")
-            overrides[keys[key]] = value
-    return Config().with_overrides(**overrides)
+            name = keys[key]
+            overrides[name] = _checked(f"Config file {path}: [{section}] {key}", name, value)
+    return overrides
+
+
+def _checked(where: str, name: str, value: object) -> object:
+    """``value`` converted to the field's type, or a ConfigError that says what is expected.
+
+    Strings are never echoed back: a key pasted into the wrong place must not end up on screen.
+    """
+    default = getattr(Config(), name)
+    expected = type(default) if default is not None else str
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {_shown(value)}.")
+        return value
+    if expected in (int, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and expected is int and isinstance(value, float):
+            ok = value.is_integer()
+        low, high = _NUMBER_RANGES.get(name, (-math.inf, math.inf))
+        if not ok or not math.isfinite(value) or not low <= value <= high:  # type: ignore[arg-type]
+            kind = "a whole number" if expected is int else "a number"
+            raise ConfigError(f"{where} must be {kind} from {low:g} to {high:g}, not {_shown(value)}.")
+        return expected(value)  # type: ignore[call-arg]
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string in quotes, not {_shown(value)}.")
+    if "\x00" in value:
+        raise ConfigError(f"{where} contains a NUL character.")
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, _CHOICES[name]))}.")
+    if name == "base_url" and not re.match(r"https?://[^\s/]+", value):
+        raise ConfigError(f"{where} must be an http:// or https:// address, e.g. http://127.0.0.1:8080/v1.")
+    if name == "api_key_env" and not _ENV_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{where} must be the NAME of an environment variable (letters, digits, _), e.g. DOPPEL_API_KEY; "
+            "the key itself goes in that variable, never in this file."
+        )
+    if name in ("persona_name", "system_prompt") and not value.strip():
+        raise ConfigError(f"{where} must not be empty.")
+    return value
+
+
+def _shown(value: object) -> str:
+    """A short description of a bad value: numbers and booleans as they are, anything else by type."""
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    return {str: "a string", list: "a list", dict: "a section"}.get(type(value), type(value).__name__)

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.02  # how often the waiting caller looks at the cancel token
 _MAX_BACKOFF_S = 4.0
+_MAX_COUNT = 10**9  # larger token counts or rates from a server are nonsense, not numbers to divide by
 
 
 @dataclass(frozen=True)
@@ -359,15 +360,17 @@ class OpenAiCompatLlm(RemoteErrorMessages):
                 )
             for choice in chunk.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content")
+                if text is not None and not isinstance(text, str):
+                    raise TypeError(f"content is {type(text).__name__}, not text")
                 if text:
-                    call.put("delta", (str(text), time.perf_counter()))
+                    call.put("delta", (text, time.perf_counter()))
                 if choice.get("finish_reason"):
                     call.saw_finish = True
                     call.put("finish", str(choice["finish_reason"]))
             for kind in ("usage", "timings"):
                 if isinstance(chunk.get(kind), dict):
                     call.put(kind, chunk[kind])
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:  # RecursionError: absurd nesting
             raise LlmBackendError(
                 f"The LLM server at {self.base_url} sent a malformed stream chunk ({exc}): "
                 f"{self._clip(data)!r}. It may not be OpenAI-compatible, or a proxy is altering the stream.",
@@ -390,8 +393,16 @@ class OpenAiCompatLlm(RemoteErrorMessages):
 
 
 def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A count the server reported, or None when it is no plausible count (JSON allows 1e999 and NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value) if 0 <= value <= _MAX_COUNT else None
 
 
 def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+    """A positive rate the server reported, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _MAX_COUNT:
+        return None
+    return float(value) if math.isfinite(value) else None
