@@ -18,12 +18,14 @@ from app.core import events as ev
 from app.core.audio import resample
 from app.core.audio_io import AudioSink, AudioSource, PlayTag
 from app.core.bus import EventBus
-from app.core.cancel import Cancelled, CancelToken
+from app.core.cancel import CancelToken
 from app.core.chunker import Chunker, speakable
 from app.core.duplex import BargeInGate, MicFilter
+from app.core.engines import SpeechChunk
 from app.core.history import History, JsonlLog
-from app.core.jobs import AsrJob, EngineSet, Face, LlmJob, Speculation, TtsJob
-from app.core.listener import Listener, Utterance
+from app.core.jobs import EngineSet, Face, LlmJob, Speculation, TtsJob
+from app.core.listener import Listener
+from app.core.listening import ListeningSide
 from app.core.metrics import MetricsObserver
 from app.core.replica_stage import FrameCallback, ReplicaStage
 from app.core.turn import Segment, Turn
@@ -33,7 +35,7 @@ from app.core.workers import Worker
 FIRST_AUDIO_YIELD_S = 1.0
 
 
-class Conversation:
+class Conversation(ListeningSide):
     """Owns the stage workers; ``say`` for typed input, an ``AudioSource`` for speech."""
 
     def __init__(
@@ -71,7 +73,7 @@ class Conversation:
         self._speculation: Speculation | None = None
         self._user_speaking = False
         self._idle = threading.Condition(self._lock)
-        self.speculations = {"started": 0, "reused": 0, "discarded": 0}
+        self.speculations = {"started": 0, "reused": 0, "discarded": 0, "discarded_replies": 0}
         self._vad = Worker("vad", self._on_frame, maxsize=256)
         self._asr = Worker("asr", self._on_asr_job, maxsize=8)
         self._llm = Worker("llm", self._on_llm_job, maxsize=8)
@@ -115,6 +117,7 @@ class Conversation:
     def shutdown(self, timeout: float = 2.0) -> bool:
         """Stop everything; True if every thread ended within ``timeout``."""
         self._warmup.cancel("shutdown")
+        self._drop_speculation("shutdown")
         with self._lock:
             if self._active is not None:
                 self._active.cancel.cancel("shutdown")
@@ -141,6 +144,7 @@ class Conversation:
     def say(self, text: str) -> int:
         """A typed message, handled like a finished spoken turn."""
         turn = Turn(next(self._ids), user_text=text.strip())
+        self._drop_speculation("typed message")
         self.interrupt("new message")
         self.bus.publish(ev.UserText(turn.id, turn.user_text))
         self._begin_reply(turn)
@@ -165,108 +169,19 @@ class Conversation:
     def set_system_prompt(self, prompt: str) -> None:
         self.history.set_system_prompt(prompt)
 
-    # -- listening (VAD worker thread) --------------------------------------------------
-
-    def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
-        if self._listener is None:
-            return
-        frame, t_ns = job
-        if self.mic_filter is not None:
-            frame = self.mic_filter.process(frame, t_ns)
-        if self.half_duplex and self.replica_audible:
-            frame = np.zeros_like(frame)  # ducked: no canceller, so do not listen to ourselves
-        self._listener.push(frame, t_ns)
-
-    @property
-    def replica_audible(self) -> bool:
-        with self._lock:
-            turn = self._active
-            return turn is not None and turn.first_audio_played and not turn.finished.is_set()
-
-    def _on_onset(self, onset_ns: int) -> None:
-        if self.replica_audible and self.barge_in_gate is not None and not self.barge_in_gate.accept(onset_ns):
-            self.rejected_onsets += 1  # not the user (echo, noise): ignore this utterance entirely
-            return
-        with self._lock:
-            self._user_speaking = True
-            busy = self._active is not None
-            self._listening_turn = next(self._ids)
-            turn_id = self._listening_turn
-        if busy:
-            self.interrupt("barge-in", onset_ns=onset_ns)
-        self.bus.publish(ev.SpeechStarted(turn_id, t_ns=onset_ns))
-        self._set_state(ev.AgentState.LISTENING)
-
-    def _on_pause(self, utt: Utterance) -> None:
-        if not self.speculate or self._listening_turn is None:
-            return
-        spec = Speculation(self._listening_turn, CancelToken())
-        with self._lock:
-            self._speculation = spec
-        self.speculations["started"] += 1
-        self._asr.submit(AsrJob(spec.turn_id, utt, speculation=spec))
-
-    def _on_resume(self) -> None:
-        with self._lock:
-            spec, self._speculation = self._speculation, None
-        if spec is not None:
-            spec.cancel.cancel("user resumed")
-            self.speculations["discarded"] += 1
-
-    def _on_end(self, utt: Utterance) -> None:
-        with self._lock:
-            turn_id, self._listening_turn = self._listening_turn, None
-            spec, self._speculation = self._speculation, None
-        if turn_id is None:
-            return
-        self.bus.publish(ev.SpeechEnded(turn_id, voice_end_ns=utt.voice_end_ns))
-        self._asr.submit(AsrJob(turn_id, utt, speculation=None, reuse=spec))
-
-    # -- ASR worker ----------------------------------------------------------------
-
-    def _on_asr_job(self, job: AsrJob) -> None:
-        if job.speculation is not None:  # speculative: transcribe, then prefill the LLM
-            spec = job.speculation
-            if spec.cancel.cancelled or self.engines.asr is None:
-                return
-            try:
-                spec.transcript = self.engines.asr.transcribe(job.utterance.audio, spec.cancel)
-            except Cancelled:
-                return  # the user went on speaking
-            if spec.transcript.text and not spec.cancel.cancelled:
-                self._llm.submit(LlmJob(None, spec.transcript.text, prefill_only=spec.cancel))
-            return
-        reused = job.reuse is not None and job.reuse.transcript is not None and not job.reuse.cancel.cancelled
-        if reused:
-            transcript = job.reuse.transcript  # type: ignore[union-attr]
-            self.speculations["reused"] += 1
-        elif self.engines.asr is not None:
-            transcript = self.engines.asr.transcribe(job.utterance.audio)
-        else:
-            return
-        assert transcript is not None
-        turn = Turn(job.turn_id, user_text=transcript.text)
-        with self._lock:  # hand over from "user speaking" to "replying" atomically
-            self._user_speaking = False
-            if transcript.text.strip():
-                self._active = turn
-            self._idle.notify_all()
-        self.bus.publish(
-            ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms, speculative_reused=reused)
-        )
-        if transcript.text.strip():
-            self._begin_reply(turn)
-        else:
-            self._set_state(ev.AgentState.LISTENING)
-
     # -- LLM worker ------------------------------------------------------------------
 
+    def _emit(self, turn: Turn, event: ev.Event) -> None:
+        """Publish a turn's event, or queue it while the turn is speculative."""
+        turn.outbox.run(lambda: self.bus.publish(event))
+
     def _begin_reply(self, turn: Turn) -> None:
-        with self._lock:
-            self._active = turn
-        self._set_state(ev.AgentState.THINKING)
-        # TTFT counts from here: waiting behind speculative work is part of it.
-        self.bus.publish(ev.LlmRequest(turn.id, backend=getattr(self.engines.llm, "name", "local")))
+        if not turn.outbox.held:
+            with self._lock:
+                self._active = turn
+        turn.outbox.run(lambda: self._set_state(ev.AgentState.THINKING))
+        # TTFT counts from here: waiting behind other LLM work is part of it.
+        self._emit(turn, ev.LlmRequest(turn.id, backend=getattr(self.engines.llm, "name", "local")))
         self._llm.submit(LlmJob(turn, turn.user_text))
 
     def _on_llm_job(self, job: LlmJob) -> None:
@@ -287,7 +202,7 @@ class Conversation:
         try:
             for token in llm.stream_chat(messages, turn.cancel):
                 pieces.append(token.text)
-                self.bus.publish(ev.LlmToken(turn.id, token.text, token.index))
+                self._emit(turn, ev.LlmToken(turn.id, token.text, token.index))
                 chunk = chunker.push(token.text)
                 if chunk:
                     self._queue_tts(turn, chunk)
@@ -299,9 +214,9 @@ class Conversation:
                     break
         except Exception as exc:  # a backend failure ends the turn cleanly, with a message
             turn.error = str(exc)
-            self.bus.publish(ev.ErrorEvent(turn.id, source="llm", message=str(exc)))
+            self._emit(turn, ev.ErrorEvent(turn.id, source="llm", message=str(exc)))
         stats = llm.last_stats
-        self.bus.publish(ev.LlmDone(turn.id, turn.llm_text, len(pieces), server_tps=stats.server_tps))
+        self._emit(turn, ev.LlmDone(turn.id, turn.llm_text, len(pieces), server_tps=stats.server_tps))
         tail = chunker.flush()
         if tail and not turn.cancel.cancelled:
             self._queue_tts(turn, tail)
@@ -313,7 +228,7 @@ class Conversation:
             return
         index = len(turn.texts)
         turn.texts.append(text)
-        self.bus.publish(ev.TtsChunkQueued(turn.id, spoken, index))
+        self._emit(turn, ev.TtsChunkQueued(turn.id, spoken, index))
         self._tts.submit(TtsJob(turn, index, spoken))
 
     # -- TTS worker -------------------------------------------------------------------
@@ -321,29 +236,34 @@ class Conversation:
     def _on_tts_job(self, job: TtsJob) -> None:
         turn = job.turn
         if job.index < 0:
-            turn.tts_done = True
-            if not turn.segments or self.sink is None:
-                self._finish(turn)
-            else:
-                self._maybe_finish_after_playout(turn)
+            turn.outbox.run(lambda: self._tts_finished(turn))
             return
-        tts = self.engines.tts
-        for chunk in tts.synthesize(job.text, turn.cancel):
+        for chunk in self.engines.tts.synthesize(job.text, turn.cancel):
             if turn.cancel.cancelled:
                 return
-            self.bus.publish(ev.TtsAudio(turn.id, job.index, len(chunk.audio), chunk.sample_rate))
+            self._emit(turn, ev.TtsAudio(turn.id, job.index, len(chunk.audio), chunk.sample_rate))
             turn.first_audio_ready.set()
-            if self.sink is None:
-                continue
-            audio = resample(chunk.audio, chunk.sample_rate, self.sink.sample_rate)
-            with self._lock:
-                if turn.cancel.cancelled:
-                    return
-                seg_index = len(turn.segments)
-                turn.segments.append(Segment(job.index, len(audio)))
-                start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
-            if self.face is not None:
-                self.face.push_audio(chunk, start_ns)
+            if self.sink is not None:
+                audio = resample(chunk.audio, chunk.sample_rate, self.sink.sample_rate)
+                turn.outbox.run(lambda a=audio, c=chunk: self._play(turn, job.index, a, c))
+
+    def _play(self, turn: Turn, text_index: int, audio: np.ndarray, chunk: SpeechChunk) -> None:
+        assert self.sink is not None
+        with self._lock:
+            if turn.cancel.cancelled:
+                return
+            seg_index = len(turn.segments)
+            turn.segments.append(Segment(text_index, len(audio)))
+            start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
+        if self.face is not None:
+            self.face.push_audio(chunk, start_ns)
+
+    def _tts_finished(self, turn: Turn) -> None:
+        turn.tts_done = True
+        if not turn.segments or self.sink is None:
+            self._finish(turn)
+        else:
+            self._maybe_finish_after_playout(turn)
 
     # -- playout (sink thread) ----------------------------------------------------------
 

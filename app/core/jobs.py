@@ -27,19 +27,26 @@ class Face(Protocol):
 
 @dataclass
 class Speculation:
-    """ASR + LLM prefill started at the first silent frame, kept if the user stays quiet."""
+    """A reply started at the first silent frame, its output held until the turn ends.
+
+    ``transcript`` is set by the ASR worker, ``ended`` by the VAD's end of turn;
+    whichever comes second commits the turn.  If the user resumes, ``cancel``
+    fires and nothing of it is ever shown or heard.
+    """
 
     turn_id: int
     cancel: CancelToken
     transcript: Transcript | None = None
+    transcript_ns: int = 0  # when the transcript was ready
+    turn: Turn | None = None  # the held reply, once the transcript has words
+    ended: Utterance | None = None  # the whole utterance, once the VAD ended the turn
 
 
 @dataclass(frozen=True)
 class AsrJob:
     turn_id: int
     utterance: Utterance
-    speculation: Speculation | None  # set: this job *is* speculative work
-    reuse: Speculation | None = None  # set: commit, reusing that speculation's transcript
+    speculation: Speculation | None = None  # set: this job *is* speculative work
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from app.core.cancel import CancelToken
+from app.core.outbox import Outbox
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Turn:
     first_frame_shown: bool = False
     interrupted: bool = False
     error: str = ""
+    outbox: Outbox = field(default_factory=Outbox)  # held while the turn is speculative
 
     def log_record(self, heard: str, backend: str, backend_error: str, metrics: dict) -> dict:
         """One line of the conversation log: what was said, heard, and how fast."""

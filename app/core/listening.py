@@ -1,0 +1,188 @@
+"""The user's side of turn-taking: VAD callbacks, speculative replies, the hand-over.
+
+Split from ``Conversation`` (which mixes this in) to keep each file readable:
+this half decides *when* the user has finished and starts the reply early;
+the other half makes and plays the reply.  The attributes and methods listed
+on the class are the host's, used here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from app.core import events as ev
+from app.core.bus import EventBus
+from app.core.cancel import Cancelled, CancelToken
+from app.core.duplex import BargeInGate, MicFilter
+from app.core.jobs import AsrJob, EngineSet, Speculation
+from app.core.listener import Listener, Utterance
+from app.core.outbox import Outbox
+from app.core.turn import Turn
+from app.core.workers import Worker
+
+
+class ListeningSide:
+    """Mixed into ``Conversation``; runs on the VAD and ASR worker threads."""
+
+    engines: EngineSet
+    bus: EventBus
+    speculate: bool
+    mic_filter: MicFilter | None
+    barge_in_gate: BargeInGate | None
+    half_duplex: bool
+    rejected_onsets: int
+    speculations: dict[str, int]
+    _lock: threading.RLock
+    _idle: threading.Condition
+    _ids: itertools.count
+    _active: Turn | None
+    _listening_turn: int | None
+    _speculation: Speculation | None
+    _user_speaking: bool
+    _listener: Listener | None
+    _asr: Worker
+    interrupt: Callable[..., None]
+    _begin_reply: Callable[[Turn], None]
+    _set_state: Callable[[ev.AgentState], None]
+
+    def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
+        if self._listener is None:
+            return
+        frame, t_ns = job
+        if self.mic_filter is not None:
+            frame = self.mic_filter.process(frame, t_ns)
+        if self.half_duplex and self.replica_audible:
+            frame = np.zeros_like(frame)  # ducked: no canceller, so do not listen to ourselves
+        self._listener.push(frame, t_ns)
+
+    @property
+    def replica_audible(self) -> bool:
+        with self._lock:
+            turn = self._active
+            return turn is not None and turn.first_audio_played and not turn.finished.is_set()
+
+    def _on_onset(self, onset_ns: int) -> None:
+        if self.replica_audible and self.barge_in_gate is not None and not self.barge_in_gate.accept(onset_ns):
+            self.rejected_onsets += 1  # not the user (echo, noise): ignore this utterance entirely
+            return
+        with self._lock:
+            self._user_speaking = True
+            busy = self._active is not None
+            self._listening_turn = next(self._ids)
+            turn_id = self._listening_turn
+        if busy:
+            self.interrupt("barge-in", onset_ns=onset_ns)
+        self.bus.publish(ev.SpeechStarted(turn_id, t_ns=onset_ns))
+        self._set_state(ev.AgentState.LISTENING)
+
+    def _on_pause(self, utt: Utterance) -> None:
+        """First silent frame: start the whole reply now, heard only if the user stays quiet."""
+        if not self.speculate or self._listening_turn is None:
+            return
+        spec = Speculation(self._listening_turn, CancelToken())
+        with self._lock:
+            self._speculation = spec
+        self.speculations["started"] += 1
+        self._asr.submit(AsrJob(spec.turn_id, utt, speculation=spec))
+
+    def _on_resume(self) -> None:
+        self._drop_speculation("user resumed")
+
+    def _drop_speculation(self, reason: str) -> None:
+        with self._lock:
+            spec, self._speculation = self._speculation, None
+            if spec is None:
+                return
+            spec.cancel.cancel(reason)
+        if spec.turn is not None:  # a reply was already being made: none of it is shown or heard
+            self.speculations["discarded_replies"] += 1
+            spec.turn.outbox.discard()
+            spec.turn.first_audio_ready.set()  # wake an LLM waiting for this turn's audio
+            spec.turn.finished.set()
+        self.speculations["discarded"] += 1
+
+    def _on_end(self, utt: Utterance) -> None:
+        with self._lock:
+            turn_id, self._listening_turn = self._listening_turn, None
+            spec, self._speculation = self._speculation, None
+            if spec is not None:
+                spec.ended = utt
+            ready = spec is not None and spec.transcript is not None
+        if turn_id is None:
+            return
+        self.bus.publish(ev.SpeechEnded(turn_id, voice_end_ns=utt.voice_end_ns))
+        if spec is None:
+            self._asr.submit(AsrJob(turn_id, utt))
+        elif ready:
+            self._commit(spec)
+        # else: the speculative ASR is still running and commits when it is done
+
+    # -- ASR worker ----------------------------------------------------------------
+
+    def _on_asr_job(self, job: AsrJob) -> None:
+        if self.engines.asr is None:
+            return
+        if job.speculation is not None:
+            self._speculate(job.speculation, job.utterance)
+            return
+        transcript = self.engines.asr.transcribe(job.utterance.audio)
+        turn = Turn(job.turn_id, user_text=transcript.text)
+        self._hand_over(turn if transcript.text.strip() else None)
+        self.bus.publish(ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms))
+        if transcript.text.strip():
+            self._begin_reply(turn)
+        else:
+            self._set_state(ev.AgentState.LISTENING)
+
+    def _speculate(self, spec: Speculation, utt: Utterance) -> None:
+        """Transcribe what was said so far and start the reply, held back until the turn ends."""
+        assert self.engines.asr is not None
+        if spec.cancel.cancelled:
+            return
+        try:
+            transcript = self.engines.asr.transcribe(utt.audio, spec.cancel)
+        except Cancelled:
+            return  # the user went on speaking
+        with self._lock:
+            if spec.cancel.cancelled:
+                return
+            spec.transcript, spec.transcript_ns = transcript, ev.now_ns()
+            if transcript.text.strip():
+                spec.turn = Turn(spec.turn_id, user_text=transcript.text, cancel=spec.cancel)
+                spec.turn.outbox = Outbox(held=spec.ended is None)
+            commit_now = spec.ended is not None
+        if spec.turn is not None:
+            self._begin_reply(spec.turn)
+        if commit_now:
+            self._commit(spec)
+
+    def _commit(self, spec: Speculation) -> None:
+        """The user stayed quiet: the speculative transcript is final and the reply goes out."""
+        assert spec.transcript is not None
+        self.speculations["reused"] += 1
+        self._hand_over(spec.turn)
+        self.bus.publish(
+            ev.TranscriptFinal(
+                spec.turn_id,
+                spec.transcript.text,
+                asr_ms=spec.transcript.compute_ms,
+                speculative_reused=True,
+                t_ns=spec.transcript_ns,
+            )
+        )
+        if spec.turn is not None:
+            spec.turn.outbox.open()
+        else:
+            self._set_state(ev.AgentState.LISTENING)
+
+    def _hand_over(self, turn: Turn | None) -> None:
+        """From "user speaking" to "replying" (or back to listening), atomically."""
+        with self._lock:
+            self._user_speaking = False
+            if turn is not None:
+                self._active = turn
+            self._idle.notify_all()
