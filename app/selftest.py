@@ -202,6 +202,13 @@ def _hear(asr: object, vad: object, chunks: list[SpeechChunk], t: Timings) -> No
         raise SelfTestFailure("the ASR heard nothing in the spoken reply. Fix: check the ASR model (`doppel doctor`).")
 
 
+def _echo_canceller() -> None:
+    """Build the WebRTC echo canceller the app uses for barge-in (loads livekit's native library)."""
+    from app.duplex.aec import EchoCanceller
+
+    EchoCanceller(48_000)
+
+
 def run_checks(config: Config) -> Timings:
     """Every step, in the order the app meets them; raises SelfTestFailure on the first that fails."""
     t = Timings()
@@ -213,6 +220,7 @@ def run_checks(config: Config) -> Timings:
     chunks = _step("TTS", "run `doppel doctor`", lambda: _speak(tts, str(reply), t))
     _step("replica lip sync", "report this as a bug", lambda: _lip_sync(replica, chunks, t))  # type: ignore[arg-type]
     _step("VAD/ASR", "run `doppel doctor`", lambda: _hear(asr, vad, chunks, t))  # type: ignore[arg-type]
+    _step("echo cancellation", "the build lacks livekit's liblivekit_ffi (see packaging/README.md)", _echo_canceller)
     return t
 
 
