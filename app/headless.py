@@ -71,6 +71,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     source = FileSource(items)
     sink = WavWriterSink(args.output, engines.tts.sample_rate)
     log = JsonlLog(args.log) if args.log else JsonlLog.in_dir(config.log_dir)
+    log.on_error = lambda message: print(f"doppel: {message}", file=sys.stderr)  # once; the turns go on
     face = None
     if not args.no_face:
         from app.replica import Replica

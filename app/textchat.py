@@ -7,6 +7,8 @@ import sys
 
 from app.config import Config
 
+LONG_TEXT_CHARS = 1000  # longer lines are checked against the model's context
+
 
 def run(args: argparse.Namespace, config: Config) -> int:
     from app.compose import load_engines
@@ -17,6 +19,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     engines = load_engines(config, with_asr=False)
     speak = not getattr(args, "mute", False)
     conversation = Conversation.for_text(config, engines, speak=speak)
+    conversation.log.on_error = lambda message: print(f"\n[log] {message}", file=sys.stderr)
 
     def show(event: object) -> None:
         if isinstance(event, LlmToken):
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
                 break
             if not line:
                 break
+            if len(line) > LONG_TEXT_CHARS and conversation.history.fit(line) != line:
+                print("[note] too long for the model's context: it reads the beginning and the end.", file=sys.stderr)
             print(f"{config.persona_name.lower()}> ", end="", flush=True)
             conversation.say(line)
             conversation.wait_idle()

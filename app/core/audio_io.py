@@ -134,7 +134,7 @@ class PlayoutBuffer:
         return out
 
 
-class _PacedThread:
+class PacedThread:
     """Calls ``step(n_samples_due)`` every ``period`` seconds at real-time pace."""
 
     def __init__(self, name: str, rate: int, period_s: float, step: Callable[[int, int], None]) -> None:
@@ -159,6 +159,35 @@ class _PacedThread:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+
+class BlockConverter:
+    """Any capture format in, the pipeline's 16 kHz mono 32 ms blocks out.
+
+    A microphone that cannot capture 16 kHz mono (a 48 kHz stereo USB
+    interface, an 8 kHz headset) is opened at its own rate; this downmixes,
+    resamples (streaming soxr, no clicks at block edges) and re-blocks, and
+    stamps each output block with the capture time of its first sample.
+    """
+
+    def __init__(self, rate: int, channels: int) -> None:
+        import soxr
+
+        self.rate, self.channels = rate, channels
+        self._resampler = None if rate == SOURCE_RATE else soxr.ResampleStream(rate, SOURCE_RATE, 1, dtype="float32")
+        self._carry = np.zeros(0, dtype=np.float32)
+
+    def push(self, block: np.ndarray, t_ns: int) -> list[tuple[np.ndarray, int]]:
+        """``block`` is (frames,) or (frames, channels) captured from ``t_ns`` on."""
+        data = np.asarray(block, dtype=np.float32)
+        mono = data.mean(axis=1) if data.ndim == 2 else data.reshape(-1)
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(mono)
+        first_t = t_ns - int(len(self._carry) * 1e9 / SOURCE_RATE)
+        data = np.concatenate([self._carry, mono.astype(np.float32, copy=False)])
+        whole = len(data) // BLOCK * BLOCK
+        self._carry = data[whole:].copy()
+        return [(data[i : i + BLOCK].copy(), first_t + int(i * 1e9 / SOURCE_RATE)) for i in range(0, whole, BLOCK)]
 
 
 @dataclass
@@ -193,7 +222,7 @@ class FileSource:
         self._silence_left = int(lead_in_s * SOURCE_RATE)
         self._on_frames: FramesCallback | None = None
         self._carry = np.zeros(0, dtype=np.float32)
-        self._pacer = _PacedThread("audio-source", SOURCE_RATE, 0.008, self._step)
+        self._pacer = PacedThread("audio-source", SOURCE_RATE, 0.008, self._step)
 
     @classmethod
     def from_wavs(cls, paths: list[Path], wait_between: Callable[[], bool] | None = None) -> FileSource:
@@ -275,7 +304,7 @@ class WavWriterSink:
         self.sample_rate = sample_rate
         self.buffer = PlayoutBuffer(sample_rate)
         self._blocks: list[np.ndarray] = []
-        self._pacer = _PacedThread("audio-sink", sample_rate, 0.005, self._step)
+        self._pacer = PacedThread("audio-sink", sample_rate, 0.005, self._step)
 
     def start(self, listener: PlayoutListener) -> None:
         self.buffer.listener = listener

@@ -7,7 +7,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.core.audio_io import BLOCK, SOURCE_RATE, FramesCallback, PlayoutBuffer, PlayoutListener, PlayTag
+from app.core.audio_io import (
+    BLOCK,
+    SOURCE_RATE,
+    BlockConverter,
+    FramesCallback,
+    PacedThread,
+    PlayoutBuffer,
+    PlayoutListener,
+    PlayTag,
+)
 from app.core.events import now_ns
 
 _log = logging.getLogger(__name__)
@@ -55,47 +64,82 @@ def list_devices(kind: str) -> list[tuple[int, str]]:
 
 
 class MicrophoneSource:
-    """16 kHz mono blocks of 32 ms from a PortAudio input device."""
+    """16 kHz mono blocks of 32 ms from a PortAudio input device.
+
+    The device is asked for 16 kHz mono first; one that refuses (many USB and
+    pro interfaces only do 44.1/48 kHz, some headsets 8 kHz) is opened at its
+    own default rate and channels and converted (``BlockConverter``).
+    ``capture`` forces a (rate, channels) format.
+    """
 
     name = "microphone"
 
-    def __init__(self, device: int | str | None = None, on_error: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        device: int | str | None = None,
+        on_error: Callable[[str], None] | None = None,
+        capture: tuple[int, int] | None = None,
+    ) -> None:
         self.device = device
+        self.capture = capture
+        self.format: tuple[int, int] | None = None  # (rate, channels) actually opened
         self._stream = None
         self._on_error = on_error
+        self._stopping = False
+
+    def _formats(self, sd) -> list[tuple[int, int]]:
+        if self.capture is not None:
+            return [self.capture]
+        formats = [(SOURCE_RATE, 1)]
+        try:
+            info = sd.query_devices(self.device, "input")
+            native = (int(info["default_samplerate"]), max(1, min(2, int(info["max_input_channels"]))))
+        except Exception:  # no such device: the first attempt says so
+            return formats
+        return formats if native == formats[0] else [*formats, native]
 
     def start(self, on_frames: FramesCallback) -> None:
         sd = _sounddevice()
+        failure: Exception | None = None
+        for rate, channels in self._formats(sd):
+            converter = BlockConverter(rate, channels)
 
-        def callback(indata: np.ndarray, frames: int, time_info, status) -> None:
-            if status and self._on_error is not None and status.input_overflow:
-                self._on_error("microphone overflow: audio was dropped")
-            captured = now_ns() - int(max(0.0, time_info.currentTime - time_info.inputBufferAdcTime) * 1e9)
-            on_frames(indata[:, 0].astype(np.float32, copy=True), captured)
+            def callback(indata: np.ndarray, frames: int, time_info, status, converter=converter) -> None:
+                if status and self._on_error is not None and status.input_overflow:
+                    self._on_error("microphone overflow: audio was dropped")
+                captured = now_ns() - int(max(0.0, time_info.currentTime - time_info.inputBufferAdcTime) * 1e9)
+                if converter.rate == SOURCE_RATE and converter.channels == 1 and frames == BLOCK:
+                    on_frames(indata[:, 0].astype(np.float32, copy=True), captured)
+                    return
+                for block, t_ns in converter.push(indata, captured):
+                    on_frames(block, t_ns)
 
-        try:
-            self._stream = _start_with_retry(
-                lambda: sd.InputStream(
-                    samplerate=SOURCE_RATE,
-                    blocksize=BLOCK,
-                    channels=1,
-                    dtype="float32",
-                    device=self.device,
-                    callback=callback,
-                    latency="low",
-                    finished_callback=self._finished,
+            try:
+                self._stream = _start_with_retry(
+                    lambda rate=rate, channels=channels, callback=callback: sd.InputStream(
+                        samplerate=rate,
+                        blocksize=BLOCK if rate == SOURCE_RATE else 0,
+                        channels=channels,
+                        dtype="float32",
+                        device=self.device,
+                        callback=callback,
+                        latency="low",
+                        finished_callback=self._finished,
+                    )
                 )
-            )
-        except Exception as exc:
-            raise DeviceError(
-                f"Could not open the microphone ({exc}). Pick another one in the settings, or type instead."
-            ) from exc
+            except Exception as exc:
+                failure = exc
+                _log.info("microphone refused %d Hz x %d: %s", rate, channels, exc)
+                continue
+            self.format = (rate, channels)
+            return
+        raise DeviceError(
+            f"Could not open the microphone ({failure}). Pick another one in the settings, or type instead."
+        ) from failure
 
     def _finished(self) -> None:
         if self._on_error is not None and self._stream is not None and not self._stopping:
             self._on_error("The microphone stopped (unplugged?). Pick a microphone in the settings.")
-
-    _stopping = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -105,15 +149,26 @@ class MicrophoneSource:
 
 
 class SpeakerSink:
-    """Plays through PortAudio; the playout clock comes from the stream's DAC time."""
+    """Plays through PortAudio; the playout clock comes from the stream's DAC time.
+
+    If the device goes away mid-stream (unplugged, sound server gone), a silent
+    stand-in keeps pulling the queued audio at real-time pace, so turns still
+    end and the conversation goes on as text; ``on_error`` hears about it once.
+    """
 
     name = "speaker"
 
-    def __init__(self, sample_rate: int, device: int | str | None = None) -> None:
+    def __init__(
+        self, sample_rate: int, device: int | str | None = None, on_error: Callable[[str], None] | None = None
+    ) -> None:
         self.sample_rate = sample_rate
         self.device = device
+        self.on_error = on_error
         self.buffer = PlayoutBuffer(sample_rate)
+        self.lost = False
         self._stream = None
+        self._stopping = False
+        self._stand_in: PacedThread | None = None
 
     def start(self, listener: PlayoutListener) -> None:
         sd = _sounddevice()
@@ -133,6 +188,7 @@ class SpeakerSink:
                     device=self.device,
                     callback=callback,
                     latency="low",
+                    finished_callback=self._finished,
                 )
             )
             self.buffer.latency_ns = int(self._stream.latency * 1e9)
@@ -148,10 +204,26 @@ class SpeakerSink:
     def played_samples(self, tag: PlayTag) -> int:
         return self.buffer.played_samples(tag)
 
+    def _finished(self) -> None:
+        """PortAudio ended the stream; unless we asked it to, the device is gone."""
+        if self._stopping or self._stream is None or self.lost:
+            return
+        self.lost = True
+        self.buffer.latency_ns = 0
+        self._stand_in = PacedThread("audio-sink", self.sample_rate, 0.005, self.buffer.pull)
+        self._stand_in.start()
+        message = "The speaker stopped (unplugged?): replies are shown, not heard. Pick a speaker in the settings."
+        _log.warning("%s", message)
+        if self.on_error is not None:
+            self.on_error(message)
+
     def stop(self) -> None:
+        self._stopping = True
         if self._stream is not None:
             self._stream.close(ignore_errors=True)
             self._stream = None
+        if self._stand_in is not None:
+            self._stand_in.stop()
 
 
 def open_speaker(sample_rate: int, device: int | str | None = None) -> SpeakerSink | None:

@@ -157,6 +157,7 @@ class MainWindow(QMainWindow):
         s.device_status.connect(self._on_device_status)
         s.presence_changed.connect(lambda _p: self._show_state())
         s.greeted.connect(self._on_greeting)
+        s.notice.connect(self.transcript.add_note)
         self.input.returnPressed.connect(self.send)
         self.send_button.clicked.connect(self.send)
         self.mode.currentIndexChanged.connect(self._on_mode)

@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from app.compose import Engines, load_engines
 from app.config import Config
+from app.core import events as ev
 from app.core.conversation import Conversation
 from app.core.replica_stage import ReplicaStage
 from app.devices.sound import DeviceError
@@ -35,6 +36,7 @@ from app.vision import Sighting, VisionStage
 
 _log = logging.getLogger(__name__)
 PREVIEW_WIDTH = 240
+LONG_TEXT_CHARS = 1000  # typed text longer than this is checked against the model's context
 # The LLM's start-up prefill cannot be cancelled; wait for it rather than leave a thread using the model.
 STOP_TIMEOUT_S = 10.0
 DEVICE_SETTING = {"microphone": SettingKey.MICROPHONE, "speaker": SettingKey.SPEAKER, "camera": SettingKey.CAMERA}
@@ -47,6 +49,7 @@ class Session(QObject):
     device_status = Signal(str, str)  # kind, message ("" = working)
     presence_changed = Signal(bool)
     greeted = Signal(str)  # emitted just before the greeting is sent (so its line can be marked)
+    notice = Signal(str)  # something the user should know that is not an error (a message cut to fit)
     _device_lost = Signal(str, str)  # from device threads
 
     def __init__(
@@ -145,6 +148,9 @@ class Session(QObject):
             **self.duplex.conversation_kwargs(),
         )
         self.bridge.attach(conversation.bus)
+        bus = conversation.bus
+        # A full disk loses the log, not the conversation: say so once, in the transcript.
+        conversation.log.on_error = lambda msg: bus.publish(ev.ErrorEvent(0, source="log", message=msg))
         conversation.start()
         self.conversation = conversation
         self.open_device("speaker")
@@ -198,6 +204,13 @@ class Session(QObject):
         if self.conversation is None:
             self._pending_text.append(text)
             return True
+        if len(text) > LONG_TEXT_CHARS:
+            fitted = self.conversation.history.fit(text)
+            if fitted != text:
+                self.notice.emit(
+                    f"Your message has {len(text):,} characters; the model can read about {len(fitted):,}, "
+                    "so it gets the beginning and the end. The transcript and the log keep every word."
+                )
         self.conversation.say(text)
         return True
 
@@ -255,9 +268,10 @@ class Session(QObject):
                 self.mic.attach(None if device is None else self.devices.open_microphone(device, on_error))
             else:
                 assert self.speaker is not None
-                self.speaker.attach(
-                    None if device is None else self.devices.open_speaker(device, self.speaker.sample_rate)
-                )
+                sink = None if device is None else self.devices.open_speaker(device, self.speaker.sample_rate)
+                if sink is not None and hasattr(sink, "on_error"):  # a real device reports its own death
+                    sink.on_error = lambda msg: self._device_lost.emit("speaker", msg)  # type: ignore[attr-defined]
+                self.speaker.attach(sink)
         except DeviceError as exc:
             note = str(exc)
         self._report(kind, note)
@@ -290,6 +304,9 @@ class Session(QObject):
         elif kind == "microphone":
             self.mic.attach(None)
         elif self.speaker is not None:
+            if self.conversation is not None:
+                # The reply's queued audio went with the device: end the turn now, or it waits forever.
+                self.conversation.interrupt("speaker lost")
             self.speaker.attach(None)
         self._report(kind, message)
 

@@ -90,7 +90,9 @@ class AppSettings:
         return str(self.get(key))
 
     def set(self, key: SettingKey, value: bool | str) -> None:
+        """Store and write through at once: a crash or kill -9 must not take the user's choice with it."""
         self.store.setValue(key.value, value)
+        self.store.sync()
 
     def update(self, values: dict[SettingKey, bool | str]) -> list[SettingKey]:
         """Store several values; returns the keys whose value changed."""

@@ -12,6 +12,8 @@ from PySide6.QtGui import QColor, QFont, QTextBlock, QTextCharFormat, QTextCurso
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
 LINE_SEPARATOR = "\u2028"  # a line break inside a block (keeps a reply in one block)
+# Control characters are shown as their Unicode pictures (ESC as ␛), not obeyed or silently dropped.
+_CONTROL_PICTURES = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)} | {0x7F: 0x2421}
 
 
 def _fmt(colour: QColor, bold: bool = False, italic: bool = False) -> QTextCharFormat:
@@ -59,7 +61,8 @@ class TranscriptView(QPlainTextEdit):
 
     @staticmethod
     def _clean(text: str) -> str:
-        return text.replace("\r\n", "\n").replace("\n", LINE_SEPARATOR)
+        text = text.replace("\r\n", "\n").translate(_CONTROL_PICTURES)
+        return text.replace("\n", LINE_SEPARATOR)
 
     def add_user(self, turn_id: int, text: str, spoken: bool) -> None:
         if not text.strip():
