@@ -13,6 +13,13 @@ from app.core.vad import FRAME_SAMPLES, SileroVad, TurnDetector, TurnDetectorSet
 
 PREROLL_FRAMES = 12  # ~0.4 s kept before the onset so the first syllable is not clipped
 ENERGY_FLOOR = 0.008  # RMS below this counts as silence when refining the voice end
+# A monologue (or a radio the VAD takes for speech) is answered in pieces: past SOFT_TURN_S the
+# next short pause ends the turn, at MAX_TURN_S it ends regardless.  Each piece then takes
+# Whisper's fast path (under 25 s); one 5-minute turn took 69 s to transcribe on 2 cores and
+# re-transcribed the growing audio at every pause.  Speech that goes on starts the next turn,
+# preroll included, so no word is dropped.
+SOFT_TURN_S = 20.0
+MAX_TURN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,9 @@ class Listener:
             self._frames.append(frame)
         else:
             self._preroll.append((frame, t_ns))
+        if self.detector.in_speech and decision is not VadDecision.ONSET and self._too_long(decision):
+            self.detector.reset()  # speech that goes on makes a new onset
+            decision = VadDecision.END_OF_TURN
         if decision is VadDecision.ONSET:
             on_onset(self._onset_ns)
         elif decision is VadDecision.PAUSE:
@@ -74,6 +84,10 @@ class Listener:
             utt = self._utterance()
             self._frames = []
             on_end(utt)
+
+    def _too_long(self, decision: VadDecision) -> bool:
+        seconds = len(self._frames) * FRAME_SAMPLES / SOURCE_RATE
+        return seconds >= MAX_TURN_S or (seconds >= SOFT_TURN_S and decision is VadDecision.PAUSE)
 
     def _utterance(self) -> Utterance:
         audio = np.concatenate(self._frames) if self._frames else np.zeros(0, dtype=np.float32)
