@@ -184,12 +184,11 @@ def _lip_sync(replica: object, chunks: list[SpeechChunk], t: Timings) -> None:
 
 def _hear(asr: object, vad: object, chunks: list[SpeechChunk], t: Timings) -> None:
     """Feed the spoken reply back through VAD and ASR, as the microphone path would."""
-    import soxr
-
+    from app.core.audio import resample
     from app.core.vad import FRAME_SAMPLES
 
     audio = np.concatenate([c.audio for c in chunks]).astype(np.float32)
-    pcm16k = soxr.resample(audio, chunks[0].sample_rate, 16_000).astype(np.float32)
+    pcm16k = resample(audio, chunks[0].sample_rate, 16_000).astype(np.float32)
     frames = pcm16k[: len(pcm16k) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
     speech = max(vad.probability(f) for f in frames)  # type: ignore[attr-defined]
     if speech < 0.5:
