@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--questions", type=int, metavar="N", help="how many questions (1-12)")
     p.add_argument("--barge-ins", dest="barge_ins", type=int, metavar="N", help="how many barge-in pairs (0-3)")
     p.add_argument("--no-replica", dest="replica", action="store_false", help="run without the replica face")
+    p.add_argument(
+        "--levers",
+        action="store_true",
+        help="instead: each latency trick OFF vs ON, interleaved, with its quality guard (levers.md; ~5 min)",
+    )
     p.set_defaults(func=run)
 
 
@@ -53,6 +58,10 @@ def wants_remote(args: argparse.Namespace, config: Config) -> bool:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    if getattr(args, "levers", False):
+        from app.bench.levers import run_cli
+
+        return run_cli(config, args.out, args.quick)
     from app.bench.runner import run_bench
     from app.compose import load_engines, load_llm
 

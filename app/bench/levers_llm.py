@@ -1,0 +1,182 @@
+"""The LLM levers: Q8_0 re-quantization, the KV prefix cache, and speculative prefill.
+
+Each arm empties the KV cache first (``forget``) and then builds exactly the
+cache state the app would have at that moment; the prompt-cache arms decode
+greedily so their first tokens can be compared, which is their quality guard.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.bench.levers import Lever, Rig, interleave
+from app.bench.perplexity import perplexity
+from app.config import cache_dir
+from app.core.engines import ChatMessage
+
+PROMPT_MAX_TOKENS = 41  # the first token + the 40 the TPS is measured over
+LONG_ASK = "Tell me a long story about a brave knight and a dragon."
+
+
+def forget(llm: Any) -> None:
+    """Empty the KV cache (LlamaCppLlm has no public switch yet; its Llama's ``reset`` does it)."""
+    reset = getattr(llm, "reset", None)
+    (reset if callable(reset) else llm._llm.reset)()
+
+
+@contextmanager
+def tuned(llm: Any, max_tokens: int, temp: float = 0.0) -> Iterator[None]:
+    """Greedy decoding (so arms can be compared token for token) and a fixed length, restored after."""
+    saved = (llm.max_tokens, dict(llm.sampling))
+    llm.max_tokens, llm.sampling = max_tokens, {**llm.sampling, "temp": temp}
+    try:
+        yield
+    finally:
+        llm.max_tokens, llm.sampling = saved[0], saved[1]
+
+
+def timed_reply(llm: Any, messages: list[ChatMessage], max_tokens: int = 1) -> dict:
+    """TTFT, and TPS over the tokens after the first, for up to ``max_tokens`` tokens."""
+    stamps: list[float] = []
+    pieces: list[str] = []
+    started = time.perf_counter()
+    stream = llm.stream_chat(messages)
+    try:
+        for token in stream:
+            stamps.append(time.perf_counter())
+            pieces.append(token.text)
+            if len(stamps) >= max_tokens:
+                break
+    finally:
+        stream.close()
+    n = len(stamps)
+    return {
+        "ttft_ms": (stamps[0] - started) * 1000 if n else None,
+        "tps": (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else None,
+        "tokens": n,
+        "first": pieces[0] if pieces else "",
+        "prompt_tokens": llm.last_stats.prompt_tokens,
+        "evaluated_tokens": llm.last_stats.evaluated_tokens,
+    }
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _same_first(lever: Lever) -> str:
+    same = sum(a["first"] == b["first"] for a, b in zip(lever.off, lever.on, strict=True))
+    return f"same first token (greedy) {same}/{len(lever.off)}"
+
+
+# --- the levers -------------------------------------------------------------------------------
+
+
+def lever_requant(rig: Rig) -> Lever:
+    """Shipped Q4_1 vs the cached Q8_0 copy: cold TTFT, TPS, size, memory, and perplexity."""
+    from app.engines.llm_llama import LlamaCppLlm
+    from app.engines.llm_quantize import requantized
+    from app.model_registry import resolve
+
+    cfg = rig.config
+    source = resolve("llm", cfg.llm_model)
+    q8 = requantized(source, cache_dir() / "models", threads=cfg.llm_threads)
+    lever = Lever(
+        "Q8_0 re-quantization",
+        source.name,
+        "cached Q8_0 copy",
+        (
+            ("ttft_ms", "cold TTFT (ms)"),
+            ("tps", "TPS over 40 tokens"),
+            ("file_mb", "file (MB)"),
+            ("rss_mb", "RSS (MB)"),
+        ),
+    )
+    models, sizes = {}, {}
+    for arm, path in (("off", source), ("on", q8)):
+        before = rss_mb()
+        llm = rig.on_llm(
+            lambda p=path: LlamaCppLlm(p, threads=cfg.llm_threads, max_tokens=PROMPT_MAX_TOKENS, temperature=0)
+        )
+        rig.on_llm(lambda m=llm: timed_reply(m, [ChatMessage("user", "Hello")], 8))  # touch the weights
+        models[arm], sizes[arm] = llm, {"file_mb": path.stat().st_size / 1e6, "rss_mb": rss_mb() - before}
+    prompt = [*rig.history()[:3], ChatMessage("user", LONG_ASK)]
+
+    def arm(name: str) -> Callable[[int], dict]:
+        def run(_i: int) -> dict:
+            forget(models[name])
+            return {**rig.on_llm(lambda: timed_reply(models[name], prompt, PROMPT_MAX_TOKENS)), **sizes[name]}
+
+        return run
+
+    interleave(lever, rig.reps, arm("off"), arm("on"))
+    del llm
+    models.clear()  # free both before the perplexity models load
+    ppl = {
+        arm: rig.on_llm(lambda p=p: perplexity(p, threads=cfg.llm_threads)) for arm, p in (("off", source), ("on", q8))
+    }
+    change = (ppl["on"].ppl / ppl["off"].ppl - 1) * 100
+    lever.quality = f"PPL {ppl['off'].ppl:.3f} → {ppl['on'].ppl:.3f} ({change:+.2f}%)"
+    lever.extra = {"perplexity": {k: vars(v) for k, v in ppl.items()}, "same_file": q8 == source}
+    return lever
+
+
+def lever_prefix_cache(rig: Rig) -> Lever:
+    """Turn 3 with the system prompt and two turns still in the KV cache vs a cold prompt."""
+    llm, conv = rig.llm, rig.history()
+    lever = Lever("KV prefix cache", "cold prompt", "system + history cached", (("ttft_ms", "TTFT turn 3 (ms)"),))
+
+    def arm(cached: bool) -> Callable[[int], dict]:
+        def run(i: int) -> dict:
+            def go() -> dict:
+                forget(llm)
+                if cached:
+                    llm.prefill(conv)
+                return timed_reply(llm, [*conv, ChatMessage("user", rig.question(i))])
+
+            return rig.on_llm(go)
+
+        return run
+
+    with tuned(llm, 1):
+        interleave(lever, rig.reps, arm(False), arm(True))
+    lever.quality = _same_first(lever)
+    return lever
+
+
+def lever_speculative_prefill(rig: Rig) -> Lever:
+    """The user's words and the assistant header evaluated during the silence window vs neither."""
+    llm = rig.llm
+    lever = Lever(
+        "speculative prefill",
+        "system prompt cached only",
+        "+ user words + assistant header",
+        (("ttft_ms", "TTFT after commit (ms)"), ("evaluated_tokens", "tokens evaluated at commit")),
+    )
+
+    def arm(speculate: bool) -> Callable[[int], dict]:
+        def run(i: int) -> dict:
+            messages = [rig.system(), ChatMessage("user", rig.question(i))]
+
+            def go() -> dict:
+                forget(llm)
+                llm.prefill([rig.system()])  # the warm-up the app does at start
+                if speculate:
+                    llm.prefill(messages)
+                return timed_reply(llm, messages)
+
+            return rig.on_llm(go)
+
+        return run
+
+    with tuned(llm, 1):
+        interleave(lever, rig.reps, arm(False), arm(True))
+    lever.quality = _same_first(lever)
+    return lever
