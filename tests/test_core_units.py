@@ -1,6 +1,11 @@
-"""Pure core pieces: turn detector, chunker, speakable text, played-text accounting."""
+"""Pure core pieces: turn detector, chunker, speakable text, played-text accounting, frame pacing."""
 
 from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
 
 from app.core.chunker import Chunker, number_to_words, speakable
 from app.core.turn import Segment, Turn
@@ -92,3 +97,48 @@ def test_played_text_keeps_whole_chunks_and_the_heard_share() -> None:
 def test_clock_times_are_read_as_times() -> None:
     assert speakable("It's 10:28 AM.") == "It's ten twenty-eight A M."
     assert speakable("at 9:05 or 7:00") == "at nine oh five or seven o'clock"
+
+
+class _ScriptedFace:
+    """A face whose speech schedule the test sets; records the instants it was asked to render."""
+
+    fps, idle_fps = 30.0, 15.0
+
+    def __init__(self) -> None:
+        self.speech: tuple[int, int] | None = None
+        self.rendered: list[int] = []
+
+    def render(self, t_ns: int):
+        from types import SimpleNamespace
+
+        self.rendered.append(t_ns)
+        on = self.speech is not None and self.speech[0] <= t_ns < self.speech[1]
+        return SimpleNamespace(speaking=on)
+
+    def next_speech_ns(self, t_ns: int) -> int | None:
+        if self.speech is None or self.speech[1] <= t_ns:
+            return None
+        return max(t_ns, self.speech[0])
+
+
+def test_replica_stage_idles_slowly_and_speaks_at_full_rate_from_the_first_sample() -> None:
+    from app.core.events import now_ns
+    from app.core.replica_stage import ReplicaStage
+
+    face = _ScriptedFace()
+    speaking: list[int] = []
+    stage = ReplicaStage(face, lambda _f: None, lambda _i, _t: speaking.append(len(face.rendered) - 1))
+    stage.start()
+    time.sleep(0.6)
+    start = now_ns() + 150_000_000  # speech queued to start 150 ms from now, between idle ticks
+    face.speech = (start, start + 600_000_000)
+    stage.wake()
+    time.sleep(1.0)
+    assert stage.stop()
+    ticks = np.array(face.rendered)
+    idle_gaps = np.diff(ticks[ticks < start]) / 1e6
+    assert len(idle_gaps) >= 4 and np.median(idle_gaps) == pytest.approx(1000 / 15, abs=1)
+    first = face.rendered[speaking[0]]
+    assert first == start  # the first speaking frame shows the first sample, not the next idle tick
+    talk_gaps = np.diff(ticks[(ticks >= start) & (ticks < start + 600_000_000)]) / 1e6
+    assert np.median(talk_gaps) == pytest.approx(1000 / 30, abs=1)

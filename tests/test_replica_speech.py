@@ -45,7 +45,7 @@ class Utterance:
     starts_ns: list[int]
     audio: np.ndarray  # the whole timeline as heard, lead-in silence included
     sample_rate: int
-    frames: list[np.ndarray]  # lip-box crops at 25 fps from T0
+    frames: list[np.ndarray]  # lip-box crops at the replica fps from T0
     idle: list[np.ndarray]  # the same crops from an idle twin (same seed, no speech)
     lip_box: tuple[int, int, int, int]
 
@@ -189,7 +189,7 @@ def test_doppel_render_writes_an_mp4_with_the_speech(tmp_path) -> None:
     probe = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True
     ).stderr
-    assert re.search(r"Video: h264.*512x512.*25 fps", probe), probe
+    assert re.search(r"Video: h264.*512x512.*30 fps", probe), probe
     assert re.search(r"Audio: aac.*22050 Hz", probe), probe
     h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", probe).groups()
     assert 1.2 < int(h) * 3600 + int(m) * 60 + float(s) < 5.0

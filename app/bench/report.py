@@ -207,8 +207,10 @@ def resource_table(results: dict[str, dict]) -> list[str]:
             fi = render["frame_interval_ms"]
             lines += [
                 "",
-                f"Replica: {render['fps_overall']} fps overall, **{render['fps_under_load']} fps under load** "
-                f"(while ASR/LLM/TTS worked, {render['load_windows_s']:.0f} s), target {render['target_fps']:.0f}; "
+                f"Replica: {render['fps_overall']} fps overall, **{render['fps_under_load']} fps while talking "
+                f"under load** (speaking while the LLM/TTS still worked, {render['load_windows_s']:.0f} s), "
+                f"target {render['target_fps']:.0f} (idle: {render.get('idle_fps', render['target_fps']):.0f} fps "
+                "while listening or thinking, to leave the CPU to ASR/LLM/TTS); "
                 f"render p50 {rs['p50']:.1f} ms / p90 {rs['p90']:.1f} ms / max {rs['max']:.1f} ms; "
                 f"frame interval p90 {fi['p90']:.0f} ms, max {fi['max']:.0f} ms.",
             ]

@@ -86,6 +86,7 @@ class TimedFace:
     def __init__(self, face: Any) -> None:
         self.face = face
         self.fps: float = face.fps
+        self.idle_fps: float = getattr(face, "idle_fps", face.fps)
         self.frames: list[tuple[int, float]] = []  # (render start ns, render ms)
 
     def render(self, t_ns: int) -> Any:
@@ -99,6 +100,9 @@ class TimedFace:
 
     def clear_buffer(self) -> None:
         self.face.clear_buffer()
+
+    def next_speech_ns(self, t_ns: int) -> int | None:
+        return self.face.next_speech_ns(t_ns)
 
 
 class Session:
@@ -294,6 +298,8 @@ class Session:
         done = get(ev.LlmDone, turn)
         last_audio = get(ev.TtsAudio, turn, last=True)
         busy_until = max((e.t_ns for e in (done, last_audio) if e is not None), default=None)
+        played = get(ev.AudioPlayed, turn)
+        talking = played is not None and busy_until is not None and busy_until > played.t_ns
         return {
             "turn_id": turn,
             "input": q.id,
@@ -308,6 +314,8 @@ class Session:
             "metrics": metrics,
             "marks_ms": marks,
             "busy_ns": [ended.voice_end_ns, busy_until] if ended and busy_until else None,
+            # speaking while the LLM/TTS still work: the replica's hardest moments
+            "talking_busy_ns": [played.t_ns, busy_until] if talking else None,  # type: ignore[union-attr]
         }
 
     def _llm_extras(self, turn: int, marks: dict[str, float]) -> dict[str, float | None]:
@@ -337,7 +345,7 @@ class Session:
             return {"available": False}
         frames = self.face.frames
         starts = np.array([t for t, _ in frames], dtype=np.int64)
-        windows = [t["busy_ns"] for t in turns if t["busy_ns"]]
+        windows = [t["talking_busy_ns"] for t in turns if t.get("talking_busy_ns")]
         busy_s = sum((b - a) / 1e9 for a, b in windows)
         busy_frames = sum(int(((starts >= a) & (starts < b)).sum()) for a, b in windows)
         span_s = (starts[-1] - starts[0]) / 1e9 if len(starts) > 1 else 0.0
@@ -345,6 +353,7 @@ class Session:
         return {
             "available": True,
             "target_fps": self.face.fps,
+            "idle_fps": self.face.idle_fps,
             "frames": len(frames),
             "fps_overall": round((len(frames) - 1) / span_s, 2) if span_s else None,
             "fps_under_load": round(busy_frames / busy_s, 2) if busy_s else None,

@@ -257,6 +257,8 @@ class Conversation(ListeningSide):
             start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
         if self.face is not None:
             self.face.push_audio(chunk, start_ns)
+            if self.replica_stage is not None:
+                self.replica_stage.wake()
 
     def _tts_finished(self, turn: Turn) -> None:
         turn.tts_done = True

@@ -17,10 +17,15 @@ from app.core.events import now_ns
 
 
 class RenderableFace(Protocol):
-    fps: float
+    fps: float  # while speaking
+    idle_fps: float  # otherwise
 
     def render(self, t_ns: int) -> Any:
         """A frame with ``image`` (BGR uint8) and ``speaking`` attributes."""
+        ...
+
+    def next_speech_ns(self, t_ns: int) -> int | None:
+        """``t_ns`` if speaking then, else the start of the next queued speech, else None."""
         ...
 
 
@@ -28,7 +33,13 @@ FrameCallback = Callable[[Any], None]
 
 
 class ReplicaStage:
-    """Ticks at the face's fps; hands each frame to ``on_frame`` (GUI, recorder, bench)."""
+    """Ticks at the face's fps while it speaks, at its idle fps otherwise; frames go to ``on_frame``.
+
+    Idle frames come less often so that, on two cores, ASR, LLM and TTS get the
+    CPU while the user waits; ``wake()`` (called when speech is queued) makes
+    the first speaking frame land on the speech's first sample, not on the next
+    idle tick.
+    """
 
     def __init__(
         self,
@@ -42,13 +53,18 @@ class ReplicaStage:
         self.frames = 0
         self.render_ms: list[float] = []  # recent render times (bench reads them)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="doppel-replica", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def wake(self) -> None:
+        """Speech was queued: re-plan the next tick."""
+        self._wake.set()
+
     def _run(self) -> None:
-        period_ns = int(1e9 / self.face.fps)
+        fast_ns, idle_ns = int(1e9 / self.face.fps), int(1e9 / self.face.idle_fps)
         next_ns = now_ns()
         while not self._stop.is_set():
             started = time.perf_counter()
@@ -60,12 +76,24 @@ class ReplicaStage:
             if frame.speaking and self.on_speaking_frame is not None:
                 self.on_speaking_frame(self.frames, now_ns())
             self.frames += 1
-            next_ns += period_ns
-            lag = next_ns - now_ns()
-            if lag < -period_ns:  # fell behind (machine busy): skip ahead rather than play catch-up
-                next_ns = now_ns() + period_ns
-                lag = period_ns
-            self._stop.wait(max(0.0, lag / 1e9))
+            last_ns = next_ns
+            next_ns = self._plan(last_ns, fast_ns, idle_ns)
+            while not self._stop.is_set():
+                self._wake.clear()
+                lag = next_ns - now_ns()
+                if lag < -fast_ns:  # fell behind (machine busy): skip ahead rather than play catch-up
+                    next_ns = now_ns() + fast_ns
+                    lag = fast_ns
+                if not self._wake.wait(max(0.0, lag / 1e9)):
+                    break
+                next_ns = min(next_ns, self._plan(last_ns, fast_ns, idle_ns))
+
+    def _plan(self, last_ns: int, fast_ns: int, idle_ns: int) -> int:
+        """Next render time: a fast tick while speech is on, its first sample when due, else an idle tick."""
+        speech = self.face.next_speech_ns(last_ns)
+        if speech is None or speech > last_ns + idle_ns:
+            return last_ns + idle_ns
+        return speech if speech > last_ns else last_ns + fast_ns
 
     def stop(self, timeout: float = 2.0) -> bool:
         self._stop.set()

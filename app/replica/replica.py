@@ -47,7 +47,8 @@ class _Speech:
 class Replica:
     """A talking face. Thread-safe: push/clear/gaze from any thread, render from another."""
 
-    fps: float = 25.0
+    fps: float = 30.0  # while speaking
+    idle_fps: float = 15.0  # listening/thinking: blinks and breathing need no more, and the CPU serves ASR/LLM/TTS
 
     def __init__(self, face: Face, seed: int = 0) -> None:
         self.face = face
@@ -87,6 +88,12 @@ class Replica:
         end_ns = start_ns + round(track.duration_s * 1e9)
         with self._lock:
             self._speech = (*self._speech[-_MAX_SEGMENTS + 1 :], _Speech(start_ns, end_ns, track))
+
+    def next_speech_ns(self, t_ns: int) -> int | None:
+        """``t_ns`` if speech is on at ``t_ns``, else when the next pushed speech starts (None: none queued)."""
+        with self._lock:
+            starts = [s.start_ns for s in self._speech if s.end_ns > t_ns]
+        return max(t_ns, min(starts)) if starts else None
 
     def clear_buffer(self) -> None:
         """Barge-in: forget all pushed speech; the next frame has an idle mouth."""
