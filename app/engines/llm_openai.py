@@ -148,7 +148,18 @@ class OpenAiCompatLlm(RemoteErrorMessages):
         self.last_error = ""
         self._send_usage_option = True  # dropped if the server rejects stream_options
         self._last_stream: Any = None
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        # A key with a line break, space or non-ASCII letter cannot go in a header; httpx would refuse
+        # it with an error that quotes the header (escaped, so ``redact`` could not mask it).
+        self._key_problem = (
+            ""
+            if self._api_key is None or _header_safe(self._api_key)
+            else (
+                f"The API key in {api_key_env} contains characters an HTTP header cannot carry (a space, a line "
+                "break or a non-ASCII letter): it was pasted incompletely or with extra text. Set it again."
+            )
+        )
+        usable = self._api_key and not self._key_problem
+        headers = {"Authorization": f"Bearer {self._api_key}"} if usable else {}
         # The read timeout is only a backstop for a worker nobody can wake; the caller's
         # deadlines are the real ones.
         read_s = max(first_token_timeout_s, stall_timeout_s) + 1.0
@@ -179,6 +190,9 @@ class OpenAiCompatLlm(RemoteErrorMessages):
         )
         self.last_timing = StreamTiming()
         self.last_error = ""
+        if self._key_problem:
+            self.last_error, stats.finish_reason = self._key_problem, "error"
+            raise LlmBackendError(self._key_problem, kind="auth")
         call = _Call(self._payload(messages), self._last_stream)
         worker = threading.Thread(target=self._work, args=(call,), name="doppel-openai-llm", daemon=True)
         worker.start()
@@ -390,6 +404,10 @@ class OpenAiCompatLlm(RemoteErrorMessages):
                 f"The server at {self.base_url} lists no models at {url}. Set llm.model in the config.",
                 kind="model",
             ) from exc
+
+
+def _header_safe(key: str) -> bool:
+    return key.isascii() and key.isprintable() and " " not in key
 
 
 def _int(value: Any) -> int | None:
