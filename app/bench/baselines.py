@@ -6,8 +6,9 @@ utterance, the full LLM reply (timing the first token and the moment the
 chunker would release the first clause), TTS of that first clause alone,
 TTS of the whole reply, one replica frame.  Two baselines come from one pass:
 
-* raw (the limit of a streaming design): silence window + ASR + LLM up to the
-  first clause + TTS of that clause (+ one frame);
+* raw (the limit of a streaming design that starts at the first silent frame):
+  the larger of the silence window and ASR + LLM up to the first clause + TTS
+  of that clause (+ one frame);
 * naive (a sequential chain): silence window + ASR + the full reply + TTS of
   all of it (+ one frame).
 """
@@ -119,7 +120,7 @@ def direct_chain(config: Config, engines: EngineSet, q: Question, audio: np.ndar
     out["render_ms"] = _render_ms(face, speech[0]) if face is not None and speech else None
     render = out["render_ms"] or 0.0
     if "tts_first_ms" in out:
-        raw = out["silence_ms"] + out["asr_ms"] + out["first_chunk_ms"] + out["tts_first_ms"]
+        raw = max(out["silence_ms"], out["asr_ms"] + out["first_chunk_ms"] + out["tts_first_ms"])
         out["raw_e2e_audio_ms"] = raw
         out["raw_e2e_frame_ms"] = raw + render if face is not None else None
     naive = out["silence_ms"] + out["asr_ms"] + out["llm_total_ms"] + out["tts_full_ms"]

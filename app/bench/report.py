@@ -54,14 +54,14 @@ STAGES = (
     Stage("barge_in_true_ms", "barge-in true onset -> silence", "ms", None, "file's voice onset -> output silent"),
 )
 # The median turn's critical path: (label, from mark, to mark, colour key); the last row runs alongside.
-WATERFALL = (
+WATERFALL = (  # the VAD window runs alongside the chain below it, which starts at the first silent frame
     ("VAD end-of-turn window", "voice_end", "vad_decided", "vad"),
-    ("ASR final transcript", "vad_decided", "asr_final", "asr"),
+    ("ASR final transcript", "voice_end", "asr_final", "asr"),
     ("LLM: waiting for the worker", "asr_final", "llm_request", "llm_light"),
     ("LLM: TTFT", "llm_request", "first_token", "llm"),
     ("LLM: up to first clause", "first_token", "first_chunk", "llm"),
     ("TTS: first audio", "first_chunk", "tts_first_audio", "tts"),
-    ("audio out: to the ear", "tts_first_audio", "first_audio_played", "out"),
+    ("audio out: held to the end of turn, to the ear", "tts_first_audio", "first_audio_played", "out"),
     ("replica: first speaking frame", "first_audio_played", "first_replica_frame", "face"),
     ("LLM: rest of the reply", "first_chunk", "llm_done", "llm_light"),
 )
@@ -231,15 +231,21 @@ def critical_path(name: str, result: dict) -> list[str]:
         return []
     parts = [
         f"{label} {marks[b] - marks[a]:.0f} ms ({(marks[b] - marks[a]) / end * 100:.0f} %)"
-        for label, a, b, _ in WATERFALL[:-1]
+        for label, a, b, _ in WATERFALL[1:-1]
         if a in marks and b in marks
     ]
+    window = marks.get("vad_decided")
+    alongside = f" The VAD's end-of-turn window ({window:.0f} ms) ran alongside." if window is not None else ""
     spec = result["session"]["speculations"]
     return [
-        f"Median turn ({name}, input {turn['input']}, {end:.0f} ms to the first frame): " + "; ".join(parts) + ".",
+        f"Median turn ({name}, input {turn['input']}, {end:.0f} ms to the first frame): "
+        + "; ".join(parts)
+        + "."
+        + alongside,
         "",
-        f"Speculative ASR + prefill at the first silent frame: started {spec['started']}, reused {spec['reused']}, "
-        f"discarded {spec['discarded']} (the user went on speaking).",
+        f"Speculative replies started at the first silent frame: {spec['started']} started, {spec['reused']} "
+        f"became the turn, {spec['discarded']} discarded because the user went on speaking "
+        f"({spec.get('discarded_replies', 0)} of them after the reply had begun; none of it was shown or heard).",
         "",
     ]
 
@@ -269,8 +275,9 @@ def markdown(doc: dict) -> str:
         out += [f"## Stages — {name} LLM", "", *stage_table(name, result), "", *critical_path(name, result)]
     out += ["## End to end: pipeline vs its own engines", "", *e2e_table(results), ""]
     out += [
-        "*raw limit* = silence window + ASR + LLM to the first clause + TTS of that clause (+ one frame), "
-        "the engines called directly; *naive chain* = silence window + ASR + full reply + TTS of all of it "
+        "*raw limit* = the larger of the silence window and ASR + LLM to the first clause + TTS of that clause "
+        "(+ one frame), the engines called directly (a design that starts at the first silent frame cannot "
+        "beat it); *naive chain* = silence window + ASR + full reply + TTS of all of it "
         "(+ one frame). Ratios are ratios of medians.",
         "",
         "## The seed's LLM figure of merit",
