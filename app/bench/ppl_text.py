@@ -1,4 +1,4 @@
-"""The fixed English text the LLM's perplexity is measured on (written for Doppel, about 1,400 tokens).
+"""The fixed English text the LLM's perplexity is measured on (written for Doppel, about 1,200 tokens).
 
 Plain conversational prose on everyday topics, like what the replica talks
 about.  It is a module rather than a .txt file so the wheel and the frozen

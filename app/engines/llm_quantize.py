@@ -32,6 +32,12 @@ _verified: set[tuple] = set()
 _verified_lock = threading.Lock()
 
 
+def clear_verified() -> None:
+    """Forget which copies this process has checked (a test's stand-in for a new process)."""
+    with _verified_lock:
+        _verified.clear()
+
+
 def wants_requantize(model_path: Path) -> bool:
     name = model_path.name.lower()
     return any(marker in name for marker in LOW_BIT_MARKERS)
