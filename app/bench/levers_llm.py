@@ -107,7 +107,7 @@ def lever_requant(rig: Rig) -> Lever:
         )
         rig.on_llm(lambda m=llm: timed_reply(m, [ChatMessage("user", "Hello")], 8))  # touch the weights
         models[arm], sizes[arm] = llm, {"file_mb": path.stat().st_size / 1e6, "rss_mb": rss_mb() - before}
-    prompt = [*rig.history()[:3], ChatMessage("user", LONG_ASK)]
+    prompt = [*rig.history(), ChatMessage("user", LONG_ASK)]  # ~115 tokens, as on turn 3
 
     def arm(name: str) -> Callable[[int], dict]:
         def run(_i: int) -> dict:

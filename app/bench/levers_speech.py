@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -86,19 +87,36 @@ def _norm(text: str) -> str:
     return " ".join("".join(c for c in text.lower() if c.isalnum() or c in "' ").split())
 
 
-def first_clause(reply: str) -> str:
-    """What the pipeline's chunker sends to TTS first, fed word by word as the LLM would stream it."""
+def first_clause(pieces: list[str]) -> str:
+    """What the pipeline's chunker sends to TTS first, fed the reply's tokens as the LLM streams them."""
     chunker = Chunker()
-    for k, word in enumerate(reply.split()):
-        chunk = chunker.push(word if k == 0 else " " + word)
+    for piece in pieces:
+        chunk = chunker.push(piece)
         if chunk:
             return chunk
-    return chunker.flush() or reply
+    return chunker.flush() or "".join(pieces)
+
+
+def token_pieces(texts: tuple[str, ...], model_path: Path) -> list[list[str]]:
+    """Each text cut into the LLM's own tokens (its chunker counts tokens), with a vocabulary-only load."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+    try:
+        return [
+            [vocab.detokenize([t]).decode("utf-8", "replace") for t in vocab.tokenize(text.encode(), add_bos=False)]
+            for text in texts
+        ]
+    finally:
+        vocab.close()
 
 
 def lever_first_clause(rig: Rig) -> Lever:
     """Piper's time to first audio for the chunker's first clause vs the whole first sentence."""
+    from app.model_registry import resolve
+
     tts = rig.tts
+    pieces = token_pieces(REPLIES, resolve("llm", rig.config.llm_model))
     lever = Lever(
         "short first clause",
         "whole first sentence",
@@ -108,8 +126,8 @@ def lever_first_clause(rig: Rig) -> Lever:
 
     def arm(clause: bool) -> Callable[[int], dict]:
         def run(i: int) -> dict:
-            reply = REPLIES[i % len(REPLIES)]
-            text = first_clause(reply) if clause else reply.split(". ")[0] + "."
+            k = i % len(REPLIES)
+            text = first_clause(pieces[k]) if clause else REPLIES[k].split(". ")[0] + "."
             started = time.perf_counter()
             stream = tts.synthesize(speakable(text))
             chunk = next(stream)
