@@ -71,3 +71,21 @@ def test_typed_turn_starts_its_clock_at_the_text() -> None:
     observer(ev.AudioPlayed(3, 0, t_ns=400 * MS))
     assert observer.compute(3)["speech_end_to_first_audio_ms"] == pytest.approx(390)
     assert observer.compute(99)["ttft_ms"] is None
+
+
+def test_tps_leaves_out_the_pause_for_first_audio_and_the_twentieth_token_is_measured() -> None:
+    observer = MetricsObserver()
+    observer(ev.LlmRequest(5, t_ns=0))
+    # 5 tokens every 10 ms from 10 ms, a 300 ms pause for Piper, then 20 more every 10 ms.
+    stamps = [10 + 10 * i for i in range(5)] + [350 + 10 * i for i in range(20)]
+    for i, t in enumerate(stamps[:5]):
+        observer(ev.LlmToken(5, "x", i, t_ns=t * MS))
+    observer(ev.LlmYielded(5, paused_ms=300.0, t_ns=350 * MS))
+    for i, t in enumerate(stamps[5:], start=5):
+        observer(ev.LlmToken(5, "x", i, t_ns=t * MS))
+    m = observer.compute(5)
+    # span 10 -> 540 ms = 530 ms, less the 300 ms pause = 230 ms for 24 tokens
+    assert m["tps"] == pytest.approx(24 / 0.230)
+    assert m["llm_yield_ms"] == pytest.approx(300)
+    assert m["twentieth_token_ms"] == pytest.approx(stamps[19])  # measured, the pause included
+    assert m["llm_latency_ms"] == pytest.approx(20 / m["tps"] * 1000 + 10)

@@ -107,6 +107,7 @@ def direct_chain(config: Config, engines: EngineSet, q: Question, audio: np.ndar
     out["ttft_ms"] = (stamps[0] - t) * 1000.0 if n else None
     out["tps"] = (n - 1) / (stamps[-1] - stamps[0]) if n >= 2 and stamps[-1] > stamps[0] else None
     out["llm_latency_ms"] = llm_latency_ms(out["ttft_ms"], out["tps"])
+    out["twentieth_token_ms"] = (stamps[19] - t) * 1000.0 if n >= 20 else None
     out["reply"] = reply
     if not reply:
         return out

@@ -289,7 +289,7 @@ class Session:
                 found = get(kind, turn)
                 if found is not None:
                     marks[name] = round((getattr(found, attr) - ended.voice_end_ns) / 1e6, 2)
-        metrics.update(self._llm_extras(turn, marks))
+        metrics.update(self._llm_extras(marks))
         spans = self.source.voice_spans_ns
         if ended is not None and index < len(spans):
             # How far the VAD's idea of the end of voice is from the file's (the true end).
@@ -318,26 +318,14 @@ class Session:
             "talking_busy_ns": [played.t_ns, busy_until] if talking else None,  # type: ignore[union-attr]
         }
 
-    def _llm_extras(self, turn: int, marks: dict[str, float]) -> dict[str, float | None]:
-        """What the observer's TTFT and TPS leave out: the wait for the LLM worker and the first-audio yield.
-
-        The observer starts TTFT when the LLM worker *picks up* the job, after any queued
-        (speculative) prefill, and its TPS span includes the pause the LLM takes while
-        Piper makes the first clause's audio (``yield_to_first_audio``).
-        """
-        out: dict[str, float | None] = {"llm_queue_ms": None, "effective_ttft_ms": None, "tps_excluding_yield": None}
+    @staticmethod
+    def _llm_extras(marks: dict[str, float]) -> dict[str, float | None]:
+        """What the observer's TTFT leaves out: the wait between the final transcript and the LLM request."""
+        out: dict[str, float | None] = {"llm_queue_ms": None, "effective_ttft_ms": None}
         if "asr_final" in marks and "llm_request" in marks:
             out["llm_queue_ms"] = marks["llm_request"] - marks["asr_final"]
         if "asr_final" in marks and "first_token" in marks:
             out["effective_ttft_ms"] = marks["first_token"] - marks["asr_final"]
-        first, last = self.events.get(ev.LlmToken, turn), self.events.get(ev.LlmToken, turn, last=True)
-        if first is not None and last is not None and last.index >= 1:
-            span_ms = (last.t_ns - first.t_ns) / 1e6
-            yielded = "first_chunk" in marks and marks["first_chunk"] < marks.get("llm_done", float("-inf"))
-            if self.conversation.config.yield_to_first_audio and yielded:
-                made = marks.get("tts_first_audio", marks["first_chunk"] + 1000.0)
-                span_ms -= min(max(0.0, made - marks["first_chunk"]), 1000.0)
-            out["tps_excluding_yield"] = last.index / (span_ms / 1000.0) if span_ms > 0 else None
         return out
 
     def _render_record(self, turns: list[dict]) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import numpy as np
 
@@ -209,7 +210,10 @@ class Conversation(ListeningSide):
                     if len(turn.texts) == 1 and self.config.yield_to_first_audio:
                         # Two cores: let Piper have them for the first clause. The rest of the
                         # reply is only needed before that clause finishes playing.
+                        paused = time.perf_counter()
                         turn.first_audio_ready.wait(FIRST_AUDIO_YIELD_S)
+                        paused_ms = (time.perf_counter() - paused) * 1000
+                        self._emit(turn, ev.LlmYielded(turn.id, paused_ms=paused_ms))
                 if turn.cancel.cancelled:
                     break
         except Exception as exc:  # a backend failure ends the turn cleanly, with a message

@@ -95,6 +95,17 @@ class LlmToken(DataEvent):
 
 
 @dataclass(frozen=True)
+class LlmYielded(DataEvent):
+    """The LLM stood aside (``paused_ms``) so TTS had both cores for the first clause.
+
+    TPS is the LLM's speed while it runs, so this pause is taken out of it and
+    shown on its own.
+    """
+
+    paused_ms: float
+
+
+@dataclass(frozen=True)
 class LlmDone(DataEvent):
     text: str
     n_tokens: int
