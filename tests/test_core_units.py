@@ -142,3 +142,25 @@ def test_replica_stage_idles_slowly_and_speaks_at_full_rate_from_the_first_sampl
     assert first == start  # the first speaking frame shows the first sample, not the next idle tick
     talk_gaps = np.diff(ticks[(ticks >= start) & (ticks < start + 600_000_000)]) / 1e6
     assert np.median(talk_gaps) == pytest.approx(1000 / 30, abs=1)
+
+
+def test_detector_early_voice_then_onset_or_blip() -> None:
+    det = TurnDetector(TurnDetectorSettings(silence_ms=256, min_speech_ms=160, early_speech_ms=64))  # 5 and 2 frames
+    assert _run(det, [0.9, 0.9, 0.1]) == [VadDecision.EARLY_ONSET, VadDecision.BLIP]  # a cough
+    assert _run(det, [0.9] * 5) == [VadDecision.EARLY_ONSET, VadDecision.ONSET]  # the user, barging in
+    assert _run(det, [0.1] * 8) == [VadDecision.PAUSE, VadDecision.END_OF_TURN]
+    assert _run(TurnDetector(TurnDetectorSettings(min_speech_ms=160)), [0.9] * 5) == [VadDecision.ONSET]  # off
+
+
+def test_ducked_playout_keeps_its_pace_unheard() -> None:
+    from app.core.audio_io import PlayoutBuffer, PlayTag
+
+    buffer = PlayoutBuffer(1000)
+    tag = PlayTag(1, 0)
+    buffer.push(np.ones(300, dtype=np.float32), tag)
+    assert buffer.pull(100, 0).min() == 1.0
+    buffer.duck(True)
+    assert not buffer.pull(100, 0).any()  # muted...
+    assert buffer.played_samples(tag) == 200  # ...but the speech ran on, so the lips stay in sync
+    buffer.duck(False)
+    assert buffer.pull(100, 0).min() == 1.0

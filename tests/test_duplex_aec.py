@@ -8,10 +8,13 @@ nothing until the user really speaks.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from app.core.audio_io import SOURCE_RATE
+from app.core.conversation import EARLY_VOICE_MS
 from app.core.vad import TurnDetectorSettings
 from app.duplex.aec import EchoCanceller
 from app.duplex.bench import REPLY
@@ -72,16 +75,19 @@ def test_echo_without_cancellation_causes_false_barge_ins(reply, tts, settings) 
 def test_cancelled_echo_causes_no_false_barge_in_and_erle(reply, tts, settings) -> None:
     rec = record(reply, tts.sample_rate, ROOM)
     aec, frames = cancel(rec, tts.sample_rate)
-    onsets = vad_onsets(frames, settings)
+    early: list[int] = []
+    onsets = vad_onsets(frames, replace(settings, early_speech_ms=EARLY_VOICE_MS), early)
     out = cleaned_signal(frames, aec)
     mic = rec.mic[: len(out)]
     converged = 2 * SOURCE_RATE
     erle_all, erle_after = erle_db(mic, out), erle_db(mic[converged:], out[converged:])
     ceiling = erle_db(mic, mic - rec.echo[: len(mic)])  # the room's noise is not echo and stays
     print(
-        f"\nAEC: {len(onsets)} false onsets; ERLE {erle_all:.1f}, {erle_after:.1f} dB after 2 s, ceiling {ceiling:.1f}"
+        f"\nAEC: {len(onsets)} false onsets, {len(early)} false mutes at {seconds(early, rec)} s; "
+        f"ERLE {erle_all:.1f}, {erle_after:.1f} dB after 2 s, ceiling {ceiling:.1f}"
     )
     assert onsets == [], seconds(onsets, rec)
+    assert len(early) <= 1, seconds(early, rec)  # a false mute costs the reply ~100 ms of sound
     assert erle_all > 20.0 and erle_after > ceiling - 3.0  # the echo is gone down to the mic's noise floor
     assert aec.starved_chunks == 0
 

@@ -61,6 +61,10 @@ class AudioSink(Protocol):
         """Drop all queued audio; returns the time the output falls silent."""
         ...
 
+    def duck(self, on: bool) -> int:
+        """Mute the output (queued audio runs on unheard) or unmute it; returns when that is heard."""
+        ...
+
     def played_samples(self, tag: PlayTag) -> int: ...
 
     def stop(self) -> None: ...
@@ -76,6 +80,7 @@ class PlayoutBuffer:
         self._offset = 0  # samples of the head item already pulled
         self._played: dict[PlayTag, int] = {}
         self._lock = threading.Lock()
+        self._ducked = False
         self.listener: PlayoutListener | None = None
         # Called with every pulled block and when it is heard (echo cancellers use it as reference).
         self.taps: list[Callable[[np.ndarray, int], None]] = []
@@ -91,6 +96,12 @@ class PlayoutBuffer:
         with self._lock:
             self._queue.clear()
             self._offset = 0
+        return now_ns() + self.latency_ns
+
+    def duck(self, on: bool) -> int:
+        """While ducked, queued audio keeps its pace (lips stay in sync) but is not heard."""
+        with self._lock:
+            self._ducked = on
         return now_ns() + self.latency_ns
 
     def played_samples(self, tag: PlayTag) -> int:
@@ -124,6 +135,8 @@ class PlayoutBuffer:
                     self._queue.popleft()
                     self._offset = 0
                     finished.append((tag, heard_at_ns + int(pos * 1e9 / self.sample_rate)))
+            if self._ducked:
+                out[:] = 0.0
         for tap in self.taps:
             tap(out, heard_at_ns)
         if self.listener is not None:
@@ -320,6 +333,9 @@ class WavWriterSink:
 
     def clear(self) -> int:
         return self.buffer.clear()
+
+    def duck(self, on: bool) -> int:
+        return self.buffer.duck(on)
 
     def played_samples(self, tag: PlayTag) -> int:
         return self.buffer.played_samples(tag)

@@ -34,6 +34,7 @@ from app.core.vad import TurnDetectorSettings
 from app.core.workers import Worker
 
 FIRST_AUDIO_YIELD_S = 1.0
+EARLY_VOICE_MS = 64  # voice this long while the replica talks mutes it; the onset (160 ms) then stops the reply
 
 
 class Conversation(ListeningSide):
@@ -65,6 +66,8 @@ class Conversation(ListeningSide):
         self.speculate = speculate
         self.mic_filter, self.barge_in_gate, self.half_duplex = mic_filter, barge_in_gate, half_duplex
         self.rejected_onsets = 0  # speech onsets the gate judged not to be the user
+        self.false_ducks = 0  # times the replica was muted for voice that never became an onset
+        self._ducked_ns: int | None = None  # when the replica's speech was muted for early voice
         budget = max(256, engines.llm.context_tokens - config.max_reply_tokens - 64)
         self.history = History(config.system_prompt, budget, engines.llm.count_tokens)
         self._ids = itertools.count(1)
@@ -86,8 +89,18 @@ class Conversation(ListeningSide):
         self._listener: Listener | None = None
         self._warmup = CancelToken()
         if source is not None:
-            settings = TurnDetectorSettings(silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms)
-            self._listener = Listener(settings, self._on_onset, self._on_pause, self._on_resume, self._on_end)
+            settings = TurnDetectorSettings(
+                silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms, early_speech_ms=EARLY_VOICE_MS
+            )
+            self._listener = Listener(
+                settings,
+                self._on_onset,
+                self._on_pause,
+                self._on_resume,
+                self._on_end,
+                on_early_onset=self._on_early_onset,
+                on_blip=self._on_blip,
+            )
 
     @classmethod
     def for_text(cls, config: Config, engines: EngineSet, speak: bool = True) -> Conversation:
@@ -161,6 +174,9 @@ class Conversation(ListeningSide):
             turn.interrupted = True
             turn.first_audio_ready.set()
         silent_ns = self.sink.clear() if self.sink is not None else ev.now_ns()
+        with self._lock:
+            if self._ducked_ns is not None:  # muted for early voice already: that is when it fell silent
+                silent_ns = min(silent_ns, self._ducked_ns)
         if self.face is not None:
             self.face.clear_buffer()
         if onset_ns is not None:

@@ -35,7 +35,8 @@ class Listener:
     """Feeds 32 ms frames to the VAD and calls back on each turn-taking decision.
 
     Callbacks run on the caller's (VAD worker's) thread:
-    ``on_onset(onset_ns)``, ``on_pause(utt)``, ``on_resume()``, ``on_end(utt)``.
+    ``on_onset(onset_ns)``, ``on_pause(utt)``, ``on_resume()``, ``on_end(utt)``, and, when the
+    detector's ``early_speech_ms`` is set, ``on_early_onset(t_ns)`` and ``on_blip()``.
     """
 
     def __init__(
@@ -46,10 +47,13 @@ class Listener:
         on_resume: Callable[[], None],
         on_end: Callable[[Utterance], None],
         vad: SileroVad | None = None,
+        on_early_onset: Callable[[int], None] | None = None,
+        on_blip: Callable[[], None] | None = None,
     ) -> None:
         self.vad = vad or SileroVad()
         self.detector = TurnDetector(settings)
         self._callbacks = (on_onset, on_pause, on_resume, on_end)
+        self._on_early_onset, self._on_blip = on_early_onset, on_blip
         self._preroll: deque[tuple[np.ndarray, int]] = deque(maxlen=PREROLL_FRAMES)
         self._frames: list[np.ndarray] = []
         self._onset_ns = 0
@@ -80,6 +84,10 @@ class Listener:
             on_pause(self._utterance())
         elif decision is VadDecision.RESUMED:
             on_resume()
+        elif decision is VadDecision.EARLY_ONSET and self._on_early_onset is not None:
+            self._on_early_onset(t_ns)
+        elif decision is VadDecision.BLIP and self._on_blip is not None:
+            self._on_blip()
         elif decision is VadDecision.END_OF_TURN:
             utt = self._utterance()
             self._frames = []

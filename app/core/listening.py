@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from app.core import events as ev
+from app.core.audio_io import AudioSink
 from app.core.bus import EventBus
 from app.core.cancel import Cancelled, CancelToken
 from app.core.duplex import BargeInGate, MicFilter
@@ -35,6 +36,9 @@ class ListeningSide:
     barge_in_gate: BargeInGate | None
     half_duplex: bool
     rejected_onsets: int
+    false_ducks: int
+    sink: AudioSink | None
+    _ducked_ns: int | None
     speculations: dict[str, int]
     _lock: threading.RLock
     _idle: threading.Condition
@@ -65,9 +69,32 @@ class ListeningSide:
             turn = self._active
             return turn is not None and turn.first_audio_played and not turn.finished.is_set()
 
+    def _on_early_onset(self, t_ns: int) -> None:
+        """64 ms of voice while the replica talks: mute it now, decide at the onset (or the blip)."""
+        if self.sink is None or not self.replica_audible:
+            return
+        if self.barge_in_gate is not None and not self.barge_in_gate.accept(t_ns):
+            return
+        with self._lock:
+            if self._ducked_ns is None:
+                self._ducked_ns = self.sink.duck(True)
+
+    def _on_blip(self) -> None:
+        if self._unduck():
+            self.false_ducks += 1  # a cough or an echo: the reply lost ~100 ms of sound, nothing else
+
+    def _unduck(self) -> bool:
+        with self._lock:
+            ducked, self._ducked_ns = self._ducked_ns, None
+        if ducked is not None and self.sink is not None:
+            self.sink.duck(False)
+        return ducked is not None
+
     def _on_onset(self, onset_ns: int) -> None:
         if self.replica_audible and self.barge_in_gate is not None and not self.barge_in_gate.accept(onset_ns):
             self.rejected_onsets += 1  # not the user (echo, noise): ignore this utterance entirely
+            if self._unduck():
+                self.false_ducks += 1
             return
         with self._lock:
             self._user_speaking = True
@@ -76,6 +103,7 @@ class ListeningSide:
             turn_id = self._listening_turn
         if busy:
             self.interrupt("barge-in", onset_ns=onset_ns)
+        self._unduck()
         self.bus.publish(ev.SpeechStarted(turn_id, t_ns=onset_ns))
         self._set_state(ev.AgentState.LISTENING)
 

@@ -60,12 +60,15 @@ class VadDecision(Enum):
     PAUSE = "pause"  # first silent frame after speech: start speculative work
     RESUMED = "resumed"  # speech came back within the window: discard speculation
     END_OF_TURN = "end_of_turn"  # silence lasted the full window
+    EARLY_ONSET = "early_onset"  # a little voice, not yet an onset: enough to duck the replica's speech
+    BLIP = "blip"  # the early voice faded before it became an onset
 
 
 @dataclass
 class TurnDetectorSettings:
     silence_ms: int = 250
     min_speech_ms: int = 160
+    early_speech_ms: int = 0  # >0: report EARLY_ONSET after this much voice (0: off), BLIP if it fades before onset
     threshold: float = 0.5
     neg_threshold: float = 0.35  # hysteresis: lower bar to stay in speech
 
@@ -86,12 +89,18 @@ class TurnDetector:
         self._voiced_run = 0
         self._silent_run = 0
         self._paused = False
+        self._early = False  # EARLY_ONSET reported for the current run
         self.frames_seen = 0
         self.last_voiced_frame = -1
 
     @property
     def _min_speech_frames(self) -> int:
         return max(1, round(self.settings.min_speech_ms / FRAME_MS))
+
+    @property
+    def _early_frames(self) -> int:
+        ms = self.settings.early_speech_ms
+        return round(ms / FRAME_MS) if ms > 0 else 0
 
     @property
     def _silence_frames(self) -> int:
@@ -108,8 +117,11 @@ class TurnDetector:
             self._voiced_run += 1
             if not self.in_speech:
                 if self._voiced_run >= self._min_speech_frames:
-                    self.in_speech = True
+                    self.in_speech, self._early = True, False
                     return VadDecision.ONSET
+                if self._voiced_run == self._early_frames:
+                    self._early = True
+                    return VadDecision.EARLY_ONSET
                 return VadDecision.NONE
             if self._paused:
                 self._paused = False
@@ -117,6 +129,9 @@ class TurnDetector:
             return VadDecision.NONE
         self._voiced_run = 0
         if not self.in_speech:
+            if self._early:
+                self._early = False
+                return VadDecision.BLIP
             return VadDecision.NONE
         self._silent_run += 1
         if self._silent_run >= self._silence_frames:

@@ -201,6 +201,9 @@ class SpeakerSink:
     def clear(self) -> int:
         return self.buffer.clear()
 
+    def duck(self, on: bool) -> int:
+        return self.buffer.duck(on)
+
     def played_samples(self, tag: PlayTag) -> int:
         return self.buffer.played_samples(tag)
 

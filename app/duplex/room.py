@@ -138,10 +138,25 @@ def erle_db(mic: np.ndarray, cleaned: np.ndarray) -> float:
     return 10.0 * np.log10(p_in / max(p_out, 1e-20))
 
 
-def vad_onsets(frames: Iterable[tuple[np.ndarray, int]], settings: TurnDetectorSettings | None = None) -> list[int]:
-    """Speech onsets (ns) the real Silero VAD and turn detector find in a stream of mic frames."""
+def vad_onsets(
+    frames: Iterable[tuple[np.ndarray, int]],
+    settings: TurnDetectorSettings | None = None,
+    early: list[int] | None = None,
+) -> list[int]:
+    """Speech onsets (ns) the real Silero VAD and turn detector find in a stream of mic frames.
+
+    With ``early`` (and ``settings.early_speech_ms``), the early-voice instants, where a
+    talking replica would be muted, are appended to it.
+    """
     onsets: list[int] = []
-    listener = Listener(settings or TurnDetectorSettings(), onsets.append, _ignore, _ignore, _ignore)
+    listener = Listener(
+        settings or TurnDetectorSettings(),
+        onsets.append,
+        _ignore,
+        _ignore,
+        _ignore,
+        on_early_onset=early.append if early is not None else None,
+    )
     for frame, t_ns in frames:
         listener.push(frame, t_ns)
     return onsets

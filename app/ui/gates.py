@@ -180,6 +180,10 @@ class SpeakerSwitch:
         with self._lock:
             return self._inner.clear()
 
+    def duck(self, on: bool) -> int:
+        with self._lock:
+            return self._inner.duck(on)
+
     def played_samples(self, tag: PlayTag) -> int:
         with self._lock:
             return self._inner.played_samples(tag)
