@@ -248,6 +248,9 @@ def critical_path(name: str, result: dict) -> list[str]:
         f"became the turn, {spec['discarded']} discarded because the user went on speaking "
         f"({spec.get('discarded_replies', 0)} of them after the reply had begun; none of it was shown or heard).",
         "",
+        f"Barge-in: the replica is muted after 64 ms of the user's voice and stopped at the 160 ms onset; "
+        f"false mutes (voice that faded before an onset) in this run: {result['session'].get('false_mutes', 0)}.",
+        "",
     ]
 
 

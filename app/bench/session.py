@@ -267,6 +267,7 @@ class Session:
             "turns": turns,
             "barge_ins": barge_ins,
             "speculations": dict(self.conversation.speculations),
+            "false_mutes": self.conversation.false_ducks,
             "errors": [{"turn_id": e.turn_id, "source": e.source, "message": e.message} for e in self.events.errors],
             "render": self._render_record(turns),
             "cpu": sampler.report(),
