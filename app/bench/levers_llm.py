@@ -96,7 +96,7 @@ def lever_requant(rig: Rig) -> Lever:
             ("ttft_ms", "cold TTFT (ms)"),
             ("tps", "TPS over 40 tokens"),
             ("file_mb", "file (MB)"),
-            ("rss_mb", "RSS (MB)"),
+            ("rss_mb", "RSS added by loading (MB)"),
         ),
     )
     models, sizes = {}, {}
