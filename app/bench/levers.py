@@ -189,7 +189,27 @@ def markdown(doc: dict) -> str:
             ratio = f"{row['on_over_off']:.2f}" if row["on_over_off"] is not None else "–"
             quality = lever["quality"] if k == 0 else ""
             lines.append(f"| {head} | {row['label']} | {_fmt(row['off'])} | {_fmt(row['on'])} | {ratio} | {quality} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _details(doc["levers"])) + "\n"
+
+
+def _details(levers: dict) -> list[str]:
+    """The quality guards' numbers behind the table's last column."""
+    out = ["", "## Quality guards", ""]
+    for name, lever in levers.items():
+        extra = lever["extra"]
+        for arm, p in extra.get("perplexity", {}).items():
+            out.append(
+                f"- {name}, {arm.upper()}: perplexity {p['ppl']:.3f} on `{p['text_id']}` ({p['tokens_scored']} "
+                f"tokens scored, windows of {p['n_ctx']}) — {p['model']}"
+            )
+        for arm, w in extra.get("wer", {}).items():
+            out.append(
+                f"- {name}, {arm.upper()} ({lever[arm]}): WER {w['corpus']:.3f} over all words of the "
+                f"{len(w['per_question'])} bench questions (mean per question {w['mean']:.3f})"
+            )
+        for qid, (before, after) in extra.get("differs", {}).items():
+            out.append(f"  - {qid}: “{before}” → “{after}”")
+    return out if len(out) > 3 else []
 
 
 def run_cli(config: Config, out: Path, quick: bool) -> int:
