@@ -79,9 +79,12 @@ def test_config_file_refuses_a_key_without_repeating_it(tmp_path: Path) -> None:
         assert "environment variable" in str(info.value)
 
 
-def test_a_rejected_key_is_in_no_log_message_traceback_or_record(config, engines, tmp_path, caplog) -> None:
+def test_a_rejected_key_is_in_no_log_message_traceback_or_record(
+    config, engines, tmp_path, caplog, monkeypatch
+) -> None:
     """Remote server refuses the key and echoes it back; the turn falls back to the local model."""
     caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(engines.llm, "max_tokens", 12)
     server = FakeOpenAiServer(api_key="sk-the-right-one").start()
     try:
         remote = OpenAiCompatLlm(server.base_url, "fake-model", KEY, first_token_timeout_s=3.0)
