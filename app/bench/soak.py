@@ -239,6 +239,7 @@ def run_soak(
     leftover = sorted(t.name for t in threading.enumerate() if t.ident not in threads_before and t.is_alive())
     record = _record(plan, samples, before, at_end, after, wall_s, clean, leftover, log_path, watch)
     record.update(kinds=kinds, stuck=stuck, log_write_errors=log_errors, replica=face is not None)
+    record["max_reply_tokens"] = getattr(engines.llm, "max_tokens", config.max_reply_tokens)
     (out_dir / "soak.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
     (out_dir / "soak.md").write_text(report_md(record), encoding="utf-8")
     return record
@@ -354,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    config = Config(log_dir=str(args.out))
+    plan = SoakPlan(turns=args.turns, warmup_turns=args.warmup)
+    config = Config(log_dir=str(args.out), max_reply_tokens=plan.max_reply_tokens)
     say("Loading models…")
     engines = load_engines(config)
     face = None
@@ -362,7 +364,6 @@ def main(argv: list[str] | None = None) -> int:
         from app.replica import Replica
 
         face = Replica.from_assets()
-    plan = SoakPlan(turns=args.turns, warmup_turns=args.warmup)
     record = run_soak(engines, config, args.out, plan, face=face, progress=say)
     print(report_md(record))
     ok = (
