@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import fields
@@ -222,3 +223,33 @@ def test_config_bytes_load_or_are_refused_with_a_message(tmp_path_factory, raw: 
     path = tmp_path_factory.mktemp("cfg") / "config.toml"
     path.write_bytes(raw)
     _check_loaded(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[turns]\nsilence_ms = "250"\n', "[turns] silence_ms must be a whole number from 32 to 5000, not a string"),
+        ("[llm]\ntemperature = nan\n", "temperature must be a number from 0 to 2, not nan"),
+        ("[llm]\nthreads = 0\n", "threads must be a whole number from 1 to 256, not 0"),
+        ('[llm]\nbackend = "remote"\n', "backend must be one of 'local', 'openai'"),
+        ('[llm]\nbase_url = "localhost:8080"\n', "must be an http:// or https:// address"),
+        ('[models]\nrequantize = "yes"\n', "requantize must be true or false"),
+        ('[persona]\nname = "  "\n', "name must not be empty"),
+        ("[voice]\nspeed = 1.2\n", "unknown section [voice]"),
+        ("[turns]\nsilence = 3\n", "unknown key [turns] silence"),
+        ("models = 3\n", "models must be a section"),
+        ("[llm\nmodel = 1\n", "is not valid TOML"),
+    ],
+)
+def test_config_names_the_bad_value_and_what_it_expects(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(path)
+
+
+def test_config_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b'[llm]\nmodel = "\xff\xfe"\n')
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(path)
