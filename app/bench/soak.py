@@ -229,6 +229,12 @@ def run_soak(
             if step % 10 == 0:
                 s = samples[-1]
                 progress(f"  {s['turns']} turns, RSS {s['rss_mb']} MB, {s['os_threads']} threads, {s['fds']} fds")
+                partial = {
+                    "partial": True,
+                    "stuck": stuck,
+                    "samples": [{k: v for k, v in x.items() if k != "t"} for x in samples],
+                }
+                (out_dir / "soak.json").write_text(json.dumps(partial), encoding="utf-8")  # if the run is cut short
     finally:
         at_end = snapshot(done())
         clean = conversation.shutdown(timeout=3.0)
