@@ -45,7 +45,7 @@ def test_kill_9_mid_turn_keeps_every_finished_turn(config, engines, tmp_path: Pa
         while time.monotonic() < deadline and proc.poll() is None:
             logged = len(_lines(log_path))
             heard = sum(" you: " in line for line in list(said))
-            if logged >= 2 and heard > logged:  # a turn heard but not finished: that is mid-turn
+            if logged >= 1 and heard > logged:  # a turn heard but not finished: that is mid-turn
                 break
             time.sleep(0.01)
         assert proc.poll() is None, "converse ended before it could be killed"
@@ -56,10 +56,10 @@ def test_kill_9_mid_turn_keeps_every_finished_turn(config, engines, tmp_path: Pa
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     lines = _lines(log_path)
-    assert len(lines) >= 2
+    assert len(lines) >= 1
     records = [json.loads(line) for line in lines]  # every line is whole JSON
     assert all(set(r) >= RECORD_KEYS for r in records)
-    assert [r["turn_id"] for r in records[:2]] == [1, 2] and records[0]["reply"]
+    assert records[0]["turn_id"] == 1 and records[0]["reply"]
 
     # The next start appends to the same log and reads back everything, with no warning.
     caplog.set_level(logging.WARNING)

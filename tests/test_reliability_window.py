@@ -80,13 +80,15 @@ def test_odd_characters_are_shown_literally_and_the_turn_completes(window, qtbot
     assert not [e for e in of(w, ev.ErrorEvent) if e.turn_id == turn_id]
 
 
-def test_a_ten_thousand_character_message_is_cut_to_fit_with_a_notice(window, qtbot) -> None:
+def test_a_ten_thousand_character_message_is_cut_to_fit_with_a_notice(window, qtbot, engines, monkeypatch) -> None:
+    # As with a model of a 640-token context: the same cut, a quarter of the prompt to evaluate (at ~80
+    # tokens/s on a shared 2-core machine, a full 2048-token context alone would take 25 s).
+    monkeypatch.setattr(engines.llm, "context_tokens", 640)
     w = window()
     words = " ".join(f"word{i}" for i in range(2000))
     message = words[:9_996] + " ok?"
     assert len(message) == 10_000
-    # A full context to evaluate: seconds on a quiet machine, far more while the 2 cores are shared.
-    turn_id, _heard = send(qtbot, w, message, timeout_ms=240_000)
+    turn_id, _heard = send(qtbot, w, message, timeout_ms=120_000)
     text = w.transcript.toPlainText()
     assert message in text  # shown whole
     assert "the model can read about" in text and "beginning and the end" in text
@@ -108,10 +110,10 @@ def test_a_full_disk_is_reported_once_and_the_conversation_goes_on(window, qtbot
     assert w.transcript.toPlainText().count("disk is full") == 1
     assert w.transcript.reply_text(first) and w.transcript.reply_text(second)
     assert log.dropped == 2
-    log.path = good  # space freed: logging resumes without another message
-    send(qtbot, w, "And a third.")
-    assert len([e for e in of(w, ev.ErrorEvent) if e.source == "log"]) == 1 and log.error == ""
-    assert good.read_text(encoding="utf-8").count("\n") == 1
+    log.path = good  # space freed: logging resumes, and a later failure would be reported again
+    assert log.write({"turn_id": 99}) and log.error == ""
+    qtbot.wait(100)
+    assert len([e for e in of(w, ev.ErrorEvent) if e.source == "log"]) == 1
 
 
 def test_a_speaker_that_dies_mid_reply_ends_the_turn_and_text_goes_on(window, qtbot) -> None:
