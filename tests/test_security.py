@@ -116,3 +116,14 @@ def test_a_rejected_key_is_in_no_log_message_traceback_or_record(
         ("events", "".join(errors)),
     ):
         assert KEY not in text and KEY[8:] not in text, where
+
+
+@pytest.mark.parametrize("pasted", [KEY + "\n" + KEY, "Bearer " + KEY, KEY.replace("live", "lïve")])
+def test_a_key_pasted_wrong_is_refused_before_any_request(pasted: str) -> None:
+    """httpx would quote such a header, escaped, in its error: the key must not get that far."""
+    llm = OpenAiCompatLlm("http://127.0.0.1:9/v1", "m", pasted)
+    with pytest.raises(LlmBackendError) as info:
+        list(llm.stream_chat([ChatMessage("user", "hi")]))
+    shown = "".join(traceback.format_exception(info.value)) + repr(llm)
+    assert info.value.kind == "auth" and "DOPPEL_API_KEY" in str(info.value)
+    assert KEY[8:] not in shown and "lïve" not in shown

@@ -29,7 +29,7 @@ from app.core.engines import ChatMessage, GenerationStats, Token
 from app.core.metrics import llm_latency_ms
 from app.engines.llm_errors import LlmBackendError, RemoteErrorMessages, Retry
 from app.engines.llm_fallback import FallbackLlm
-from app.engines.secrets import api_key_from_env_or_keyring
+from app.engines.secrets import api_key_from_env_or_keyring, key_problem
 
 __all__ = ["FallbackLlm", "LlmBackendError", "OpenAiCompatLlm", "StreamTiming", "api_key_from_env_or_keyring"]
 
@@ -148,16 +148,7 @@ class OpenAiCompatLlm(RemoteErrorMessages):
         self.last_error = ""
         self._send_usage_option = True  # dropped if the server rejects stream_options
         self._last_stream: Any = None
-        # A key with a line break, space or non-ASCII letter cannot go in a header; httpx would refuse
-        # it with an error that quotes the header (escaped, so ``redact`` could not mask it).
-        self._key_problem = (
-            ""
-            if self._api_key is None or _header_safe(self._api_key)
-            else (
-                f"The API key in {api_key_env} contains characters an HTTP header cannot carry (a space, a line "
-                "break or a non-ASCII letter): it was pasted incompletely or with extra text. Set it again."
-            )
-        )
+        self._key_problem = key_problem(self._api_key, api_key_env)
         usable = self._api_key and not self._key_problem
         headers = {"Authorization": f"Bearer {self._api_key}"} if usable else {}
         # The read timeout is only a backstop for a worker nobody can wake; the caller's
@@ -404,10 +395,6 @@ class OpenAiCompatLlm(RemoteErrorMessages):
                 f"The server at {self.base_url} lists no models at {url}. Set llm.model in the config.",
                 kind="model",
             ) from exc
-
-
-def _header_safe(key: str) -> bool:
-    return key.isascii() and key.isprintable() and " " not in key
 
 
 def _int(value: Any) -> int | None:

@@ -48,6 +48,21 @@ def key_hint(env_name: str) -> str:
     )
 
 
+def key_problem(key: str | None, env_name: str) -> str:
+    """Why ``key`` cannot be sent ("" if it can).
+
+    A key with a line break, space or non-ASCII letter cannot go in an HTTP header;
+    httpx would refuse it with an error quoting the header, escaped, so ``redact``
+    could not mask it.
+    """
+    if key is None or (key.isascii() and key.isprintable() and " " not in key):
+        return ""
+    return (
+        f"The API key in {env_name} contains characters an HTTP header cannot carry (a space, a line break "
+        "or a non-ASCII letter): it was pasted incompletely or with extra text. Set it again."
+    )
+
+
 def redact(text: str, secret: str | None) -> str:
     """``text`` with every occurrence of ``secret`` masked (servers sometimes echo the key)."""
     if not secret:
