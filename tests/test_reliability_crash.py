@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from app.core.conversation import Conversation
 from app.core.history import JsonlLog, read_log
@@ -127,3 +131,30 @@ time.sleep(60)
     assert again.text(SettingKey.MIC_MODE) == "push_to_talk"
     assert again.flag(SettingKey.MUTED) is True
     assert again.flag(SettingKey.HUD_VISIBLE) is False
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB filesystem (tmpfs), so a disk really fills up; needs root, as in the dev container."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_mid_line_leaves_no_half_record(tiny_disk: Path) -> None:
+    reports: list[str] = []
+    log = JsonlLog(tiny_disk / "turns.jsonl", on_error=reports.append)
+    written = [log.write({"turn_id": i, "user": "x" * 1000}) for i in range(100)]
+    assert 0 < sum(written) < 100 and log.dropped == 100 - sum(written)
+    assert len(reports) == 1 and "disk is full" in reports[0]
+    data = (tiny_disk / "turns.jsonl").read_bytes()
+    assert data.endswith(b"\n")  # the half line the full disk took was taken back
+    assert [json.loads(line)["turn_id"] for line in data.splitlines()] == list(range(sum(written)))

@@ -142,13 +142,22 @@ class JsonlLog:
     def _append(self, data: bytes) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)  # a conversation is private
         try:
+            size = os.fstat(fd).st_size
             if not self._line_start_checked:
-                if os.fstat(fd).st_size and os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
+                if size and os.pread(fd, 1, size - 1) != b"\n":
                     data = b"\n" + data  # the previous run died mid-line: do not glue onto it
                 self._line_start_checked = True
             view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError:
+                # A full disk can take half a line: take it back, or have the next write start afresh.
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    self._line_start_checked = False
+                raise
         finally:
             os.close(fd)
 
