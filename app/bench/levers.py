@@ -54,7 +54,9 @@ class Lever:
         for key, label in self.metrics:
             a, b = _median(self.off, key), _median(self.on, key)
             ratio = b / a if a and b is not None else None
-            rows[key] = {"label": label, "off": a, "on": b, "on_over_off": ratio}
+            pairs = [(x[key], y[key]) for x, y in zip(self.off, self.on, strict=False) if _num(x, key) and _num(y, key)]
+            lower = sum(y < x for x, y in pairs)
+            rows[key] = {"label": label, "off": a, "on": b, "on_over_off": ratio, "on_lower": [lower, len(pairs)]}
         return {
             "off": self.off_label,
             "on": self.on_label,
@@ -65,8 +67,12 @@ class Lever:
         }
 
 
+def _num(sample: dict, key: str) -> bool:
+    return isinstance(sample.get(key), int | float)
+
+
 def _median(samples: list[dict], key: str) -> float | None:
-    values = [s[key] for s in samples if isinstance(s.get(key), int | float)]
+    values = [s[key] for s in samples if _num(s, key)]
     return float(np.median(values)) if values else None
 
 
@@ -178,17 +184,20 @@ def markdown(doc: dict) -> str:
         "",
         f"{m['when_utc']} UTC, {m['cores']} cores, nice {m['nice']}, {m['reps']} repetitions per lever "
         f"({m['order']}), {m['seconds']:.0f} s in all. Load average (1/5/15 min) {load(m['loadavg_start'])} at the "
-        f"start, {load(m['loadavg_end'])} at the end. Medians; ON/OFF is the ratio of medians.",
+        f"start, {load(m['loadavg_end'])} at the end. Medians; ON/OFF is the ratio of medians; a pair is one OFF "
+        "and one ON sample taken back to back, so the count shows how consistent the gain is under drifting load.",
         "",
-        "| lever (OFF → ON) | metric | OFF median | ON median | ON/OFF | quality before → after |",
-        "|---|---|---|---|---|---|",
+        "| lever (OFF → ON) | metric | OFF median | ON median | ON/OFF | ON < OFF in pairs | quality before → after |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, lever in doc["levers"].items():
         for k, row in enumerate(lever["rows"].values()):
             head = f"**{name}** ({lever['off']} → {lever['on']})" if k == 0 else ""
             ratio = f"{row['on_over_off']:.2f}" if row["on_over_off"] is not None else "–"
             quality = lever["quality"] if k == 0 else ""
-            lines.append(f"| {head} | {row['label']} | {_fmt(row['off'])} | {_fmt(row['on'])} | {ratio} | {quality} |")
+            lower, n = row["on_lower"]
+            cells = [head, row["label"], _fmt(row["off"]), _fmt(row["on"]), ratio, f"{lower}/{n}", quality]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + _details(doc["levers"])) + "\n"
 
 
