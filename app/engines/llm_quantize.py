@@ -2,7 +2,7 @@
 
 Measured by `doppel bench --levers` (docs/bench/levers.md): SmolLM2-135M
 Q4_1 -> Q8_0 cut cold TTFT by 5-22% in three runs on a shared 2-core machine
-(load average 3-10; a third on a quiet one), at +0.01% perplexity on the
+(load average 3-10; not yet rerun on a quiet one), at +0.01% perplexity on the
 fixed text (28.033 -> 28.035); the bigger file costs ~45 MB of RAM.
 
 The converted file is named after the source's size and mtime, and a sidecar
