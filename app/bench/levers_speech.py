@@ -39,7 +39,6 @@ REPLIES = (
 def lever_asr_window(rig: Rig) -> Lever:
     """WhisperAsr's short window vs faster-whisper's own 30 s decode (greedy in both) on every question."""
     asr = rig.asr
-    model = asr._model  # the WhisperModel inside WhisperAsr: its default decode is the OFF arm
     ids = list(rig.audio)
     lever = Lever("Whisper short window", "30 s window (faster-whisper)", "5 s window", (("asr_ms", "ASR time (ms)"),))
 
@@ -47,11 +46,7 @@ def lever_asr_window(rig: Rig) -> Lever:
         def run(i: int) -> dict:
             qid = ids[i % len(ids)]
             started = time.perf_counter()
-            if short:
-                text = asr.transcribe(rig.audio[qid]).text
-            else:
-                segments, _ = model.transcribe(rig.audio[qid], language="en", beam_size=1, vad_filter=False)
-                text = " ".join(s.text.strip() for s in segments).strip()
+            text = asr.transcribe(rig.audio[qid], full_window=not short).text
             return {"asr_ms": (time.perf_counter() - started) * 1000, "id": qid, "text": text}
 
         return run

@@ -56,13 +56,16 @@ class WhisperAsr:
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._suppress = [-1, *self._tokenizer.non_speech_tokens]
 
-    def transcribe(self, pcm16k: np.ndarray, cancel: CancelToken = NEVER_CANCELLED) -> Transcript:
+    def transcribe(
+        self, pcm16k: np.ndarray, cancel: CancelToken = NEVER_CANCELLED, *, full_window: bool = False
+    ) -> Transcript:
+        """``full_window``: faster-whisper's own 30 s decode (the benchmarks' baseline)."""
         started = time.perf_counter()
         audio = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
         duration = len(audio) / ASR_SAMPLE_RATE
         cancel.raise_if_cancelled()
         text, confident = "", False
-        short = duration + TRAILING_SILENCE_S <= SHORT_PATH_MAX_S
+        short = not full_window and duration + TRAILING_SILENCE_S <= SHORT_PATH_MAX_S
         if short:
             # A short window occasionally makes the decoder loop ("Hi. Hi. Hi.") or, on a very short
             # input, invent a line ("I'll see you in the next video", at a low log-probability):

@@ -92,6 +92,11 @@ class LlamaCppLlm:
             n += 1
         return n
 
+    def reset(self) -> None:
+        """Forget the KV cache (benchmarks' cold arm; a new persona does not need it)."""
+        with self._lock:
+            self._llm.reset()
+
     def prefill(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> int:
         """Evaluate the prompt for ``messages`` into the KV cache; returns tokens evaluated."""
         tokens = self.prompt_tokens(messages)
