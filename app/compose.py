@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.config import Config, cache_dir
 from app.core.engines import AsrEngine, LlmEngine, TtsEngine
-from app.model_registry import resolve
+from app.model_registry import ModelError, resolve
 
 Progress = Callable[[str, float], None]  # (message, fraction done 0..1)
 
@@ -41,16 +43,25 @@ def load_local_llm(config: Config) -> LlmEngine:
     from app.engines.llm_llama import LlamaCppLlm
     from app.engines.llm_quantize import requantized
 
-    path = resolve("llm", config.llm_model)
-    if config.requantize_llm:
-        path = requantized(path, cache_dir() / "models", threads=config.llm_threads)
-    return LlamaCppLlm(
-        path,
-        threads=config.llm_threads,
-        context_tokens=config.context_tokens,
-        max_tokens=config.max_reply_tokens,
-        temperature=config.temperature,
-    )
+    source = resolve("llm", config.llm_model)
+    path = requantized(source, cache_dir() / "models", threads=config.llm_threads) if config.requantize_llm else source
+
+    def load(model: Path) -> LlmEngine:
+        return LlamaCppLlm(
+            model,
+            threads=config.llm_threads,
+            context_tokens=config.context_tokens,
+            max_tokens=config.max_reply_tokens,
+            temperature=config.temperature,
+        )
+
+    try:
+        return load(path)
+    except ModelError:
+        if path == source:
+            raise
+        logging.getLogger(__name__).warning("the cached Q8_0 copy %s did not load; using %s", path, source)
+        return load(source)  # the copy is an optimisation: the model itself must still work
 
 
 def load_llm(config: Config) -> LlmEngine:

@@ -17,16 +17,19 @@ is loading the old copy keeps a whole file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 _log = logging.getLogger(__name__)
 LLAMA_FTYPE_MOSTLY_Q8_0 = 7
 LOW_BIT_MARKERS = ("q4_0", "q4_1", "q4_k", "q5_0", "q5_1", "q5_k", "q3_k", "q2_k")
 SIDECAR_SUFFIX = ".sha256"
+STALE_AFTER_S = 7 * 24 * 3600
 
 # Copies whose checksums matched in this process, keyed by (path, size, mtime_ns) of copy and source.
 _verified: set[tuple] = set()
@@ -123,9 +126,14 @@ def requantized(model_path: Path, cache: Path, threads: int = 2) -> Path:
     except Exception as exc:  # an optimisation only: fall back to the original file
         _log.warning("could not re-quantize %s (%s); using it as it is", model_path, exc)
         return model_path
-    for stale in cache.glob(f"{model_path.stem}.*.Q8_0.gguf*"):  # copies of an older install
+    # Copies of an older install go, but only once unused for a week: two installs of the same model
+    # (say the app from source and a frozen build) must not delete each other's copy mid-load.
+    week_ago = time.time() - STALE_AFTER_S
+    for stale in cache.glob(f"{model_path.stem}.*.Q8_0.gguf*"):
         if stale not in (target, sidecar_for(target)) and ".partial-" not in stale.name:
-            stale.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                if stale.stat().st_atime < week_ago and stale.stat().st_mtime < week_ago:
+                    stale.unlink()
     _log.info("re-quantized %s to %s", model_path.name, target)
     return target
 
