@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from app.bench.soak import RECORD_KEYS, SoakPlan, run_soak
+from app.core.history import History
 
 
 def test_one_cycle_of_mixed_turns_leaks_nothing(config, engines, tmp_path, monkeypatch) -> None:
@@ -28,3 +29,23 @@ def test_one_cycle_of_mixed_turns_leaks_nothing(config, engines, tmp_path, monke
     assert threads["python_after_shutdown"] <= threads["python_before"], threads
     assert fds["after_shutdown"] <= fds["before"], fds
     assert (tmp_path / "soak.md").read_text(encoding="utf-8").startswith("| measure | value |")
+
+
+def test_a_long_conversation_re_evaluates_the_whole_prompt_only_now_and_then(llm) -> None:
+    """Once the history fills the context, trimming must not change the cached prefix on every turn."""
+    budget = 600
+    history = History("You are Joe.", budget, llm.count_tokens)
+    prefix_changes, sizes = 0, []
+    first = None
+    for i in range(60):
+        question = f"Question {i}: what do you think about topic number {i} and why?"
+        messages = history.messages_for(question)
+        sizes.append(llm.count_tokens(messages))
+        head = history.turns[0] if history.turns else None
+        if first is not None and head is not first:
+            prefix_changes += 1
+        first = head
+        history.record(question, f"Answer {i}: " + "I think it is quite interesting, really. " * 4)
+    assert max(sizes) <= budget
+    assert sizes[-1] > 0.4 * budget  # the history is used, not thrown away
+    assert 1 <= prefix_changes <= 60 // 4, prefix_changes

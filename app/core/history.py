@@ -22,9 +22,15 @@ class History:
     """System prompt plus alternating turns, trimmed oldest-first to fit the context.
 
     The persona (system prompt) is never trimmed.  Trimming drops whole
-    user/assistant pairs, so the prefix the KV cache holds changes only when
-    it must.
+    user/assistant pairs, and when it must trim it goes down to ``LOW_WATER``
+    of the budget: every trim changes the prefix the KV cache holds, so the
+    whole prompt is evaluated again.  Dropping one pair per turn would do that
+    on every turn of a long conversation (a 1,900-token prompt is 25 s on two
+    busy cores; the soak found it); with the low-water mark it happens once
+    every several turns.
     """
+
+    LOW_WATER = 0.6
 
     def __init__(self, system_prompt: str, budget_tokens: int, count_tokens: Callable[[Sequence[ChatMessage]], int]):
         self.system = ChatMessage("system", system_prompt)
@@ -36,13 +42,17 @@ class History:
     def messages_for(self, user_text: str) -> list[ChatMessage]:
         """The prompt for a new user message (trims old turns, then the message itself, if needed)."""
         with self._lock:
+            limit = self.budget_tokens
             while True:
                 msgs = [self.system, *self.turns, ChatMessage("user", user_text)]
-                if self._count(msgs) <= self.budget_tokens:
+                if self._count(msgs) <= limit:
                     return msgs
                 if len(self.turns) < 2:
+                    if self._count(msgs) <= self.budget_tokens:
+                        return msgs
                     return [self.system, ChatMessage("user", self._fit(user_text))]
                 del self.turns[:2]
+                limit = int(self.budget_tokens * self.LOW_WATER)  # trimming anyway: make room for several turns
 
     def fit(self, user_text: str) -> str:
         """``user_text`` as the LLM will see it: whole if it fits beside the persona, else cut.
