@@ -37,7 +37,7 @@ from app.core.jobs import EngineSet
 QUESTION_DIR = Path(__file__).resolve().parents[2] / "docs" / "bench" / "questions"
 TYPED = (
     "What is your favourite season?",
-    "Can you say hello in French? 😀",
+    "Can you say hello to my friend? 😀",
     "Tell me about <b>bold</b> & plain text.",
     "שלום! How do you say peace in Hebrew?",
     "Name a colour.",
@@ -53,7 +53,9 @@ class SoakPlan:
     turns: int = 200
     warmup_turns: int = 20
     turn_timeout_s: float = 60.0
-    heard_before_cut_s: float = 0.8  # a barge-in or Esc comes this long after the reply is first heard
+    # A barge-in or Esc comes this long after the reply is first heard: early enough that a short
+    # reply (SmolLM sometimes settles into five-token answers) is still playing.
+    heard_before_cut_s: float = 0.3
     max_reply_tokens: int = 32  # short replies keep 200 turns near 20 minutes
 
 
