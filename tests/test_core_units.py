@@ -164,3 +164,11 @@ def test_ducked_playout_keeps_its_pace_unheard() -> None:
     assert buffer.played_samples(tag) == 200  # ...but the speech ran on, so the lips stay in sync
     buffer.duck(False)
     assert buffer.pull(100, 0).min() == 1.0
+
+
+def test_history_gets_cut_replies_in_whole_sentences_without_the_marker() -> None:
+    from app.core.turn import heard_for_history
+
+    assert heard_for_history("Paris is big. It has a…") == "Paris is big."
+    assert heard_for_history("Paris is…") == "Paris is"
+    assert heard_for_history("Paris is big.") == "Paris is big."

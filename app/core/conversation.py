@@ -29,7 +29,7 @@ from app.core.listener import Listener
 from app.core.listening import ListeningSide
 from app.core.metrics import MetricsObserver
 from app.core.replica_stage import FrameCallback, ReplicaStage
-from app.core.turn import Segment, Turn
+from app.core.turn import Segment, Turn, heard_for_history
 from app.core.vad import TurnDetectorSettings
 from app.core.workers import Worker
 
@@ -348,7 +348,11 @@ class Conversation(ListeningSide):
             heard = turn.llm_text
         if turn.interrupted:
             self.bus.publish(ev.TurnInterrupted(turn.id, played_text=heard))
-        self.history.record(turn.user_text, heard)
+        self.history.record(turn.user_text, heard_for_history(heard))
+        # Evaluate the history as it now stands while the user is still thinking, so the next
+        # reply only has their new words to evaluate (the cut or re-tokenized reply differs from the cache).
+        self._warmup = CancelToken()
+        self._llm.submit(LlmJob(None, "", prefill_only=self._warmup))
         self.bus.publish(ev.ReplyText(turn.id, heard))
         self.bus.publish(ev.TurnEnded(turn.id, interrupted=turn.interrupted))
         stats = self.engines.llm.last_stats

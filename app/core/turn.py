@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -79,3 +80,20 @@ class Turn:
                 parts.append(" ".join(words[:heard]) + "…")
             break
         return " ".join(parts)
+
+
+_LAST_SENTENCE_END = re.compile(r".*[.!?]", re.S)
+
+
+def heard_for_history(heard: str) -> str:
+    """What the LLM is told it said: a cut reply up to its last whole sentence, with no "…" marker.
+
+    The transcript and the log show the cut with "…"; a small model shown such
+    cuts in its own history imitates them (every later reply became
+    "The answer is…" in one bench run), so the history keeps clean sentences.
+    """
+    if not heard.endswith("…"):
+        return heard
+    words = heard[: -len("…")].rstrip()
+    whole = _LAST_SENTENCE_END.match(words)
+    return whole.group(0) if whole else words
