@@ -273,6 +273,7 @@ def _record(
         y = np.array([s["rss_mb"] for s in later], dtype=float)
         if np.ptp(x) > 0:
             slope = round(float(np.polyfit(x, y, 1)[0]) * 100, 2)
+    half = next((s for s in samples if s["turns"] >= at_end["turns"] // 2), warm)
     records = read_log(log_path)
     lines = [line for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     ended_ids = [t for t, _ in watch.ended]
@@ -292,6 +293,9 @@ def _record(
             "rss_end_mb": at_end["rss_mb"],
             "growth_after_warmup_mb": round(at_end["rss_mb"] - warm["rss_mb"], 1),
             "slope_mb_per_100_turns": slope,
+            # A step (an allocator sized for the largest input so far) stops; a leak goes on in the second half.
+            "growth_second_half_mb": round(at_end["rss_mb"] - half["rss_mb"], 1),
+            "second_half_from_turn": half["turns"],
             "rss_max_mb": max((s["rss_mb"] for s in samples), default=None),
         },
         "threads": {
@@ -329,6 +333,7 @@ def report_md(r: dict) -> str:
         ("RSS at the end", f"{m['rss_end_mb']} MB (max {m['rss_max_mb']} MB)"),
         ("growth after warm-up", f"{m['growth_after_warmup_mb']} MB (limit 50 MB)"),
         ("trend after warm-up", f"{m['slope_mb_per_100_turns']} MB per 100 turns"),
+        (f"growth in the second half (from turn {m['second_half_from_turn']})", f"{m['growth_second_half_mb']} MB"),
         (
             "OS threads: before / warm / end / after shutdown",
             f"{t['before']} / {t['warm']} / {t['end']} / {t['after_shutdown']}",
