@@ -49,3 +49,16 @@ def test_a_long_conversation_re_evaluates_the_whole_prompt_only_now_and_then(llm
     assert max(sizes) <= budget
     assert sizes[-1] > 0.4 * budget  # the history is used, not thrown away
     assert 1 <= prefix_changes <= 60 // 4, prefix_changes
+
+
+def test_the_history_prefilled_between_turns_fits_and_is_the_next_prompts_prefix(llm) -> None:
+    """After a message far too long for the context, what is prefilled still fits, and the next prompt extends it."""
+    history = History("You are Joe.", 600, llm.count_tokens)
+    history.record("Hello!", "Hi there.")
+    pasted = " ".join(f"word{i}" for i in range(3000))
+    history.record(pasted, "That is a lot of words.")
+    prefill = history.snapshot()
+    assert llm.count_tokens(prefill) <= 600 and prefill[0].role == "system"
+    assert all(m.content != pasted for m in prefill)
+    following = history.messages_for("What was that about?")
+    assert following[: len(prefill)] == prefill

@@ -90,7 +90,17 @@ class History:
             self.system = ChatMessage("system", prompt)
 
     def snapshot(self) -> list[ChatMessage]:
+        """The history as the next prompt will start: trimmed by the same rule as ``messages_for``.
+
+        The conversation prefills this between turns; untrimmed, one long message in the
+        history made that prefill run past the model's context (llama_decode failed after
+        evaluating 2,048 tokens, which shutdown could not interrupt).
+        """
         with self._lock:
+            limit = self.budget_tokens
+            while self.turns and self._count([self.system, *self.turns]) > limit:
+                del self.turns[:2]
+                limit = int(self.budget_tokens * self.LOW_WATER)
             return [self.system, *self.turns]
 
 
