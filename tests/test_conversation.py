@@ -115,9 +115,12 @@ def test_barge_in_stops_reply_and_keeps_only_what_was_heard(config, engines, spe
     assert barge and barge[0].silent_ns >= barge[0].onset_ns
     assert first["metrics"]["barge_in_ms"] is not None
     history = conversation.history.snapshot()
-    assert history[2].role == "assistant"
-    assert history[2].content == heard_for_history(first["reply"])  # what was heard, in whole sentences
-    assert first["reply"].startswith(history[2].content)
+    told = heard_for_history(first["reply"])  # what was heard, in whole sentences
+    if told:
+        assert history[1].content == first["user"] and history[2].content == told
+        assert first["reply"].startswith(told)
+    else:  # only a fragment was heard: the model does not see the exchange
+        assert all(m.content != first["user"] for m in history)
     assert not leftover
 
 

@@ -348,7 +348,9 @@ class Conversation(ListeningSide):
             heard = turn.llm_text
         if turn.interrupted:
             self.bus.publish(ev.TurnInterrupted(turn.id, played_text=heard))
-        self.history.record(turn.user_text, heard_for_history(heard))
+        told = heard_for_history(heard)
+        if told:  # nothing said, or only a fragment: the model does not see this exchange
+            self.history.record(turn.user_text, told)
         # Evaluate the history as it now stands while the user is still thinking, so the next
         # reply only has their new words to evaluate (the cut or re-tokenized reply differs from the cache).
         self._warmup = CancelToken()

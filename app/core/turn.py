@@ -88,12 +88,13 @@ _LAST_SENTENCE_END = re.compile(r".*[.!?]", re.S)
 def heard_for_history(heard: str) -> str:
     """What the LLM is told it said: a cut reply up to its last whole sentence, with no "…" marker.
 
-    The transcript and the log show the cut with "…"; a small model shown such
-    cuts in its own history imitates them (every later reply became
-    "The answer is…" in one bench run), so the history keeps clean sentences.
+    "" when no whole sentence was heard: that exchange is left out of the LLM's
+    history (the transcript and the log still show it, "…" and all).  A 135M
+    model shown cut replies or fragments in its own history imitates them: in
+    bench runs every later reply became "The answer is…" or the four words
+    "The perfect holiday in".
     """
     if not heard.endswith("…"):
         return heard
-    words = heard[: -len("…")].rstrip()
-    whole = _LAST_SENTENCE_END.match(words)
-    return whole.group(0) if whole else words
+    whole = _LAST_SENTENCE_END.match(heard[: -len("…")].rstrip())
+    return whole.group(0) if whole else ""
