@@ -62,7 +62,7 @@ WATERFALL = (  # the VAD window runs alongside the chain below it, which starts 
     ("LLM: TTFT", "llm_request", "first_token", "llm"),
     ("LLM: up to first clause", "first_token", "first_chunk", "llm"),
     ("TTS: first audio", "first_chunk", "tts_first_audio", "tts"),
-    ("audio out: held to the end of turn, to the ear", "tts_first_audio", "first_audio_played", "out"),
+    ("audio out (held to end of turn)", "tts_first_audio", "first_audio_played", "out"),
     ("replica: first speaking frame", "first_audio_played", "first_replica_frame", "face"),
     ("LLM: rest of the reply", "first_chunk", "llm_done", "llm_light"),
 )
