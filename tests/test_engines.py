@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from app.core.audio import rms
@@ -28,6 +30,7 @@ def test_asr_long_audio_uses_full_decoder(asr, speak16k) -> None:
     assert transcript.audio_s > 25
     assert "park" in transcript.text.lower()
     assert len(transcript.segments) >= 2
+    assert "tqdm_monitor" not in {t.name for t in threading.enumerate()}  # no thread outlives the decode
 
 
 def test_asr_silence_gives_empty_or_short_text(asr) -> None:

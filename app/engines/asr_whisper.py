@@ -35,8 +35,13 @@ class WhisperAsr:
     """``transcribe(pcm16k)`` with the short-window fast path."""
 
     def __init__(self, model_dir: Path, threads: int = 2) -> None:
+        import tqdm
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
+
+        # The full decode's progress bar is disabled, yet tqdm would still start a monitor thread
+        # that outlives every conversation.
+        tqdm.tqdm.monitor_interval = 0
 
         try:
             self._model = WhisperModel(
