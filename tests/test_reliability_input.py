@@ -176,11 +176,6 @@ def test_llm_markup_and_control_codes_reach_the_transcript_and_log_literally(mar
     assert any(isinstance(e, ev.TurnEnded) for e in seen)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/core/chunker.py speakable() passes ANSI escapes and control characters to Piper "
-    "(a NUL makes Piper raise); fix proposed in the issue 10 report",
-)
 def test_tts_gets_only_speakable_text_from_llm_markup(markup_turn) -> None:
     seen, _log = markup_turn
     spoken = " ".join(e.text for e in seen if isinstance(e, ev.TtsChunkQueued))

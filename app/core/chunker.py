@@ -18,6 +18,8 @@ LATER_CHUNK_MIN_WORDS = 6
 CONJUNCTION_MIN_WORDS = 4  # a first clause may also end before "and", "but", "because"...
 _CONJUNCTIONS = {"and", "but", "because", "so", "which", "while", "when", "although", "or"}
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _CLAUSE_END = re.compile(r"[,;:—–]\s*$|[.!?…]+[\"')\]]*\s*$")
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s*$")
 _ABBREVIATIONS = {
@@ -101,7 +103,11 @@ def _year_or_number(match: re.Match[str]) -> str:
 
 def speakable(text: str) -> str:
     """Strip markdown and expand numbers, symbols and abbreviations for speech."""
-    t = re.sub(r"```.*?```", " ", text, flags=re.S)
+    # Terminal colour codes and control/format characters are not speech (a NUL makes Piper raise,
+    # "\x1b[31m" would be read out as "thirty-onem"); lone surrogates cannot reach the phonemizer.
+    t = _ANSI_ESCAPE.sub(" ", text)
+    t = _CONTROL_CHARS.sub(" ", t).encode("utf-8", "replace").decode("utf-8")
+    t = re.sub(r"```.*?```", " ", t, flags=re.S)
     t = re.sub(r"`([^`]*)`", r"\1", t)
     t = re.sub(r"!\[[^\]]*\]\([^)]*\)", " ", t)  # images
     t = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", t)  # links keep their text
