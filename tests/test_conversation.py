@@ -173,3 +173,35 @@ def test_typed_message_streams_reply_without_devices(config, engines, tmp_path) 
     assert len(rec.of(ev.LlmToken)) >= 2
     assert rec.of(ev.ReplyText)[0].text
     assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])["metrics"]["ttft_ms"] > 0
+
+
+def test_a_turn_overtaken_by_the_next_utterance_is_logged_and_its_words_carried(config, engines, speak16k, tmp_path):
+    """The user pauses just past the window and goes on: nothing said is lost, and one reply answers both."""
+    first = trim_silence(speak16k("I have been feeling tired lately and I wonder about simple habits."))
+    gap = np.zeros(int(0.34 * 16000), dtype=np.float32)  # ends the turn; the ASR (started only then) is still busy
+    audio = np.concatenate([first, gap, trim_silence(speak16k("What helps me sleep at night?"))])
+
+    def items(_holder, _rec):
+        return [SourceItem(audio)]
+
+    holder: dict = {}
+    recorder = Recorder()
+    source = FileSource(items(holder, recorder))
+    log = JsonlLog(tmp_path / "turns.jsonl")
+    conversation = Conversation(config, engines, source=source, log=log, speculate=False)
+    conversation.bus.subscribe(recorder)
+    conversation.start()
+    deadline = time.monotonic() + 60
+    while not source.finished.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.8)
+    assert conversation.wait_idle(40)
+    assert conversation.shutdown(timeout=2.0)
+    records = [json.loads(line) for line in (tmp_path / "turns.jsonl").read_text().splitlines()]
+    transcripts = [e.text.lower() for e in recorder.of(ev.TranscriptFinal)]
+    assert len(records) == len(transcripts) >= 1  # every utterance heard is in the log
+    assert "tired" in " ".join(r["user"].lower() for r in records) and "sleep" in records[-1]["user"].lower()
+    overtaken = [r for r in records if r["cancel_reason"].startswith("overtaken")]
+    for r in overtaken:  # not answered, but its words are in the next prompt
+        assert not r["reply"] and "tired" in records[-1]["user"].lower()
+    assert records[-1]["reply"] and len(recorder.of(ev.LlmRequest)) == len(records) - len(overtaken)

@@ -74,6 +74,7 @@ class Conversation(ListeningSide):
         self._lock = threading.RLock()
         self._active: Turn | None = None
         self._listening_turn: int | None = None  # turn id of the utterance in progress
+        self._carried = ""  # words of a turn the next utterance overtook, for the next prompt
         self._speculation: Speculation | None = None
         self._user_speaking = False
         self._idle = threading.Condition(self._lock)

@@ -45,6 +45,7 @@ class ListeningSide:
     _ids: itertools.count
     _active: Turn | None
     _listening_turn: int | None
+    _carried: str
     _speculation: Speculation | None
     _user_speaking: bool
     _listener: Listener | None
@@ -52,6 +53,7 @@ class ListeningSide:
     interrupt: Callable[..., None]
     _begin_reply: Callable[[Turn], None]
     _set_state: Callable[[ev.AgentState], None]
+    _finish: Callable[[Turn], None]
 
     def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
         if self._listener is None:
@@ -158,12 +160,12 @@ class ListeningSide:
             self._speculate(job.speculation, job.utterance)
             return
         transcript = self.engines.asr.transcribe(job.utterance.audio)
-        turn = Turn(job.turn_id, user_text=transcript.text)
-        self._hand_over(turn if transcript.text.strip() else None)
+        turn = Turn(job.turn_id, user_text=self._with_carried(transcript.text))
+        proceeds = self._hand_over(turn if transcript.text.strip() else None)
         self.bus.publish(ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms))
-        if transcript.text.strip():
+        if proceeds:
             self._begin_reply(turn)
-        else:
+        elif self._listening_turn is None:
             self._set_state(ev.AgentState.LISTENING)
 
     def _speculate(self, spec: Speculation, utt: Utterance) -> None:
@@ -180,8 +182,8 @@ class ListeningSide:
                 return
             spec.transcript, spec.transcript_ns = transcript, ev.now_ns()
             if transcript.text.strip():
-                spec.turn = Turn(spec.turn_id, user_text=transcript.text, cancel=spec.cancel)
-                spec.turn.outbox = Outbox(held=spec.ended is None)
+                spec.turn = Turn(spec.turn_id, user_text=self._with_carried(transcript.text), cancel=spec.cancel)
+                spec.turn.outbox = Outbox(held=True)  # opened by the commit, below or on the VAD's end of turn
             commit_now = spec.ended is not None
         if spec.turn is not None:
             self._begin_reply(spec.turn)
@@ -192,7 +194,7 @@ class ListeningSide:
         """The user stayed quiet: the speculative transcript is final and the reply goes out."""
         assert spec.transcript is not None
         self.speculations["reused"] += 1
-        self._hand_over(spec.turn)
+        proceeds = self._hand_over(spec.turn)
         self.bus.publish(
             ev.TranscriptFinal(
                 spec.turn_id,
@@ -202,15 +204,37 @@ class ListeningSide:
                 t_ns=spec.transcript_ns,
             )
         )
-        if spec.turn is not None:
+        if proceeds:
+            assert spec.turn is not None
             spec.turn.outbox.open()
-        else:
+        elif self._listening_turn is None:
             self._set_state(ev.AgentState.LISTENING)
 
-    def _hand_over(self, turn: Turn | None) -> None:
-        """From "user speaking" to "replying" (or back to listening), atomically."""
+    def _with_carried(self, text: str) -> str:
+        """The user's words, after any they said in a turn that a new utterance overtook."""
         with self._lock:
-            self._user_speaking = False
-            if turn is not None:
-                self._active = turn
+            return f"{self._carried} {text}".strip() if self._carried and text.strip() else text
+
+    def _hand_over(self, turn: Turn | None) -> bool:
+        """From "user speaking" to "replying", atomically; False when there is nothing to reply to.
+
+        If the user already began a new utterance (a short pause that still ended the
+        turn), the finished turn is not answered: its words are carried into the next
+        turn's prompt, and it is logged with no reply, so nothing is lost.
+        """
+        with self._lock:
+            overtaken = turn is not None and self._listening_turn is not None
+            if overtaken:
+                self._carried = turn.user_text  # type: ignore[union-attr]
+            else:
+                self._user_speaking = False
+                if turn is not None:
+                    self._active, self._carried = turn, ""
             self._idle.notify_all()
+        if overtaken:
+            assert turn is not None
+            turn.cancel.cancel("overtaken by the next utterance")
+            turn.outbox.discard()
+            turn.first_audio_ready.set()
+            self._finish(turn)
+        return turn is not None and not overtaken
