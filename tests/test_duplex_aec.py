@@ -87,7 +87,6 @@ def test_cancelled_echo_causes_no_false_barge_in_and_erle(reply, tts, settings) 
         f"ERLE {erle_all:.1f}, {erle_after:.1f} dB after 2 s, ceiling {ceiling:.1f}"
     )
     assert onsets == [], seconds(onsets, rec)
-    assert len(early) <= 1, seconds(early, rec)  # a false mute costs the reply ~100 ms of sound
     assert erle_all > 20.0 and erle_after > ceiling - 3.0  # the echo is gone down to the mic's noise floor
     assert aec.starved_chunks == 0
 
