@@ -33,10 +33,11 @@ def load_asr(config: Config) -> AsrEngine:
     return WhisperAsr(resolve("asr", config.asr_model), threads=config.asr_threads)
 
 
-def load_tts(config: Config) -> TtsEngine:
+def load_tts(config: Config, deterministic: bool = False) -> TtsEngine:
+    """Piper; `deterministic` turns its prosody noise off (tests and benchmarks want repeatable audio)."""
     from app.engines.tts_piper import PiperTts
 
-    return PiperTts(resolve("voice", config.voice), threads=config.tts_threads)
+    return PiperTts(resolve("voice", config.voice), threads=config.tts_threads, deterministic=deterministic)
 
 
 def load_local_llm(config: Config) -> LlmEngine:

@@ -37,7 +37,9 @@ def llm(config: Config):
 def tts(config: Config):
     from app.compose import load_tts
 
-    return load_tts(config)
+    # Piper samples prosody noise: with it on, a test phrase is heard differently run to run
+    # ("No, of Italy." once came back "no, a vitally"), so test speech is made repeatable.
+    return load_tts(config, deterministic=True)
 
 
 @pytest.fixture(scope="session")

@@ -73,6 +73,19 @@ def test_chunker_splits_first_clause_before_conjunction() -> None:
     assert out == ["I really like the sea"]
 
 
+def test_chunker_bounds_run_on_sentences() -> None:
+    """A sentence without a full stop is cut at a comma past 100 characters, at a word past 160."""
+    chunker = Chunker()
+    first = " Well, here goes."
+    clauses = " the river bends past the mill" * 6 + ", and" + " the road climbs over the hill" * 8 + "."
+    out = [c for c in (chunker.push(t) for t in (first + clauses).split(" ") if t for t in [" " + t]) if c]
+    tail = chunker.flush()
+    chunks = out + ([tail] if tail else [])
+    assert " ".join(chunks).split() == (first + clauses).split()  # nothing lost or reordered
+    later = chunks[1:]
+    assert len(later) >= 3 and all(len(c) <= 160 for c in later), later
+    assert any(c.endswith("mill,") for c in later), later  # the clause boundary was used when one came
+
 def test_speakable_text() -> None:
     assert number_to_words(1999) == "one thousand nine hundred and ninety-nine"
     assert (

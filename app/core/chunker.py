@@ -4,8 +4,11 @@ The first chunk goes out as soon as a clause boundary follows a minimum number
 of words, before a conjunction, or at a word break after 12 tokens (the seed
 waited for 20), because Piper's time to first audio grows with the chunk's
 length: ~140 ms for 6 words, ~500 ms for 18.  Later chunks are
-whole sentences.  ``speakable`` turns markdown, numbers and abbreviations
-into words Piper reads sensibly.
+whole sentences, except that a run-on sentence is cut at a clause boundary past
+100 characters and at a word break past 160: Piper's ONNX Runtime arena keeps the
+peak of the longest text it has spoken (a 231-character sentence left ~250 MB
+resident), so a bounded chunk is bounded memory, and its audio starts sooner.
+``speakable`` turns markdown, numbers and abbreviations into words Piper reads sensibly.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import re
 FIRST_CHUNK_MIN_WORDS = 4
 FIRST_CHUNK_MAX_TOKENS = 12
 LATER_CHUNK_MIN_WORDS = 6
+LATER_CLAUSE_CHARS = 100  # past this a later chunk may end at a comma, not only a full stop
+LATER_MAX_CHARS = 160  # past this it is cut at the last word break
 CONJUNCTION_MIN_WORDS = 4  # a first clause may also end before "and", "but", "because"...
 _CONJUNCTIONS = {"and", "but", "because", "so", "which", "while", "when", "although", "or"}
 
@@ -198,6 +203,12 @@ class Chunker:
             return None
         if words >= LATER_CHUNK_MIN_WORDS and _SENTENCE_END.search(self._buffer):
             return self._release(len(self._buffer))
+        if len(self._buffer) >= LATER_CLAUSE_CHARS and _CLAUSE_END.search(self._buffer):
+            return self._release(len(self._buffer))
+        if len(self._buffer) >= LATER_MAX_CHARS:
+            cut = self._buffer.rstrip().rfind(" ")
+            if cut > 0:
+                return self._release(cut)
         return None
 
     def flush(self) -> str | None:

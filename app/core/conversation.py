@@ -27,6 +27,7 @@ from app.core.history import History, JsonlLog
 from app.core.jobs import EngineSet, Face, LlmJob, Speculation, TtsJob
 from app.core.listener import Listener
 from app.core.listening import ListeningSide
+from app.core.memory import release_free_memory
 from app.core.metrics import MetricsObserver
 from app.core.replica_stage import FrameCallback, ReplicaStage
 from app.core.turn import Segment, Turn, heard_for_history
@@ -209,6 +210,8 @@ class Conversation(ListeningSide):
             if prefill is not None and not job.prefill_only.cancelled:
                 messages = self.history.messages_for(job.user_text) if job.user_text else self.history.snapshot()
                 prefill(messages, job.prefill_only)
+            if job.user_text == "":  # the post-turn prefill: the user is thinking, the heap is quiet
+                release_free_memory()
             return
         turn = job.turn
         assert turn is not None
