@@ -9,16 +9,13 @@ generator shuts the socket down, which wakes the worker and ends the request.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import queue
-import socket
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,7 +23,7 @@ from httpx_sse import SSEError, connect_sse
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
-from app.core.metrics import llm_latency_ms
+from app.engines.llm_call import RemoteCall, StreamTiming, server_count, server_rate
 from app.engines.llm_errors import LlmBackendError, RemoteErrorMessages, Retry
 from app.engines.llm_fallback import FallbackLlm
 from app.engines.secrets import api_key_from_env_or_keyring, key_problem
@@ -37,69 +34,6 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.02  # how often the waiting caller looks at the cancel token
 _MAX_BACKOFF_S = 4.0
-_MAX_COUNT = 10**9  # larger token counts or rates from a server are nonsense, not numbers to divide by
-
-
-@dataclass(frozen=True)
-class StreamTiming:
-    """Client-side numbers for the last reply (the HUD still uses events; the bench uses this)."""
-
-    ttft_ms: float | None = None  # request sent -> first content token arrived
-    tps: float | None = None
-    tps_source: str = ""  # "server timings" | "server usage" | "counted" | "" (too few tokens)
-    n_chunks: int = 0  # content chunks streamed (usually one token each)
-    attempts: int = 0
-
-    @property
-    def latency_ms(self) -> float | None:
-        """The seed's figure of merit, 20/TPS + TTFT."""
-        return llm_latency_ms(self.ttft_ms, self.tps)
-
-
-class _Call:
-    """State shared by the caller and the worker for one request."""
-
-    def __init__(self, payload: dict[str, Any], stream_guess: Any = None) -> None:
-        self.payload = payload
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.stop = threading.Event()
-        self.t0 = time.perf_counter()
-        self.attempts = 0
-        self.saw_finish = False
-        self.arrivals: list[float] = []  # when each content chunk arrived (perf_counter)
-        self.extra: dict[str, Any] = {}  # the server's "usage" and "timings", if it sent them
-        self._lock = threading.Lock()
-        # httpcore's network stream of the connection in use; until the request connects or
-        # gets headers, a guess: the connection the pool kept from the last request.
-        self._stream: Any = stream_guess
-
-    def put(self, kind: str, value: Any = None) -> None:
-        self.events.put((kind, value))
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpx trace hook: learn the socket as soon as it connects, before any header arrives."""
-        if event == "connection.connect_tcp.complete":
-            self.attach(info.get("return_value"))
-
-    def attach(self, stream: Any) -> None:
-        with self._lock:
-            self._stream = stream
-        if stream is not None and self.stop.is_set():
-            self.abort()
-
-    def abort(self) -> None:
-        """Stop the worker now: shutting the socket down wakes a read blocked on it.
-
-        Should the guess be wrong, the worker ends on its own read timeout; the caller
-        never waits for it.
-        """
-        self.stop.set()
-        with self._lock:
-            stream = self._stream
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Resend(Exception):
@@ -184,7 +118,7 @@ class OpenAiCompatLlm(RemoteErrorMessages):
         if self._key_problem:
             self.last_error, stats.finish_reason = self._key_problem, "error"
             raise LlmBackendError(self._key_problem, kind="auth")
-        call = _Call(self._payload(messages), self._last_stream)
+        call = RemoteCall(self._payload(messages), self._last_stream)
         worker = threading.Thread(target=self._work, args=(call,), name="doppel-openai-llm", daemon=True)
         worker.start()
         complete = False
@@ -200,7 +134,7 @@ class OpenAiCompatLlm(RemoteErrorMessages):
             worker.join(timeout=0.2)
             self._finish(call, stats)
 
-    def _drain(self, call: _Call, stats: GenerationStats, cancel: CancelToken) -> Generator[Token, None, bool]:
+    def _drain(self, call: RemoteCall, stats: GenerationStats, cancel: CancelToken) -> Generator[Token, None, bool]:
         """Yield tokens as the worker posts them; True once the reply is complete."""
         deadline = call.t0 + self.first_token_timeout_s
         while True:
@@ -228,22 +162,22 @@ class OpenAiCompatLlm(RemoteErrorMessages):
             elif kind == "end":
                 return True
 
-    def _finish(self, call: _Call, stats: GenerationStats) -> None:
+    def _finish(self, call: RemoteCall, stats: GenerationStats) -> None:
         """Fill ``last_stats``/``last_timing``: server-reported numbers win over counted ones."""
         arrivals = call.arrivals
         usage = call.extra.get("usage") or {}
         timings = call.extra.get("timings") or {}
         n = len(arrivals)
-        completion = _int(usage.get("completion_tokens")) or n
+        completion = server_count(usage.get("completion_tokens")) or n
         stats.completion_tokens = completion
-        if _int(usage.get("prompt_tokens")):
-            stats.prompt_tokens = stats.evaluated_tokens = _int(usage.get("prompt_tokens"))
-        if _int(timings.get("prompt_n")) is not None:  # llama.cpp: prompt tokens not in its cache
-            stats.evaluated_tokens = _int(timings.get("prompt_n")) or 0
+        if server_count(usage.get("prompt_tokens")):
+            stats.prompt_tokens = stats.evaluated_tokens = server_count(usage.get("prompt_tokens"))
+        if server_count(timings.get("prompt_n")) is not None:  # llama.cpp: prompt tokens not in its cache
+            stats.evaluated_tokens = server_count(timings.get("prompt_n")) or 0
         span = arrivals[-1] - arrivals[0] if n >= 2 else 0.0
         tps, source, server_tps = None, "", None
-        if _float(timings.get("predicted_per_second")):
-            tps = server_tps = _float(timings.get("predicted_per_second"))
+        if server_rate(timings.get("predicted_per_second")):
+            tps = server_tps = server_rate(timings.get("predicted_per_second"))
             source = "server timings"
         elif usage and span > 0 and completion >= 2:
             tps = server_tps = (completion - 1) / span
@@ -265,7 +199,7 @@ class OpenAiCompatLlm(RemoteErrorMessages):
             "temperature": self.temperature,
         }
 
-    def _work(self, call: _Call) -> None:
+    def _work(self, call: RemoteCall) -> None:
         """Worker thread: discover the model, request with retries, post events; never raises."""
         try:
             if not call.payload["model"]:
@@ -299,7 +233,7 @@ class OpenAiCompatLlm(RemoteErrorMessages):
             return min(retry_after_s, _MAX_BACKOFF_S)
         return min(self.backoff_s * 2**attempt, _MAX_BACKOFF_S)
 
-    def _stream_once(self, call: _Call) -> None:
+    def _stream_once(self, call: RemoteCall) -> None:
         payload = dict(call.payload)
         if self._send_usage_option:
             payload["stream_options"] = {"include_usage": True}
@@ -350,7 +284,7 @@ class OpenAiCompatLlm(RemoteErrorMessages):
             kind="truncated",
         )
 
-    def _handle_chunk(self, data: str, call: _Call) -> None:
+    def _handle_chunk(self, data: str, call: RemoteCall) -> None:
         try:
             chunk = json.loads(data)
             if not isinstance(chunk, dict):
@@ -395,19 +329,3 @@ class OpenAiCompatLlm(RemoteErrorMessages):
                 f"The server at {self.base_url} lists no models at {url}. Set llm.model in the config.",
                 kind="model",
             ) from exc
-
-
-def _int(value: Any) -> int | None:
-    """A count the server reported, or None when it is no plausible count (JSON allows 1e999 and NaN)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return int(value) if 0 <= value <= _MAX_COUNT else None
-
-
-def _float(value: Any) -> float | None:
-    """A positive rate the server reported, or None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _MAX_COUNT:
-        return None
-    return float(value) if math.isfinite(value) else None
