@@ -133,22 +133,13 @@ def lever_prefix_cache(rig: Rig) -> Lever:
     llm, conv = rig.llm, rig.history()
     lever = Lever("KV prefix cache", "cold prompt", "system + history cached", (("ttft_ms", "TTFT turn 3 (ms)"),))
 
-    def arm(cached: bool) -> Callable[[int], dict]:
-        def run(i: int) -> dict:
-            def go() -> dict:
-                forget(llm)
-                if cached:
-                    llm.prefill(conv)
-                return timed_reply(llm, [*conv, ChatMessage("user", rig.question(i))])
+    def reply(cached: bool, i: int) -> dict:
+        forget(llm)
+        if cached:
+            llm.prefill(conv)
+        return timed_reply(llm, [*conv, ChatMessage("user", rig.question(i))])
 
-            return rig.on_llm(go)
-
-        return run
-
-    with tuned(llm, 1):
-        interleave(lever, rig.reps, arm(False), arm(True))
-    lever.quality = _same_first(lever)
-    return lever
+    return _race_first_tokens(rig, lever, reply)
 
 
 def lever_speculative_prefill(rig: Rig) -> Lever:
@@ -161,22 +152,24 @@ def lever_speculative_prefill(rig: Rig) -> Lever:
         (("ttft_ms", "TTFT after commit (ms)"), ("evaluated_tokens", "tokens evaluated at commit")),
     )
 
-    def arm(speculate: bool) -> Callable[[int], dict]:
-        def run(i: int) -> dict:
-            messages = [rig.system(), ChatMessage("user", rig.question(i))]
+    def reply(speculate: bool, i: int) -> dict:
+        messages = [rig.system(), ChatMessage("user", rig.question(i))]
+        forget(llm)
+        llm.prefill([rig.system()])  # the warm-up the app does at start
+        if speculate:
+            llm.prefill(messages)
+        return timed_reply(llm, messages)
 
-            def go() -> dict:
-                forget(llm)
-                llm.prefill([rig.system()])  # the warm-up the app does at start
-                if speculate:
-                    llm.prefill(messages)
-                return timed_reply(llm, messages)
+    return _race_first_tokens(rig, lever, reply)
 
-            return rig.on_llm(go)
 
-        return run
+def _race_first_tokens(rig: Rig, lever: Lever, reply: Callable[[bool, int], dict]) -> Lever:
+    """OFF and ON interleaved on the LLM's worker (one token each: TTFT is the measure), then compared."""
 
-    with tuned(llm, 1):
+    def arm(on: bool) -> Callable[[int], dict]:
+        return lambda i: rig.on_llm(lambda: reply(on, i))
+
+    with tuned(rig.llm, 1):
         interleave(lever, rig.reps, arm(False), arm(True))
     lever.quality = _same_first(lever)
     return lever

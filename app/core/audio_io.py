@@ -147,6 +147,24 @@ class PlayoutBuffer:
         return out
 
 
+class BufferedSink:
+    """The ``AudioSink`` calls that any sink built on a ``PlayoutBuffer`` answers the same way."""
+
+    buffer: PlayoutBuffer
+
+    def play(self, audio: np.ndarray, tag: PlayTag) -> int:
+        return self.buffer.push(audio, tag)
+
+    def clear(self) -> int:
+        return self.buffer.clear()
+
+    def duck(self, on: bool) -> int:
+        return self.buffer.duck(on)
+
+    def played_samples(self, tag: PlayTag) -> int:
+        return self.buffer.played_samples(tag)
+
+
 class PacedThread:
     """Calls ``step(n_samples_due)`` every ``period`` seconds at real-time pace."""
 
@@ -303,7 +321,7 @@ class FileSource:
         self._carry = data[whole:]
 
 
-class WavWriterSink:
+class WavWriterSink(BufferedSink):
     """A speaker stand-in: consumes audio at real-time pace and writes the session to a WAV.
 
     The file is time-aligned with the session (silence included), so what it
@@ -327,18 +345,6 @@ class WavWriterSink:
         block = self.buffer.pull(n, t_ns)
         if self.path is not None:
             self._blocks.append(block)
-
-    def play(self, audio: np.ndarray, tag: PlayTag) -> int:
-        return self.buffer.push(audio, tag)
-
-    def clear(self) -> int:
-        return self.buffer.clear()
-
-    def duck(self, on: bool) -> int:
-        return self.buffer.duck(on)
-
-    def played_samples(self, tag: PlayTag) -> int:
-        return self.buffer.played_samples(tag)
 
     def recorded(self) -> np.ndarray:
         return np.concatenate(self._blocks) if self._blocks else np.zeros(0, dtype=np.float32)

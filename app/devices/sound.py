@@ -11,11 +11,11 @@ from app.core.audio_io import (
     BLOCK,
     SOURCE_RATE,
     BlockConverter,
+    BufferedSink,
     FramesCallback,
     PacedThread,
     PlayoutBuffer,
     PlayoutListener,
-    PlayTag,
 )
 from app.core.events import now_ns
 
@@ -148,7 +148,7 @@ class MicrophoneSource:
             self._stream = None
 
 
-class SpeakerSink:
+class SpeakerSink(BufferedSink):
     """Plays through PortAudio; the playout clock comes from the stream's DAC time.
 
     If the device goes away mid-stream (unplugged, sound server gone), a silent
@@ -194,18 +194,6 @@ class SpeakerSink:
             self.buffer.latency_ns = int(self._stream.latency * 1e9)
         except Exception as exc:
             raise DeviceError(f"Could not open the speaker ({exc}). Pick another one in the settings.") from exc
-
-    def play(self, audio: np.ndarray, tag: PlayTag) -> int:
-        return self.buffer.push(audio, tag)
-
-    def clear(self) -> int:
-        return self.buffer.clear()
-
-    def duck(self, on: bool) -> int:
-        return self.buffer.duck(on)
-
-    def played_samples(self, tag: PlayTag) -> int:
-        return self.buffer.played_samples(tag)
 
     def _finished(self) -> None:
         """PortAudio ended the stream; unless we asked it to, the device is gone."""
