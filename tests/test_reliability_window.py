@@ -148,3 +148,26 @@ def test_closing_the_window_mid_turn_exits_within_two_seconds(window, qtbot) -> 
     ]
     assert closed_s < 2.0, f"closing took {closed_s:.2f} s"
     assert not leftover, leftover
+
+
+def test_closing_the_window_while_models_load_skips_the_rest(qtbot, config, tmp_path: Path) -> None:
+    """Closed during the first model's load: the window hides at once, the next models are never loaded."""
+    from app.compose import load_engines
+
+    steps: list[str] = []
+
+    def load(c, progress):
+        return load_engines(c, lambda message, fraction: (progress(message, fraction), steps.append(message)))
+
+    settings = AppSettings(QSettings(str(tmp_path / "doppel.ini"), QSettings.Format.IniFormat))
+    w = build_app(config, settings, DeviceProvider.none(), load=load, replica=False)
+    w.show()
+    qtbot.waitUntil(lambda: bool(steps), timeout=20_000)  # the ASR model is loading
+    loader = w.session._loader
+    started = time.monotonic()
+    w.close()
+    closed_s = time.monotonic() - started
+    assert not w.isVisible()
+    assert loader is not None and w.session.conversation is None
+    assert steps == ["Loading ASR model"], steps  # stopped before the LLM (the largest) was loaded
+    assert closed_s < 2.0, f"closing took {closed_s:.2f} s"

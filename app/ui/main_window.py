@@ -331,6 +331,7 @@ class MainWindow(QMainWindow):
             app.removeEventFilter(self)
         self.settings.set(SettingKey.WINDOW_GEOMETRY, bytes(self.saveGeometry().data()).hex())
         self.settings.sync()
+        self.hide()  # gone at once for the user, even if a model load must finish first
         self.session.shutdown()
         super().closeEvent(event)
 

@@ -184,6 +184,8 @@ class Session(QObject):
         """Stop every thread this session started (window close)."""
         self._closed = True
         self._watchdog.stop()
+        if self._loader is not None:
+            self._loader.abandon()  # the models after the one loading now are skipped
         if self._loader_thread is not None:
             self._loader_thread.wait()  # a model half-loaded cannot be abandoned safely
         self.close_camera()

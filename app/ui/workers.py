@@ -9,10 +9,11 @@ to the GUI thread (connect them to QObject slots, not lambdas, so they are).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from app.compose import Engines, Progress, load_engines
 from app.config import Config
@@ -21,8 +22,16 @@ Loader = Callable[[Config, Progress], Engines]
 _log = logging.getLogger(__name__)
 
 
+class LoadAbandoned(Exception):
+    """The window closed while models were loading: stop before the next one."""
+
+
 class EngineLoader(QObject):
-    """Runs ``load(config, progress)`` on its thread; reports progress, then ``loaded`` or ``failed``."""
+    """Runs ``load(config, progress)`` on its thread; reports progress, then ``loaded`` or ``failed``.
+
+    ``abandon()`` (the window is closing) stops the load at the next model: a model
+    half-loaded cannot be dropped safely, but the ones after it need not be loaded at all.
+    """
 
     progress = Signal(str, float)
     loaded = Signal(object)  # Engines
@@ -33,11 +42,22 @@ class EngineLoader(QObject):
         super().__init__()
         self._config = config
         self._load = load
+        self._abandoned = threading.Event()
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+    def _progress(self, message: str, fraction: float) -> None:
+        if self._abandoned.is_set():
+            raise LoadAbandoned
+        self.progress.emit(message, fraction)
 
     @Slot()
     def run(self) -> None:
         try:
-            engines = self._load(self._config, self.progress.emit)
+            engines = self._load(self._config, self._progress)
+        except LoadAbandoned:
+            _log.info("model loading abandoned: the window closed")
         except Exception as exc:  # a missing model file is reported, not fatal: text box stays usable
             _log.exception("loading models failed")
             self.failed.emit(str(exc))
@@ -109,7 +129,9 @@ def start_worker(worker: EngineLoader | Job) -> QThread:
     holder.running[thread] = worker
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
-    worker.finished.connect(thread.quit)
+    # Direct: QThread.quit is thread-safe, and a queued call would need the GUI thread,
+    # which may be the one waiting for this thread to end (closing during a model load).
+    worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)
     thread.finished.connect(holder.release)
     thread.start()
     return thread
