@@ -86,6 +86,7 @@ def test_chunker_bounds_run_on_sentences() -> None:
     assert len(later) >= 3 and all(len(c) <= 160 for c in later), later
     assert any(c.endswith("mill,") for c in later), later  # the clause boundary was used when one came
 
+
 def test_speakable_text() -> None:
     assert number_to_words(1999) == "one thousand nine hundred and ninety-nine"
     assert (
