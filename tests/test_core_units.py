@@ -186,3 +186,20 @@ def test_history_gets_cut_replies_in_whole_sentences_without_the_marker() -> Non
     assert heard_for_history("Paris is big. It has a…") == "Paris is big."
     assert heard_for_history("Paris is…") == ""  # only a fragment: left out of the model's history
     assert heard_for_history("Paris is big.") == "Paris is big."
+
+
+def test_worker_flush_waits_for_the_jobs_queued_before_it() -> None:
+    import threading
+
+    from app.core.workers import Worker
+
+    done: list[int] = []
+    gate = threading.Event()
+    worker: Worker[int] = Worker("t", lambda n: (gate.wait(5), time.sleep(0.01), done.append(n)))
+    worker.start()
+    for n in range(3):
+        worker.submit(n)
+    assert not worker.flush(0.05)  # the first job is still held at the gate
+    gate.set()
+    assert worker.flush(5.0) and done == [0, 1, 2]
+    assert worker.stop()

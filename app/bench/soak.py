@@ -227,6 +227,7 @@ def run_soak(
                 wait_turns(n + 1, kind)
             kinds[kind] = kinds.get(kind, 0) + 1
             step += 1
+            conversation.settle(10.0)  # sample between turns, as a user's pause would find it
             samples.append(snapshot(done()))
             if step % 10 == 0:
                 s = samples[-1]

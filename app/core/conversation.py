@@ -155,6 +155,11 @@ class Conversation(ListeningSide):
         with self._idle:
             return self._idle.wait_for(lambda: self._active is None and not self._user_speaking, timeout)
 
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Idle, and the LLM's after-turn work (history prefill, heap trim) done: a quiet moment to measure."""
+        deadline = time.monotonic() + timeout
+        return self.wait_idle(timeout) and self._llm.flush(max(0.0, deadline - time.monotonic()))
+
     # -- commands -----------------------------------------------------------------
 
     def say(self, text: str) -> int:

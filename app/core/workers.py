@@ -13,6 +13,13 @@ _log = logging.getLogger(__name__)
 _STOP = object()
 
 
+class _Mark:
+    """Queued behind real jobs; set when the worker reaches it (``flush``)."""
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+
+
 class Worker(Generic[Job]):
     """Runs ``handle(job)`` for each submitted job on its own thread.
 
@@ -60,10 +67,20 @@ class Worker(Generic[Job]):
             job = self._next()
             if job is _STOP:
                 return
+            if isinstance(job, _Mark):
+                job.reached.set()
+                continue
             try:
                 self._handle(job)  # type: ignore[arg-type]
             except Exception:
                 _log.exception("%s failed on %s", self.name, type(job).__name__)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every job submitted before this call has been handled; False on timeout."""
+        mark = _Mark()
+        if not self.submit(mark):  # type: ignore[arg-type]
+            return False
+        return mark.reached.wait(timeout)
 
     def stop(self, timeout: float = 2.0) -> bool:
         """Ask the thread to finish after its current job; True if it ended in time."""
