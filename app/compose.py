@@ -54,6 +54,7 @@ def load_local_llm(config: Config) -> LlmEngine:
             context_tokens=config.context_tokens,
             max_tokens=config.max_reply_tokens,
             temperature=config.temperature,
+            context_shift=config.context_shift,
         )
 
     try:

@@ -53,6 +53,10 @@ class Config:
     max_reply_tokens: int = 96
     temperature: float = 0.3
     context_tokens: int = 2048
+    # Drop trimmed history from the KV cache instead of evaluating the rest again: a trim then
+    # costs ~0.7 s instead of ~3 s, but a fixed reply's log-likelihood came out 6-8 % worse
+    # (docs/bench/levers.md), so it is off unless chosen.
+    context_shift: bool = False
     # turn-taking
     silence_ms: int = 250
     min_speech_ms: int = 160
@@ -85,6 +89,7 @@ _SECTIONS = {
         "max_reply_tokens": "max_reply_tokens",
         "temperature": "temperature",
         "context_tokens": "context_tokens",
+        "context_shift": "context_shift",
         "threads": "llm_threads",
     },
     "persona": {"name": "persona_name", "system_prompt": "system_prompt"},

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
+from app.engines.kv_shift import shift_out_dropped
 from app.model_registry import ModelError
 
 # Sensible defaults for a 135M model: short, low-temperature, repetition-averse.
@@ -35,6 +36,7 @@ class LlamaCppLlm:
         max_tokens: int = 96,
         temperature: float = 0.3,
         seed: int = 1234,
+        context_shift: bool = False,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -75,6 +77,8 @@ class LlamaCppLlm:
         self.sampling = {**DEFAULT_SAMPLING, "temp": temperature}
         self.last_stats = GenerationStats()
         self._lock = threading.Lock()  # one generation or prefill at a time
+        self.context_shift = context_shift  # drop trimmed history from the KV cache, not evaluate it again
+        self.shifted_tokens = 0  # how many cached tokens were dropped that way
 
     # -- prompt ---------------------------------------------------------------
 
@@ -104,6 +108,8 @@ class LlamaCppLlm:
         """Evaluate the prompt for ``messages`` into the KV cache; returns tokens evaluated."""
         tokens = self.prompt_tokens(messages)
         with self._lock:
+            if self.context_shift:
+                self.shifted_tokens += shift_out_dropped(self._llm, tokens)
             reused = min(self.cached_prefix(tokens), len(tokens) - 1)
             if cancel.cancelled:
                 return 0
@@ -116,6 +122,8 @@ class LlamaCppLlm:
     def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
         tokens = self.prompt_tokens(messages)
         with self._lock:
+            if self.context_shift:
+                self.shifted_tokens += shift_out_dropped(self._llm, tokens)
             reused = self.cached_prefix(tokens)
             # llama.cpp needs at least one token evaluated to produce logits.
             evaluated = len(tokens) - min(reused, len(tokens) - 1)
