@@ -239,6 +239,7 @@ def run_soak(
                 }
                 (out_dir / "soak.json").write_text(json.dumps(partial), encoding="utf-8")  # if the run is cut short
     finally:
+        conversation.settle(10.0)  # the end sample is taken like every other: between turns
         at_end = snapshot(done())
         clean = conversation.shutdown(timeout=3.0)
         source.stop()
