@@ -12,6 +12,15 @@ from pathlib import Path
 
 import pytest
 
+# A virtual microphone (user_voice, heard on its monitor) and a virtual speaker (replica_out).
+MIC_AND_SPEAKER = """\
+load-module module-native-protocol-unix auth-anonymous=1 socket={socket}
+load-module module-null-sink sink_name=user_voice sink_properties=device.description=user_voice
+load-module module-null-sink sink_name=replica_out sink_properties=device.description=replica_out
+set-default-sink replica_out
+set-default-source user_voice.monitor
+"""
+
 
 @contextmanager
 def pulse_daemon(folder: Path, config: str) -> Iterator[dict[str, str]]:

@@ -20,20 +20,12 @@ from app.core import events as ev
 from app.core.audio import read_wav, write_wav
 from app.core.conversation import Conversation
 from app.core.history import JsonlLog
-from tests.pulse import pulse_daemon
-
-PA_CONFIG = """\
-load-module module-native-protocol-unix auth-anonymous=1 socket={socket}
-load-module module-null-sink sink_name=user_voice sink_properties=device.description=user_voice
-load-module module-null-sink sink_name=replica_out sink_properties=device.description=replica_out
-set-default-sink replica_out
-set-default-source user_voice.monitor
-"""
+from tests.pulse import MIC_AND_SPEAKER, pulse_daemon
 
 
 @pytest.fixture(scope="module")
 def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with pulse_daemon(tmp_path_factory.mktemp("pulse"), PA_CONFIG) as env:
+    with pulse_daemon(tmp_path_factory.mktemp("pulse"), MIC_AND_SPEAKER) as env:
         yield env
 
 

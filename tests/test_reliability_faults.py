@@ -25,7 +25,7 @@ from app.core import events as ev
 from app.core.conversation import Conversation
 from app.core.history import JsonlLog
 from app.model_registry import ModelError, resolve
-from tests.pulse import pulse_daemon
+from tests.pulse import MIC_AND_SPEAKER, pulse_daemon
 
 
 def test_models_cut_short_are_refused_with_a_message(config, tmp_path: Path) -> None:
@@ -50,20 +50,11 @@ def test_models_cut_short_are_refused_with_a_message(config, tmp_path: Path) -> 
         assert name in message and "could not be loaded" in message and "pass --" in message, message
 
 
-PA_CONFIG = """\
-load-module module-native-protocol-unix auth-anonymous=1 socket={socket}
-load-module module-null-sink sink_name=user_voice sink_properties=device.description=user_voice
-load-module module-null-sink sink_name=replica_out sink_properties=device.description=replica_out
-set-default-sink replica_out
-set-default-source user_voice.monitor
-"""
-
-
 @pytest.fixture
 def pulse(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     folder = tmp_path / "pulse"
     folder.mkdir()
-    with pulse_daemon(folder, PA_CONFIG) as env:
+    with pulse_daemon(folder, MIC_AND_SPEAKER) as env:
         yield env, folder
 
 

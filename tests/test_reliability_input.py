@@ -140,11 +140,15 @@ def test_a_microphone_at_another_rate_and_channel_count(pulse, asr, question, tm
     assert mic.format == capture
     assert blocks and {b.shape for b in blocks} == {(BLOCK,)} and {b.dtype for b in blocks} == {np.dtype(np.float32)}
     turns = listen(np.concatenate(blocks))
-    assert len(turns) == 1
-    text = asr.transcribe(turns[0].audio).text
     if capture[0] >= SOURCE_RATE:
+        assert len(turns) == 1
+        text = asr.transcribe(turns[0].audio).text
         assert word_error_rate(QUESTION, text) <= 0.34, text
-    else:  # telephone band (nothing above 4 kHz): tiny.en sometimes drops the unstressed "What is the"
+    else:
+        # Telephone band (nothing above 4 kHz): the VAD sometimes hears a pause after the unstressed
+        # "What is the" (1 run in 4 split the question in two), and tiny.en sometimes drops those words.
+        assert 1 <= len(turns) <= 2, [(u.onset_ns, u.voice_end_ns) for u in turns]
+        text = " ".join(asr.transcribe(u.audio).text for u in turns)
         assert "capital" in text.lower() and "france" in text.lower(), text
 
 
