@@ -1,4 +1,4 @@
-"""`doppel converse`: the whole chain from WAV questions to a WAV of the replies, no GUI."""
+"""`doppel converse`: the whole chain from recorded questions (any common audio file) to a WAV of the replies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.config import Config
 from app.core import events as ev
-from app.core.audio import AudioFileError, read_wav
+from app.core.audio import AudioFileError, read_audio
 from app.core.audio_io import SOURCE_RATE, FileSource, SourceItem, WavWriterSink
 from app.core.history import JsonlLog
 
@@ -27,11 +27,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser(
         "converse",
         parents=[common],
-        help="talk to the replica with WAV files instead of a microphone (headless)",
-        description="Plays each --input WAV at real-time pace as if spoken (waiting for the reply before the "
-        "next), runs ASR -> LLM -> TTS, and writes what the replica said, time-aligned, to --output.",
+        help="talk to the replica with audio files instead of a microphone (headless)",
+        description="Plays each --input file (WAV, FLAC, OGG, MP3...) at real-time pace as if spoken (waiting "
+        "for the reply before the next), runs ASR -> LLM -> TTS, and writes what the replica said, "
+        "time-aligned, to --output.",
     )
-    p.add_argument("--input", action="append", required=True, type=Path, metavar="WAV", help="a spoken question")
+    p.add_argument("--input", action="append", required=True, type=Path, metavar="AUDIO", help="a spoken question")
     p.add_argument("--output", type=Path, metavar="WAV", help="write the session's audio out here")
     p.add_argument("--log", type=Path, metavar="JSONL", help="conversation log (default: in the log dir)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds per turn")
@@ -49,14 +50,14 @@ def _format_metrics(values: dict[str, float | None]) -> str:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    from app.compose import load_engines
-    from app.core.conversation import Conversation
-
-    try:
-        questions = [read_wav(path, SOURCE_RATE)[0] for path in args.input]
+    try:  # before anything heavy is imported: a broken file is reported at once
+        questions = [read_audio(path, SOURCE_RATE)[0] for path in args.input]
     except AudioFileError as exc:
         print(f"doppel: {exc}", file=sys.stderr)
         return 2
+    from app.compose import load_engines
+    from app.core.conversation import Conversation
+
     print("Loading models…", file=sys.stderr)
     engines = load_engines(config)
     holder: dict[str, Conversation] = {}

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.core.audio import read_wav, write_wav
+from app.core.audio import read_audio, write_wav
 from app.core.events import now_ns
 
 SOURCE_RATE = 16_000
@@ -258,7 +258,7 @@ class FileSource:
     @classmethod
     def from_wavs(cls, paths: list[Path], wait_between: Callable[[], bool] | None = None) -> FileSource:
         items = [
-            SourceItem(read_wav(p, SOURCE_RATE)[0], wait_between if i else None, 0.5, str(p))
+            SourceItem(read_audio(p, SOURCE_RATE)[0], wait_between if i else None, 0.5, str(p))
             for i, p in enumerate(paths)
         ]
         return cls(items)
