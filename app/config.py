@@ -64,6 +64,7 @@ class Config:
     llm_threads: int = 2
     tts_threads: int = 2
     yield_to_first_audio: bool = True  # LLM pauses while Piper makes the first clause's audio
+    cpu_plan: bool = True  # who gets the cores in each phase of a turn (app/core/cpu_plan.py, docs/cpu-plan.md)
     asr_threads: int = 2
     # paths
     log_dir: str = field(default_factory=lambda: str(data_dir() / "logs"))
@@ -94,6 +95,7 @@ _SECTIONS = {
     },
     "persona": {"name": "persona_name", "system_prompt": "system_prompt"},
     "turns": {"silence_ms": "silence_ms", "min_speech_ms": "min_speech_ms"},
+    "cpu": {"plan": "cpu_plan"},
     "paths": {"log_dir": "log_dir"},
 }
 

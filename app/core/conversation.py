@@ -21,6 +21,7 @@ from app.core.audio_io import AudioSink, AudioSource, PlayTag
 from app.core.bus import EventBus
 from app.core.cancel import CancelToken
 from app.core.chunker import Chunker, speakable
+from app.core.cpu_plan import CpuPlan, Phase, plan_settings
 from app.core.duplex import BargeInGate, MicFilter
 from app.core.engines import SpeechChunk
 from app.core.history import History, JsonlLog
@@ -30,6 +31,7 @@ from app.core.listening import ListeningSide
 from app.core.memory import release_free_memory
 from app.core.metrics import MetricsObserver
 from app.core.replica_stage import FrameCallback, ReplicaStage
+from app.core.speaking import SpeakingSide
 from app.core.turn import Segment, Turn, heard_for_history
 from app.core.vad import TurnDetectorSettings
 from app.core.workers import Worker
@@ -38,7 +40,7 @@ FIRST_AUDIO_YIELD_S = 1.0
 EARLY_VOICE_MS = 64  # voice this long while the replica talks mutes it; the onset (160 ms) then stops the reply
 
 
-class Conversation(ListeningSide):
+class Conversation(ListeningSide, SpeakingSide):
     """Owns the stage workers; ``say`` for typed input, an ``AudioSource`` for speech."""
 
     def __init__(
@@ -56,6 +58,7 @@ class Conversation(ListeningSide):
         mic_filter: MicFilter | None = None,
         barge_in_gate: BargeInGate | None = None,
         half_duplex: bool = False,
+        cpu_plan: CpuPlan | None = None,
     ) -> None:
         self.config = config
         self.engines = engines
@@ -80,14 +83,24 @@ class Conversation(ListeningSide):
         self._user_speaking = False
         self._idle = threading.Condition(self._lock)
         self.speculations = {"started": 0, "reused": 0, "discarded": 0, "discarded_replies": 0}
-        self._vad = Worker("vad", self._on_frame, maxsize=256)
-        self._asr = Worker("asr", self._on_asr_job, maxsize=8)
-        self._llm = Worker("llm", self._on_llm_job, maxsize=8)
-        self._tts = Worker("tts", self._on_tts_job, maxsize=64)
+        self.cpu = cpu_plan or CpuPlan(plan_settings(config))
+        self._vad = self._worker("vad", self._on_frame, 256)
+        self._asr = self._worker("asr", self._on_asr_job, 8)
+        self._llm = self._worker("llm", self._on_llm_job, 8)
+        self._tts = self._worker("tts", self._on_tts_job, 64)
         self._workers = [self._vad, self._asr, self._llm, self._tts]
+        set_llm_threads = getattr(engines.llm, "set_threads", None)
+        if set_llm_threads is not None:
+            self.cpu.on_change(lambda budget: set_llm_threads(budget.llm_threads))
         self.replica_stage: ReplicaStage | None = None
         if face is not None and on_frame is not None:
-            self.replica_stage = ReplicaStage(face, on_frame, self.on_replica_frame)  # type: ignore[arg-type]
+            self.replica_stage = ReplicaStage(
+                face,  # type: ignore[arg-type]
+                on_frame,
+                self.on_replica_frame,
+                idle_fps=lambda: self.cpu.budget.face_fps,
+                on_start=lambda: self.cpu.adopt_thread("replica", background=True),
+            )
         self._listener: Listener | None = None
         self._warmup = CancelToken()
         if source is not None:
@@ -103,6 +116,9 @@ class Conversation(ListeningSide):
                 on_early_onset=self._on_early_onset,
                 on_blip=self._on_blip,
             )
+
+    def _worker(self, name: str, handle, maxsize: int) -> Worker:
+        return Worker(name, handle, maxsize=maxsize, on_start=lambda: self.cpu.adopt_thread(name))
 
     @classmethod
     def for_text(cls, config: Config, engines: EngineSet, speak: bool = True) -> Conversation:
@@ -168,6 +184,7 @@ class Conversation(ListeningSide):
         self._drop_speculation("typed message")
         self.interrupt("new message")
         self.bus.publish(ev.UserText(turn.id, turn.user_text))
+        self.cpu.enter(Phase.THINKING, turn.id)
         self._begin_reply(turn)
         return turn.id
 
@@ -225,6 +242,7 @@ class Conversation(ListeningSide):
         messages = self.history.messages_for(turn.user_text)
         chunker = Chunker()
         pieces = turn.llm_pieces
+        self.cpu.llm_started()
         try:
             for token in llm.stream_chat(messages, turn.cancel):
                 pieces.append(token.text)
@@ -244,6 +262,8 @@ class Conversation(ListeningSide):
         except Exception as exc:  # a backend failure ends the turn cleanly, with a message
             turn.error = str(exc)
             self._emit(turn, ev.ErrorEvent(turn.id, source="llm", message=str(exc)))
+        finally:
+            self.cpu.llm_finished()
         stats = llm.last_stats
         self._emit(turn, ev.LlmDone(turn.id, turn.llm_text, len(pieces), server_tps=stats.server_tps))
         tail = chunker.flush()
@@ -267,10 +287,15 @@ class Conversation(ListeningSide):
         if job.index < 0:
             turn.outbox.run(lambda: self._tts_finished(turn))
             return
+        if job.index > 0:  # later sentences wait for the LLM, unless the queued audio runs low
+            self.cpu.wait_for_tts_turn(lambda: self._unplayed_s(turn), lambda: turn.cancel.cancelled)
         for chunk in self.engines.tts.synthesize(job.text, turn.cancel):
             if turn.cancel.cancelled:
                 return
             self._emit(turn, ev.TtsAudio(turn.id, job.index, len(chunk.audio), chunk.sample_rate))
+            turn.synthesized_s += chunk.duration_s
+            if not turn.first_audio_ready.is_set():
+                turn.outbox.run(lambda: self.cpu.enter(Phase.SPEAKING, turn.id))
             turn.first_audio_ready.set()
             if self.sink is not None:
                 audio = resample(chunk.audio, chunk.sample_rate, self.sink.sample_rate)
@@ -296,53 +321,7 @@ class Conversation(ListeningSide):
         else:
             self._maybe_finish_after_playout(turn)
 
-    # -- playout (sink thread) ----------------------------------------------------------
-
-    def on_chunk_started(self, tag: PlayTag, t_ns: int) -> None:
-        with self._lock:
-            turn = self._active if self._active is not None and self._active.id == tag.turn_id else None
-            first = turn is not None and not turn.first_audio_played
-            if first:
-                turn.first_audio_played = True  # type: ignore[union-attr]
-        if first:
-            self.bus.publish(ev.AudioPlayed(tag.turn_id, tag.chunk_index, t_ns=t_ns))
-            self._set_state(ev.AgentState.SPEAKING)
-
-    def on_chunk_finished(self, tag: PlayTag, t_ns: int) -> None:
-        with self._lock:
-            turn = self._active if self._active is not None and self._active.id == tag.turn_id else None
-        if turn is not None:
-            self._maybe_finish_after_playout(turn)
-
-    def on_replica_frame(self, frame_index: int, t_ns: int) -> None:
-        """Called by the replica stage for a frame that shows speech."""
-        with self._lock:
-            turn = self._active
-            # Only this turn's speech counts: the tail of the previous reply's lips must not.
-            first = (
-                turn is not None
-                and turn.first_audio_played
-                and not turn.first_frame_shown
-                and not turn.cancel.cancelled
-            )
-            if first:
-                turn.first_frame_shown = True  # type: ignore[union-attr]
-        if first and turn is not None:
-            self.bus.publish(ev.ReplicaFrame(turn.id, frame_index, t_ns=t_ns))
-
-    def _maybe_finish_after_playout(self, turn: Turn) -> None:
-        if self.sink is None or not turn.tts_done:
-            return
-        last = PlayTag(turn.id, len(turn.segments) - 1)
-        if self.sink.played_samples(last) >= turn.segments[-1].n_samples:
-            self._finish(turn)
-
     # -- turn end -------------------------------------------------------------------------
-
-    def _played_samples(self, turn: Turn) -> list[int]:
-        if self.sink is None:
-            return [seg.n_samples for seg in turn.segments]
-        return [self.sink.played_samples(PlayTag(turn.id, i)) for i in range(len(turn.segments))]
 
     def _finish(self, turn: Turn) -> None:
         with self._lock:
@@ -370,6 +349,9 @@ class Conversation(ListeningSide):
         self.log.write(turn.log_record(heard, stats.backend, stats.error, self.metrics.compute(turn.id)))
         with self._lock:
             self._idle.notify_all()
+            busy = self._active is not None
+        if not busy:
+            self.cpu.enter(Phase.LISTENING, turn.id)
         self._set_state(ev.AgentState.LISTENING if self.source else ev.AgentState.IDLE)
 
     def _set_state(self, state: ev.AgentState) -> None:

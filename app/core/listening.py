@@ -18,6 +18,7 @@ from app.core import events as ev
 from app.core.audio_io import AudioSink
 from app.core.bus import EventBus
 from app.core.cancel import Cancelled, CancelToken
+from app.core.cpu_plan import CpuPlan, Phase
 from app.core.duplex import BargeInGate, MicFilter
 from app.core.jobs import AsrJob, EngineSet, Speculation
 from app.core.listener import Listener, Utterance
@@ -50,6 +51,7 @@ class ListeningSide:
     _user_speaking: bool
     _listener: Listener | None
     _asr: Worker
+    cpu: CpuPlan
     interrupt: Callable[..., None]
     _begin_reply: Callable[[Turn], None]
     _set_state: Callable[[ev.AgentState], None]
@@ -117,6 +119,7 @@ class ListeningSide:
         with self._lock:
             self._speculation = spec
         self.speculations["started"] += 1
+        self.cpu.enter(Phase.THINKING, spec.turn_id)  # the critical path starts at the first silent frame
         self._asr.submit(AsrJob(spec.turn_id, utt, speculation=spec))
 
     def _on_resume(self) -> None:
@@ -134,6 +137,7 @@ class ListeningSide:
             spec.turn.first_audio_ready.set()  # wake an LLM waiting for this turn's audio
             spec.turn.finished.set()
         self.speculations["discarded"] += 1
+        self._plan_listening()
 
     def _on_end(self, utt: Utterance) -> None:
         with self._lock:
@@ -145,6 +149,7 @@ class ListeningSide:
         if turn_id is None:
             return
         self.bus.publish(ev.SpeechEnded(turn_id, voice_end_ns=utt.voice_end_ns))
+        self.cpu.enter(Phase.THINKING, turn_id)
         if spec is None:
             self._asr.submit(AsrJob(turn_id, utt))
         elif ready:
@@ -166,7 +171,7 @@ class ListeningSide:
         if proceeds:
             self._begin_reply(turn)
         elif self._listening_turn is None:
-            self._set_state(ev.AgentState.LISTENING)
+            self._listen_again()
 
     def _speculate(self, spec: Speculation, utt: Utterance) -> None:
         """Transcribe what was said so far and start the reply, held back until the turn ends."""
@@ -208,7 +213,19 @@ class ListeningSide:
             assert spec.turn is not None
             spec.turn.outbox.open()
         elif self._listening_turn is None:
-            self._set_state(ev.AgentState.LISTENING)
+            self._listen_again()
+
+    def _plan_listening(self) -> None:
+        """Back to the listening plan, unless a reply is still being made or played."""
+        with self._lock:
+            replying = self._active is not None
+        if not replying:
+            self.cpu.enter(Phase.LISTENING)
+
+    def _listen_again(self) -> None:
+        """Nothing to reply to: the plan and the state both return to listening."""
+        self._plan_listening()
+        self._set_state(ev.AgentState.LISTENING)
 
     def _with_carried(self, text: str) -> str:
         """The user's words, after any they said in a turn that a new utterance overtook."""

@@ -46,8 +46,14 @@ class ReplicaStage:
         face: RenderableFace,
         on_frame: FrameCallback,
         on_speaking_frame: Callable[[int, int], None] | None = None,
+        *,
+        idle_fps: Callable[[], float] | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.face = face
+        # The CPU plan sets the idle rate per phase (few frames while the critical path runs).
+        self._idle_fps = idle_fps or (lambda: face.idle_fps)
+        self._on_start = on_start
         self.on_frame = on_frame
         self.on_speaking_frame = on_speaking_frame
         self.frames = 0
@@ -64,9 +70,12 @@ class ReplicaStage:
         self._wake.set()
 
     def _run(self) -> None:
-        fast_ns, idle_ns = int(1e9 / self.face.fps), int(1e9 / self.face.idle_fps)
+        if self._on_start is not None:
+            self._on_start()
+        fast_ns = int(1e9 / self.face.fps)
         next_ns = now_ns()
         while not self._stop.is_set():
+            idle_ns = max(fast_ns, int(1e9 / max(1.0, self._idle_fps())))
             started = time.perf_counter()
             frame = self.face.render(next_ns)
             self.render_ms.append((time.perf_counter() - started) * 1000)

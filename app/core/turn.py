@@ -36,6 +36,7 @@ class Turn:
     finished: threading.Event = field(default_factory=threading.Event)
     first_audio_ready: threading.Event = field(default_factory=threading.Event)  # TTS made the first audio
     first_audio_played: bool = False
+    synthesized_s: float = 0.0  # reply audio made so far (the CPU plan compares it with what was played)
     first_frame_shown: bool = False
     interrupted: bool = False
     error: str = ""

@@ -28,9 +28,16 @@ class Worker(Generic[Job]):
     ``urgent`` jobs (cancellations) jump ahead of queued work.
     """
 
-    def __init__(self, name: str, handle: Callable[[Job], None], maxsize: int = 32) -> None:
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[Job], None],
+        maxsize: int = 32,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         self.name = name
         self._handle = handle
+        self._on_start = on_start  # runs first on the worker's own thread (the CPU plan adopts it)
         self._queue: queue.Queue[object] = queue.Queue(maxsize)
         self._urgent: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._wake = threading.Semaphore(0)
@@ -63,6 +70,8 @@ class Worker(Generic[Job]):
             return self._queue.get_nowait()
 
     def _run(self) -> None:
+        if self._on_start is not None:
+            self._on_start()
         while True:
             job = self._next()
             if job is _STOP:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -79,6 +80,18 @@ class LlamaCppLlm:
         self._lock = threading.Lock()  # one generation or prefill at a time
         self.context_shift = context_shift  # drop trimmed history from the KV cache, not evaluate it again
         self.shifted_tokens = 0  # how many cached tokens were dropped that way
+        self.threads = self._applied_threads = threads
+
+    def set_threads(self, threads: int) -> None:
+        """The CPU plan's thread count; applied before the next prefill or token (never mid-decode)."""
+        self.threads = max(1, threads)
+
+    def _apply_threads(self) -> None:
+        if self.threads != self._applied_threads:
+            import llama_cpp
+
+            llama_cpp.llama_set_n_threads(self._llm.ctx, self.threads, self.threads)
+            self._applied_threads = self.threads
 
     # -- prompt ---------------------------------------------------------------
 
@@ -113,6 +126,7 @@ class LlamaCppLlm:
             reused = min(self.cached_prefix(tokens), len(tokens) - 1)
             if cancel.cancelled:
                 return 0
+            self._apply_threads()
             self._llm.n_tokens = reused
             self._llm.eval(tokens[reused:])
             return len(tokens) - reused
@@ -133,6 +147,7 @@ class LlamaCppLlm:
             budget = min(self.max_tokens, self.context_tokens - len(tokens) - 1)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stats.finish_reason = "length"
+            self._apply_threads()
             for token_id in self._llm.generate(tokens, reset=True, **self.sampling):
                 if token_id in self._stop_ids:
                     stats.finish_reason = "stop"
@@ -145,3 +160,29 @@ class LlamaCppLlm:
                     break
                 if stats.completion_tokens >= budget:
                     break
+
+    # -- the engine's ceiling --------------------------------------------------------------
+
+    def raw_decode_tps(self, n_tokens: int = 64) -> float:
+        """Tokens per second of bare ``llama_decode`` calls, one token each: no sampling, no Python loop work.
+
+        What llama-bench's ``tg`` measures, through the same library and threads as the
+        app: the ceiling ``stream_chat`` is compared with.  Leaves the KV cache empty.
+        """
+        import llama_cpp
+
+        with self._lock:
+            self._apply_threads()
+            self._llm.reset()
+            self._llm.eval(self._llm.tokenize(b"Tell me a story about the sea.", add_bos=False))
+            ctx, position = self._llm.ctx, self._llm.n_tokens
+            one = (llama_cpp.llama_token * 1)()
+            started = time.perf_counter()
+            for i in range(n_tokens):
+                one[0] = 1000 + i  # any valid ids: the cost of a decode does not depend on them
+                if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
+                    raise RuntimeError(f"llama_decode failed at position {position + i}")
+            elapsed = time.perf_counter() - started
+            self._llm.reset()
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+            return n_tokens / elapsed

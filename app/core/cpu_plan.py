@@ -1,0 +1,206 @@
+"""The CPU plan: who may use the two cores in each phase of a turn.
+
+A turn has three phases.  *Listening*: the user speaks; ASR and the VAD need
+little, the face idles.  *Thinking* (end of speech -> first audio): the
+critical path (ASR -> LLM up to the first clause -> TTS of that clause) owns
+both cores; the face paints few frames and nothing else starts.  *Speaking*:
+the face must hold its full frame rate, and the LLM only has to stay ahead of
+playback, so later sentences' TTS waits until the LLM has finished (or the
+queued audio runs low), instead of fighting it for the same two cores.
+
+Stages consult this one object rather than carrying their own thread and
+frame-rate settings: the LLM worker reads its thread count, the replica stage
+its frame rate, the TTS worker asks whether it may start a later sentence.
+Thread priorities are set once per stage thread (``adopt_thread``): Linux lets
+an unprivileged process lower a thread's priority but not raise it back, so a
+per-phase renice would be a one-way street.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from enum import Enum
+
+from app.config import Config
+
+_log = logging.getLogger(__name__)
+
+
+class Phase(Enum):
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+@dataclass(frozen=True)
+class PhaseBudget:
+    """What one phase allows."""
+
+    llm_threads: int  # llama.cpp decode threads
+    face_fps: float  # the replica's frame rate (speech frames always come at its full rate)
+    later_tts_waits_for_llm: bool  # later sentences' TTS starts once the LLM is done (or audio runs low)
+
+
+@dataclass(frozen=True)
+class CpuPlanSettings:
+    listening: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=15.0, later_tts_waits_for_llm=False)
+    thinking: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=8.0, later_tts_waits_for_llm=True)
+    speaking: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=30.0, later_tts_waits_for_llm=True)
+    # A later sentence is synthesized anyway when less than this much reply audio is left to play.
+    tts_low_water_s: float = 1.2
+    # Niceness added to threads that are never on the critical path (the face; the GUI paints from its own).
+    background_nice: int = 4
+    enabled: bool = True
+
+    def budget(self, phase: Phase) -> PhaseBudget:
+        return {Phase.LISTENING: self.listening, Phase.THINKING: self.thinking, Phase.SPEAKING: self.speaking}[phase]
+
+    @classmethod
+    def off(cls, llm_threads: int = 2) -> CpuPlanSettings:
+        """No plan: every phase like listening, no deferral, no renice (the bench's OFF arm)."""
+        free = PhaseBudget(llm_threads=llm_threads, face_fps=15.0, later_tts_waits_for_llm=False)
+        return cls(listening=free, thinking=free, speaking=free, background_nice=0, enabled=False)
+
+
+def plan_settings(config: Config) -> CpuPlanSettings:
+    """The plan for ``config``: its LLM thread count in every phase, or no plan when switched off."""
+    if not config.cpu_plan:
+        return CpuPlanSettings.off(config.llm_threads)
+    plan = CpuPlanSettings()
+    return replace(
+        plan,
+        listening=replace(plan.listening, llm_threads=config.llm_threads),
+        thinking=replace(plan.thinking, llm_threads=config.llm_threads),
+        speaking=replace(plan.speaking, llm_threads=config.llm_threads),
+    )
+
+
+Applier = Callable[[PhaseBudget], None]
+
+
+@dataclass
+class PhaseSwitch:
+    """One entry of the plan's journal (tests and the bench read it)."""
+
+    phase: Phase
+    turn_id: int
+    t_ns: int
+    budget: PhaseBudget
+
+
+@dataclass
+class _Threads:
+    by_role: dict[str, int] = field(default_factory=dict)  # role -> native thread id
+
+
+class CpuPlan:
+    """The current phase, the stages' appliers, and the deferral rule for later TTS."""
+
+    def __init__(self, settings: CpuPlanSettings | None = None) -> None:
+        self.settings = settings or CpuPlanSettings()
+        self._phase = Phase.LISTENING
+        self._turn_id = 0
+        self._lock = threading.Condition()
+        self._appliers: list[Applier] = []
+        self._llm_busy = False
+        self.journal: list[PhaseSwitch] = []
+        self._threads = _Threads()
+
+    # -- phases ------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def budget(self) -> PhaseBudget:
+        return self.settings.budget(self._phase)
+
+    def on_change(self, applier: Applier) -> None:
+        """``applier(budget)`` runs now and at every phase switch (keep it cheap, non-blocking)."""
+        with self._lock:
+            self._appliers.append(applier)
+        applier(self.budget)
+
+    def enter(self, phase: Phase, turn_id: int = 0) -> None:
+        """Switch phase; a no-op when already there."""
+        with self._lock:
+            if phase is self._phase:
+                self._turn_id = turn_id or self._turn_id
+                return
+            self._phase, self._turn_id = phase, turn_id
+            budget = self.settings.budget(phase)
+            self.journal.append(PhaseSwitch(phase, turn_id, time.monotonic_ns(), budget))
+            if len(self.journal) > 200:
+                del self.journal[:100]
+            appliers = list(self._appliers)
+            self._lock.notify_all()
+        for apply in appliers:
+            try:
+                apply(budget)
+            except Exception:  # a stage that cannot follow the plan must not break the turn
+                _log.exception("CPU plan: applying %s failed", phase.value)
+
+    # -- the LLM's share ------------------------------------------------------------------
+
+    def llm_started(self) -> None:
+        with self._lock:
+            self._llm_busy = True
+
+    def llm_finished(self) -> None:
+        with self._lock:
+            self._llm_busy = False
+            self._lock.notify_all()
+
+    def wait_for_tts_turn(self, queued_audio_s: Callable[[], float], stop: Callable[[], bool]) -> None:
+        """Block a later sentence's TTS while the LLM runs, unless the queued audio runs low.
+
+        ``queued_audio_s`` is how much reply audio is still to be played;
+        ``stop`` ends the wait early (the turn was cancelled).
+        """
+        with self._lock:
+            while (
+                self._llm_busy
+                and self.budget.later_tts_waits_for_llm
+                and not stop()
+                and queued_audio_s() > self.settings.tts_low_water_s
+            ):
+                self._lock.wait(0.02)
+
+    # -- threads -------------------------------------------------------------------------
+
+    def adopt_thread(self, role: str, background: bool = False) -> None:
+        """Called on a stage's own thread: remembers it, and lowers a background thread's priority."""
+        tid = threading.get_native_id()
+        self._threads.by_role[role] = tid
+        if background and self.settings.background_nice > 0:
+            lower_thread_priority(tid, self.settings.background_nice)
+
+    @property
+    def threads(self) -> dict[str, int]:
+        return dict(self._threads.by_role)
+
+
+def lower_thread_priority(tid: int, by: int) -> bool:
+    """Raise one thread's nice value by ``by`` (Linux: per-thread); False where the OS does not allow it."""
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + by))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+def thread_nice(tid: int) -> int | None:
+    """A thread's nice value, read from /proc (None where there is no /proc)."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[16])  # field 19 of stat: nice
+    except (OSError, IndexError, ValueError):
+        return None

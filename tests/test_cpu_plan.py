@@ -1,0 +1,143 @@
+"""The CPU plan: phases switch through a real turn, a cancelled turn restores listening, output is unchanged."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from app.core import events as ev
+from app.core.audio_io import WavWriterSink
+from app.core.conversation import Conversation
+from app.core.cpu_plan import CpuPlan, CpuPlanSettings, Phase, PhaseBudget, plan_settings, thread_nice
+from app.core.history import JsonlLog
+
+
+def test_phase_switches_call_every_applier_once_and_are_journalled() -> None:
+    plan = CpuPlan(CpuPlanSettings())
+    seen: list[PhaseBudget] = []
+    plan.on_change(seen.append)
+    plan.enter(Phase.THINKING, 7)
+    plan.enter(Phase.THINKING, 7)  # already there: nothing to apply
+    plan.enter(Phase.SPEAKING, 7)
+    plan.enter(Phase.LISTENING, 7)
+    assert [b.face_fps for b in seen] == [15.0, 8.0, 30.0, 15.0]
+    assert [(s.phase, s.turn_id) for s in plan.journal] == [
+        (Phase.THINKING, 7),
+        (Phase.SPEAKING, 7),
+        (Phase.LISTENING, 7),
+    ]
+
+
+def test_later_tts_waits_for_the_llm_unless_the_queued_audio_runs_low() -> None:
+    plan = CpuPlan(CpuPlanSettings(tts_low_water_s=1.0))
+    plan.enter(Phase.SPEAKING)
+    plan.llm_started()
+    queued = [3.0]
+    released = threading.Event()
+
+    def tts_worker() -> None:
+        plan.wait_for_tts_turn(lambda: queued[0], lambda: False)
+        released.set()
+
+    threading.Thread(target=tts_worker, daemon=True).start()
+    assert not released.wait(0.15)  # plenty queued and the LLM is running: wait
+    queued[0] = 0.5  # playback caught up: synthesize now, LLM or not
+    assert released.wait(1.0)
+
+    released.clear()
+    queued[0] = 3.0
+    threading.Thread(target=tts_worker, daemon=True).start()
+    assert not released.wait(0.1)
+    plan.llm_finished()
+    assert released.wait(1.0)
+
+
+def test_without_a_plan_nothing_waits_and_the_config_switch_turns_it_off(config) -> None:
+    plan = CpuPlan(plan_settings(replace(config, cpu_plan=False)))
+    plan.enter(Phase.SPEAKING)
+    plan.llm_started()
+    started = time.perf_counter()
+    plan.wait_for_tts_turn(lambda: 10.0, lambda: False)
+    assert time.perf_counter() - started < 0.05
+    assert plan.budget.later_tts_waits_for_llm is False
+    assert plan_settings(replace(config, llm_threads=1)).thinking.llm_threads == 1
+
+
+@pytest.mark.slow
+def test_a_turn_goes_thinking_speaking_listening_and_the_stage_threads_follow_the_plan(config, engines, tmp_path):
+    sink = WavWriterSink(tmp_path / "out.wav", engines.tts.sample_rate)
+    conversation = Conversation(config, engines, sink=sink, log=JsonlLog(tmp_path / "t.jsonl"))
+    applied: list[int] = []
+    conversation.cpu.on_change(lambda budget: applied.append(budget.llm_threads))
+    conversation.start()
+    turn_id = conversation.say("Tell me two short facts about the sea.")
+    assert conversation.wait_idle(90)
+    threads = conversation.cpu.threads
+    assert conversation.shutdown()
+    phases = [s.phase for s in conversation.cpu.journal if s.turn_id == turn_id]
+    assert phases == [Phase.THINKING, Phase.SPEAKING, Phase.LISTENING]
+    assert conversation.cpu.phase is Phase.LISTENING
+    assert {"vad", "asr", "llm", "tts"} <= set(threads)
+    assert engines.llm.threads == config.llm_threads and applied  # the engine got the plan's thread count
+
+
+@pytest.mark.slow
+def test_the_face_thread_runs_at_lower_priority_than_the_critical_path(config, engines, tmp_path) -> None:
+    from app.replica import Replica
+
+    frames: list[object] = []
+    conversation = Conversation(
+        config, engines, face=Replica.from_assets(), on_frame=frames.append, log=JsonlLog(tmp_path / "t.jsonl")
+    )
+    conversation.start()
+    deadline = time.monotonic() + 10
+    while "replica" not in conversation.cpu.threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    threads = conversation.cpu.threads
+    nice = {role: thread_nice(tid) for role, tid in threads.items()}
+    assert conversation.shutdown()
+    assert nice["replica"] is not None and nice["llm"] is not None
+    assert nice["replica"] == nice["llm"] + conversation.cpu.settings.background_nice
+    assert frames
+
+
+@pytest.mark.slow
+def test_a_cancelled_turn_restores_the_listening_plan(config, engines, tmp_path) -> None:
+    conversation = Conversation(config, engines, log=JsonlLog(tmp_path / "t.jsonl"))
+    conversation.start()
+    tokens = threading.Event()
+    conversation.bus.subscribe(lambda e: tokens.set() if isinstance(e, ev.LlmToken) else None)
+    conversation.say("Describe the history of the Roman empire in detail.")
+    assert tokens.wait(30)
+    assert conversation.cpu.phase is not Phase.LISTENING
+    conversation.interrupt("user pressed Esc")
+    assert conversation.wait_idle(30)
+    assert conversation.cpu.phase is Phase.LISTENING
+    assert conversation.shutdown()
+    assert conversation.cpu.journal[-1].phase is Phase.LISTENING
+
+
+@pytest.mark.slow
+def test_the_plan_does_not_change_what_the_llm_says(config, engines, tmp_path) -> None:
+    """Greedy decoding with the plan on and off: the same reply, token for token."""
+    greedy = replace(config, temperature=0.0)
+    sampling = engines.llm.sampling
+    engines.llm.sampling = {**sampling, "temp": 0.0}
+    replies = []
+    try:
+        for on in (True, False):
+            cfg = replace(greedy, cpu_plan=on)
+            conversation = Conversation(cfg, engines, log=JsonlLog(tmp_path / f"{on}.jsonl"))
+            rec: list[ev.LlmToken] = []
+            conversation.bus.subscribe(lambda e, rec=rec: rec.append(e) if isinstance(e, ev.LlmToken) else None)
+            conversation.start()
+            conversation.say("Name three colours of the rainbow.")
+            assert conversation.wait_idle(60)
+            assert conversation.shutdown()
+            replies.append([t.text for t in rec])
+    finally:
+        engines.llm.sampling = sampling
+    assert replies[0] and replies[0] == replies[1]
