@@ -28,9 +28,17 @@ class Engines:
 
 
 def load_asr(config: Config) -> AsrEngine:
+    """The chosen speech recogniser (``config.asr_engine``) with its bundled model or ``asr_model``."""
+    from app.model_registry import asr_kind
+
+    path = resolve(asr_kind(config.asr_engine), config.asr_model)
+    if config.asr_engine == "moonshine":
+        from app.engines.asr_moonshine import MoonshineAsr
+
+        return MoonshineAsr(path, threads=1)  # one core: the LLM and Piper keep the other
     from app.engines.asr_whisper import WhisperAsr
 
-    return WhisperAsr(resolve("asr", config.asr_model), threads=config.asr_threads)
+    return WhisperAsr(path, threads=config.asr_threads)
 
 
 def load_tts(config: Config, deterministic: bool = False) -> TtsEngine:

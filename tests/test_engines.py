@@ -23,11 +23,11 @@ def test_asr_transcribes_piper_speech(asr, speak16k) -> None:
     assert transcript.segments and transcript.segments[0].text == transcript.text
 
 
-def test_asr_long_audio_uses_full_decoder(asr, speak16k) -> None:
+def test_asr_long_audio_uses_full_decoder(whisper_asr, speak16k) -> None:
     text = "One two three four five six seven eight nine ten. " * 3
     audio = np.concatenate([speak16k(text), np.zeros(16000 * 18, dtype=np.float32), speak16k(SENTENCE)])
     before = set(threading.enumerate())
-    transcript = asr.transcribe(audio)
+    transcript = whisper_asr.transcribe(audio)
     assert transcript.audio_s > 25
     assert "park" in transcript.text.lower()
     assert len(transcript.segments) >= 2

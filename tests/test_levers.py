@@ -53,12 +53,12 @@ def _flip_bytes_keeping_stat(path: Path, offset: int) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_short_window_transcribes_bench_questions_as_well_as_full_decode(config, asr, tmp_path_factory) -> None:
+def test_short_window_transcribes_bench_questions_as_well_as_full_decode(config, whisper_asr, tmp_path_factory) -> None:
     from app.bench.levers_speech import lever_asr_window
 
     paths = ensure_audio(list(QUESTIONS), tmp_path_factory.mktemp("questions"))
     audio = {qid: load_audio(p) for qid, p in paths.items()}
-    rig = Rig(SimpleNamespace(asr=asr, llm=None, tts=None), config, audio, reps=1)
+    rig = Rig(SimpleNamespace(asr=whisper_asr, llm=None, tts=None), config, audio, reps=1)
     try:
         lever = lever_asr_window(rig)  # the bench's own measurement: every question, both decoders
     finally:

@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="instead: each latency trick OFF vs ON, interleaved, with its quality guard (levers.md; ~5 min)",
     )
+    p.add_argument(
+        "--asr-compare",
+        dest="asr_compare",
+        action="store_true",
+        help="instead: Moonshine vs Whisper on the questions and noisy, fast, accented and short variants (asr.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -61,7 +67,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if getattr(args, "levers", False):
         from app.bench.levers import run_cli
 
-        return run_cli(config, args.out, args.quick)
+        return run_cli(replace(config, asr_engine="whisper"), args.out, args.quick)  # its window lever is Whisper's
+    if getattr(args, "asr_compare", False):
+        from app.bench.asr import run_cli as run_asr_compare
+
+        return run_asr_compare(config, args.out, args.quick)
     from app.bench.runner import run_bench
     from app.compose import load_engines, load_llm
 

@@ -29,6 +29,10 @@ class Transcript:
     segments: tuple[Segment, ...] = ()
     audio_s: float = 0.0
     compute_ms: float = 0.0
+    # Mean log-probability per token, when the engine knows it: how much the decoder trusts its text.
+    mean_logprob: float | None = None
+    doubtful: bool = False  # the engine flagged it (a loop, a decode cut at its length bound)
+    engine: str = ""
 
 
 @runtime_checkable

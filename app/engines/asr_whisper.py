@@ -4,10 +4,14 @@ Whisper pads every input to a 30 s window, which costs ~700 ms per utterance
 on two cores.  A conversational turn is rarely longer than a few seconds, so we
 compute the log-mel features ourselves, keep them in a window rounded up to
 5 s (with at least 0.5 s of trailing silence, without which the decoder can
-loop on repeats), and run the CTranslate2 encoder/decoder on that.  Longer
-audio, and a short-window transcript that loops or that the decoder itself
-doubts (low mean log-probability: Whisper inventing a line for a very short
-input), fall back to faster-whisper's own ``transcribe``.
+loop on repeats), and run the CTranslate2 encoder/decoder on that.  A
+transcript that loops or that the decoder itself doubts (low mean
+log-probability: Whisper inventing a line for a very short input) is tried
+once more on a 10 s window, but only while the time spent stays within
+``FALLBACK_BUDGET_MS``; what is still doubted is returned flagged
+(``Transcript.doubtful``) and the turn filter gives it no reply.  The old
+fallback, faster-whisper's own 30 s decode with its temperature ladder, took
+2-6 s on "Mm-hmm" and is now used only for audio longer than the short path.
 """
 
 from __future__ import annotations
@@ -29,10 +33,16 @@ MAX_TOKENS_PER_SECOND = 8
 # Below this mean log-probability per token a short-window transcript is distrusted (faster-whisper's own
 # fallback threshold). On the bench's questions real transcripts score -0.07..-0.84, the invented one -1.13.
 MIN_LOG_PROB = -1.0
+# The most a short input may cost before its transcript is returned as it is (flagged when doubted);
+# a 10 s window costs about twice a 5 s one, so the retry runs only if it fits.
+FALLBACK_BUDGET_MS = 600.0
+RETRY_COST_FACTOR = 2.2
 
 
 class WhisperAsr:
     """``transcribe(pcm16k)`` with the short-window fast path."""
+
+    name = "whisper"
 
     def __init__(self, model_dir: Path, threads: int = 2) -> None:
         import tqdm
@@ -69,19 +79,23 @@ class WhisperAsr:
         audio = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
         duration = len(audio) / ASR_SAMPLE_RATE
         cancel.raise_if_cancelled()
-        text, confident = "", False
+        text, logprob, looped = "", None, False
         short = not full_window and duration + TRAILING_SILENCE_S <= SHORT_PATH_MAX_S
         if short:
             # A short window occasionally makes the decoder loop ("Hi. Hi. Hi.") or, on a very short
             # input, invent a line ("I'll see you in the next video", at a low log-probability):
-            # retry with a wider window, then fall back to faster-whisper's own decoder.
+            # retry once with a wider window if the budget allows, else return it flagged.
             for min_window in (WINDOW_STEP_S, 2 * WINDOW_STEP_S):
-                text, confident = self._decode_short(audio, duration, min_window)
-                if confident and not looks_looped(text):
+                text, logprob = self._decode_short(audio, duration, min_window)
+                looped = looks_looped(text)
+                if logprob >= MIN_LOG_PROB and not looped:
+                    break
+                spent_ms = (time.perf_counter() - started) * 1000
+                if spent_ms * (1 + RETRY_COST_FACTOR) > FALLBACK_BUDGET_MS:
                     break
                 cancel.raise_if_cancelled()
         segments: tuple[Segment, ...]
-        if short and confident and not looks_looped(text):
+        if short:
             segments = (Segment(0.0, duration, text),) if text else ()
         else:
             segments = self._decode_long(audio, cancel)
@@ -91,12 +105,15 @@ class WhisperAsr:
             segments=segments,
             audio_s=duration,
             compute_ms=(time.perf_counter() - started) * 1000,
+            mean_logprob=logprob,
+            doubtful=short and (looped or (logprob is not None and logprob < MIN_LOG_PROB)),
+            engine=self.name,
         )
 
-    def _decode_short(self, audio: np.ndarray, duration: float, min_window_s: float) -> tuple[str, bool]:
-        """The text, and whether the decoder was confident in it (mean log-probability per token)."""
+    def _decode_short(self, audio: np.ndarray, duration: float, min_window_s: float) -> tuple[str, float]:
+        """The text and the decoder's mean log-probability per token (its confidence)."""
         if duration < 0.1:
-            return "", True
+            return "", 0.0
         window_s = max(min_window_s, WINDOW_STEP_S * math.ceil((duration + TRAILING_SILENCE_S) / WINDOW_STEP_S))
         padded = np.zeros(int(window_s * ASR_SAMPLE_RATE), dtype=np.float32)
         padded[: len(audio)] = audio
@@ -115,7 +132,7 @@ class WhisperAsr:
             return_scores=True,
         )[0]
         ids = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
-        return self._tokenizer.decode(ids).strip(), result.scores[0] >= MIN_LOG_PROB
+        return self._tokenizer.decode(ids).strip(), float(result.scores[0])
 
     def _decode_long(self, audio: np.ndarray, cancel: CancelToken) -> tuple[Segment, ...]:
         segments_iter, _info = self._model.transcribe(audio, language="en", beam_size=1, vad_filter=False)

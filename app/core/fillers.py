@@ -1,0 +1,52 @@
+"""Is a transcript a turn?  Fillers, noise and doubted decodes get no reply.
+
+A user who says "mm-hmm" while thinking, coughs, or whose microphone picks up
+a door, should not get an answer to it: the reply would talk over them and
+answer nothing they said.  This is the one place that decides, as a pure
+function of the transcript, so a turn model can later build on it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Sounds people make while listening or thinking. "Yeah", "okay", "no" are answers, not fillers.
+FILLER_WORDS = frozenset(
+    {
+        "mm", "mmm", "mmmm", "m", "hmm", "hm", "hmmm", "mhm", "mm-hmm", "mmhmm", "mm-hm", "uh-huh", "uhhuh",
+        "uh", "uhh", "um", "umm", "uhm", "er", "erm", "ah", "ahh", "eh", "huh", "oh", "ooh", "ha", "hah",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+# Whisper writes what it hears but does not understand as a bracketed label: "[Music]", "(coughs)", "*sigh*".
+_LABEL = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``is_turn`` False means: log it, do not reply. ``reason`` says why, for the log."""
+
+    is_turn: bool
+    reason: str = ""
+
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words with labels and punctuation removed ("Mm-hmm." -> ["mm-hmm"])."""
+    return _WORD.findall(_LABEL.sub(" ", text.lower()))
+
+
+def judge(text: str, doubtful: bool = False) -> Verdict:
+    """Whether the user's transcript deserves a reply.
+
+    ``doubtful`` is the recogniser's own flag (a low mean log-probability, a loop,
+    a decode cut at its length bound): an invented line is not something the user said.
+    """
+    words = words_of(text)
+    if not words:
+        return Verdict(False, "no words" if not text.strip() else f"no words in {text.strip()[:40]!r}")
+    if all(w in FILLER_WORDS for w in words):
+        return Verdict(False, f"only filler: {' '.join(words)[:40]!r}")
+    if doubtful:
+        return Verdict(False, f"the recogniser doubts {text.strip()[:60]!r}")
+    return Verdict(True)
