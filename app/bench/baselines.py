@@ -108,6 +108,8 @@ def direct_chain(config: Config, engines: EngineSet, q: Question, audio: np.ndar
     out["tps"] = (n - 1) / (stamps[-1] - stamps[0]) if n >= 2 and stamps[-1] > stamps[0] else None
     out["llm_latency_ms"] = llm_latency_ms(out["ttft_ms"], out["tps"])
     out["twentieth_token_ms"] = (stamps[19] - t) * 1000.0 if n >= 20 else None
+    ceiling = getattr(engines.llm, "raw_decode_tps", None)  # bare llama_decode: llama-bench's tg, same library
+    out["raw_decode_tps"] = ceiling() if ceiling is not None else None
     out["reply"] = reply
     if not reply:
         return out

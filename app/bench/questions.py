@@ -76,6 +76,44 @@ BARGE_INS = (
     ),
 )
 
+# Held out from the tuning above: other voices (accents, speeds, a noisy room), asked one after another
+# in one growing conversation with every reply played to its end (the bench's "long session" rows).
+_OTHER_VOICES = (
+    "espeak:en-gb-scotland+f3:150",
+    "piper:1.25",
+    "espeak:en-029+m2:170|noise:15",
+    "espeak:en-us-nyc+f1:185",
+    "piper:0.85|noise:20",
+    "espeak:en-gb-x-rp+m4:140",
+)
+_HELD_OUT_TEXTS = (
+    "Good morning how are you today?",
+    "What is a good name for a small grey cat?",
+    "How many legs does a spider have?",
+    "Which planet is closest to the sun?",
+    "What can I do to feel less stressed at work?",
+    "Is it better to walk or cycle to the office?",
+    "What is the tallest mountain in the world?",
+    "How do bees make honey?",
+    "Can you suggest a quick lunch with tomatoes and bread?",
+    "What language do people speak in Brazil?",
+    "Why do leaves change colour in autumn?",
+    "What time of year is best to visit Japan?",
+    "How long should I boil an egg?",
+    "What is your favourite season and why?",
+    "How can I remember names better when I meet people?",
+    "What is the capital city of Canada?",
+    "Do you think robots will ever dream?",
+    "What should I pack for a weekend by the sea?",
+    "How does a rainbow form?",
+    "Thanks for the chat what should we talk about next time?",
+    "How many minutes are there in a day?",
+    "What is a simple way to start running?",
+)
+HELD_OUT = tuple(
+    Question(f"h{i + 1:02d}", text, _OTHER_VOICES[i % len(_OTHER_VOICES)]) for i, text in enumerate(_HELD_OUT_TEXTS)
+)
+
 
 def play_order(n_questions: int, n_barge_ins: int) -> list[Question]:
     """The first ``n_questions`` questions with barge-in pairs spread evenly among them."""
@@ -164,20 +202,33 @@ class _Piper:
         return resample(audio, self.voice.config.sample_rate, RATE)
 
 
+def _add_noise(audio: np.ndarray, snr_db: float, seed: str) -> np.ndarray:
+    """White noise at ``snr_db`` below the voice's power, the same noise for the same input."""
+    rng = np.random.default_rng(int(hashlib.sha1(seed.encode()).hexdigest()[:8], 16))
+    power = float(np.mean(audio.astype(np.float64) ** 2)) or 1e-6
+    noise = rng.standard_normal(len(audio)) * np.sqrt(power / 10 ** (snr_db / 10))
+    return np.clip(audio + noise, -1.0, 1.0).astype(np.float32)
+
+
 def generate(ids: list[str], directory: Path) -> None:
-    catalogue = {q.id: q for q in QUESTIONS} | {q.id: q for pair in BARGE_INS for q in pair}
+    catalogue = {q.id: q for q in (*QUESTIONS, *HELD_OUT)} | {q.id: q for pair in BARGE_INS for q in pair}
     directory.mkdir(parents=True, exist_ok=True)
     piper: _Piper | None = None
     for qid in ids:
         q = catalogue[qid]
-        engine, *params = q.voice.split(":")
+        voice, _, noise = q.voice.partition("|noise:")
+        engine, *params = voice.split(":")
         if engine == "piper":
             piper = piper or _Piper()
             audio = piper.say(q.text, float(params[0]))
         else:
             audio = _espeak(q.text, params[0], params[1], directory / f"{q.id}.espeak.wav")
             (directory / f"{q.id}.espeak.wav").unlink()
-        write_wav(directory / q.filename, trim(audio), RATE)
+        audio = trim(audio)
+        if noise:  # noise over the whole file, with a little room tone before and after the voice
+            pad = np.zeros(RATE // 5, dtype=np.float32)
+            audio = _add_noise(np.concatenate([pad, audio, pad]), float(noise), q.filename)
+        write_wav(directory / q.filename, audio, RATE)
 
 
 def main() -> None:

@@ -100,17 +100,72 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def analyse(result: dict) -> dict:
     """Summaries and ratios for one backend (added to its result)."""
     pipeline = {s.key: summary(pipeline_values(result, s.key)) for s in STAGES}
-    raw_keys = {s.raw_key for s in STAGES if s.raw_key} | {n for _, _, n, _ in E2E} | {"llm_total_ms", "tts_full_ms"}
+    raw_keys = (
+        {s.raw_key for s in STAGES if s.raw_key}
+        | {n for _, _, n, _ in E2E}
+        | {"llm_total_ms", "tts_full_ms", "raw_decode_tps"}
+    )
     direct = {k: summary(direct_values(result, k)) for k in sorted(raw_keys)}
     over_raw = {
         s.key: _ratio(pipeline[s.key]["p50"], direct[s.raw_key]["p50"]) for s in STAGES if s.raw_key and s.ratio
     }
     naive_over = {p: _ratio(direct[n]["p50"], pipeline[p]["p50"]) for p, _, n, _ in E2E}
-    return {
+    out = {
         "pipeline": pipeline,
         "direct": direct,
         "ratios": {"pipeline_over_raw": over_raw, "naive_over_pipeline": naive_over},
     }
+    if result.get("long_session"):
+        out["long_session"] = long_session_summary(result["long_session"]["turns"])
+    return out
+
+
+LONG_SESSION_KEYS = (
+    ("asr_final_ms", "ASR final", "ms"),
+    ("asr_wer", "ASR word error rate", "%"),
+    ("ttft_ms", "TTFT", "ms"),
+    ("tps", "TPS", ""),
+    ("llm_latency_ms", "20/TPS + TTFT", "ms"),
+    ("tts_first_audio_ms", "TTS first audio", "ms"),
+    ("speech_end_to_first_audio_ms", "end of speech -> first audio", "ms"),
+)
+
+
+def long_session_summary(turns: list[dict]) -> dict:
+    """The key figures over the whole long session, and over its first and last five turns."""
+
+    def values(key: str, part: list[dict]) -> list[float | None]:
+        return [t["metrics"].get(key) for t in part]
+
+    return {
+        key: {
+            "all": summary(values(key, turns)),
+            "first5": summary(values(key, turns[:5])),
+            "last5": summary(values(key, turns[-5:])),
+        }
+        for key, _, _ in LONG_SESSION_KEYS
+    }
+
+
+def long_session_table(name: str, result: dict) -> list[str]:
+    long = result["analysis"].get("long_session")
+    if not long:
+        return []
+    turns = result["long_session"]["turns"]
+    lines = [
+        f"### Other voices, one long session — {name} ({len(turns)} turns, every reply heard to its end)",
+        "",
+        "| metric | n | p50 | p90 | max | first 5 turns p50 | last 5 turns p50 |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for key, label, unit in LONG_SESSION_KEYS:
+        a, f, last = long[key]["all"], long[key]["first5"], long[key]["last5"]
+        suffix = {"ms": " (ms)", "": " (tok/s)"}.get(unit, "")
+        lines.append(
+            f"| {label}{suffix} | {a['n']} | {_fmt(a['p50'], unit)} | {_fmt(a['p90'], unit)} | "
+            f"{_fmt(a['max'], unit)} | {_fmt(f['p50'], unit)} | {_fmt(last['p50'], unit)} |"
+        )
+    return [*lines, ""]
 
 
 def median_turn(result: dict, key: str = "speech_end_to_first_audio_ms") -> dict | None:
@@ -185,6 +240,19 @@ def seed_table(results: dict[str, dict], seed: list[dict]) -> list[str]:
             ttft, tps = a[key]["p50"], a["tps"]["p50"]
             lat = ttft + 20_000.0 / tps if ttft is not None and tps else None
             lines.append(f"| Doppel {name}, {label} (p50) | {_fmt(ttft)} | {_fmt(tps, '')} | {_fmt(lat)} |")
+        ceiling = result["analysis"]["direct"].get("raw_decode_tps", {}).get("p50")
+        if ceiling:
+            a = result["analysis"]
+            engine, pipeline = a["direct"]["tps"]["p50"], a["pipeline"]["tps"]["p50"]
+            lines.append(
+                f"| Doppel {name}, bare `llama_decode` (llama-bench tg's measure) (p50) | – | {_fmt(ceiling, '')} | "
+                f"{_fmt(20_000.0 / ceiling)} |"
+            )
+            lines += [
+                "",
+                f"TPS ratios ({name}, same run): engine alone ÷ bare decode {_fmt(_ratio(engine, ceiling), 'x')}; "
+                f"pipeline ÷ engine alone {_fmt(_ratio(pipeline, engine), 'x')}.",
+            ]
     return lines
 
 
@@ -277,6 +345,7 @@ def markdown(doc: dict) -> str:
     ]
     for name, result in results.items():
         out += [f"## Stages — {name} LLM", "", *stage_table(name, result), "", *critical_path(name, result)]
+        out += long_session_table(name, result)
     out += ["## End to end: pipeline vs its own engines", "", *e2e_table(results), ""]
     out += [
         "*raw limit* = the larger of the silence window and ASR + LLM to the first clause + TTS of that clause "

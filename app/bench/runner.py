@@ -23,7 +23,7 @@ import numpy as np
 from app.bench import report
 from app.bench.baselines import in_own_thread, run_direct, seed_rows
 from app.bench.cpu import engine_pools, peak_rss_mb
-from app.bench.questions import Question, ensure_audio, load_audio, play_order
+from app.bench.questions import HELD_OUT, Question, ensure_audio, load_audio, play_order
 from app.bench.session import Session, SessionPlan
 from app.compose import Engines
 from app.config import Config
@@ -57,10 +57,12 @@ class Plan:
     session_share: float = 0.7  # of the budget, after which the session starts no new input
     session: SessionPlan = field(default_factory=SessionPlan)
     mode: str = "full"
+    # Then one growing conversation in voices the set above does not use, every reply heard to its end.
+    long_session: int = len(HELD_OUT)
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(questions=3, barge_ins=1, direct_questions=2, budget_s=75.0, mode="quick")
+        return cls(questions=3, barge_ins=1, direct_questions=2, budget_s=75.0, mode="quick", long_session=0)
 
 
 def _machine() -> dict:
@@ -191,6 +193,8 @@ def run_bench(
         if len(direct) < len(direct_qs):
             notes.append(f"[{name}] direct calls stopped after {len(direct)} questions to stay in the time budget")
         results[name] = {"session": session, "direct": direct}
+        if plan.long_session:
+            results[name]["long_session"] = _long_session(name, eng, config, plan, out_dir, pools, replica, progress)
         results[name]["analysis"] = report.analyse(results[name])
     machine["loadavg_end"] = _loadavg()
     doc = {
@@ -212,6 +216,35 @@ def run_bench(
     }
     write_outputs(doc, out_dir)
     return doc
+
+
+def _long_session(
+    name: str,
+    engines: Engines,
+    config: Config,
+    plan: Plan,
+    out_dir: Path,
+    pools: dict[int, str],
+    replica: bool,
+    progress: Progress,
+) -> dict:
+    """Held-out voices, one conversation, replies played to the end: what a user hears after a while."""
+    held = list(HELD_OUT[: plan.long_session])
+    progress(f"[{name}] long session: {len(held)} questions in other voices, every reply heard to its end")
+    paths = ensure_audio(held, out_dir / "questions")
+    audio = {q.id: load_audio(paths[q.id]) for q in held}
+    whole_replies = replace(plan.session, playout_cap_s=120.0, generation_grace_s=0.0)
+    return Session(
+        replace(config, log_dir=str(out_dir / "logs")),
+        engines,
+        held,
+        audio,
+        face=_make_face(replica),
+        log_path=out_dir / "logs" / f"long-session-{name}.jsonl",
+        plan=whole_replies,
+        known_threads=pools,
+        progress=progress,
+    ).run()
 
 
 def _warm_up_calls(engines: Engines, config: Config, audio: np.ndarray) -> dict[str, Callable[[], object]]:

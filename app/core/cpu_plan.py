@@ -174,9 +174,9 @@ class CpuPlan:
 
     # -- threads -------------------------------------------------------------------------
 
-    def adopt_thread(self, role: str, background: bool = False) -> None:
-        """Called on a stage's own thread: remembers it, and lowers a background thread's priority."""
-        tid = threading.get_native_id()
+    def adopt_thread(self, role: str, background: bool = False, tid: int | None = None) -> None:
+        """Remembers a stage's thread (by default the calling one) and lowers a background thread's priority."""
+        tid = tid if tid is not None else threading.get_native_id()
         self._threads.by_role[role] = tid
         if background and self.settings.background_nice > 0:
             lower_thread_priority(tid, self.settings.background_nice)

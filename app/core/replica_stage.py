@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from app.core.cpu_plan import CpuPlan
 from app.core.events import now_ns
 
 
@@ -64,6 +65,14 @@ class ReplicaStage:
 
     def start(self) -> None:
         self._thread.start()
+
+    def follow(self, plan: CpuPlan) -> None:
+        """Take the idle frame rate from ``plan`` and run as one of its background threads (the GUI's stage)."""
+        self._idle_fps = lambda: plan.budget.face_fps
+        if self._thread.native_id is not None:
+            plan.adopt_thread("replica", background=True, tid=self._thread.native_id)
+        else:
+            self._on_start = lambda: plan.adopt_thread("replica", background=True)
 
     def wake(self) -> None:
         """Speech was queued: re-plan the next tick."""

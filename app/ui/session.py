@@ -151,6 +151,8 @@ class Session(QObject):
         bus = conversation.bus
         # A full disk loses the log, not the conversation: say so once, in the transcript.
         conversation.log.on_error = lambda msg: bus.publish(ev.ErrorEvent(0, source="log", message=msg))
+        if self.stage is not None:
+            self.stage.follow(conversation.cpu)  # the face paints by the conversation's CPU plan
         conversation.start()
         self.conversation = conversation
         self.open_device("speaker")
