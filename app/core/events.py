@@ -67,6 +67,7 @@ class TranscriptFinal(DataEvent):
     text: str
     asr_ms: float = 0.0
     speculative_reused: bool = False
+    not_a_turn: str = ""  # why it gets no reply (filler, no words, doubted), "" for a real turn
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class Speculation:
     transcript: Transcript | None = None
     transcript_ns: int = 0  # when the transcript was ready
     turn: Turn | None = None  # the held reply, once the transcript has words
+    not_a_turn: str = ""  # why the transcript gets no reply (app.core.fillers), "" when it does
     ended: Utterance | None = None  # the whole utterance, once the VAD ended the turn
 
 

@@ -9,6 +9,7 @@ on the class are the host's, used here.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable
 
@@ -20,11 +21,15 @@ from app.core.bus import EventBus
 from app.core.cancel import Cancelled, CancelToken
 from app.core.cpu_plan import CpuPlan, Phase
 from app.core.duplex import BargeInGate, MicFilter
+from app.core.engines import Transcript
+from app.core.fillers import Verdict, judge
 from app.core.jobs import AsrJob, EngineSet, Speculation
 from app.core.listener import Listener, Utterance
 from app.core.outbox import Outbox
 from app.core.turn import Turn
 from app.core.workers import Worker
+
+log = logging.getLogger(__name__)
 
 
 class ListeningSide:
@@ -165,9 +170,12 @@ class ListeningSide:
             self._speculate(job.speculation, job.utterance)
             return
         transcript = self.engines.asr.transcribe(job.utterance.audio)
+        verdict = _verdict(job.turn_id, transcript)
         turn = Turn(job.turn_id, user_text=self._with_carried(transcript.text))
-        proceeds = self._hand_over(turn if transcript.text.strip() else None)
-        self.bus.publish(ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms))
+        proceeds = self._hand_over(turn if verdict.is_turn else None)
+        self.bus.publish(
+            ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms, not_a_turn=verdict.reason)
+        )
         if proceeds:
             self._begin_reply(turn)
         elif self._listening_turn is None:
@@ -186,7 +194,9 @@ class ListeningSide:
             if spec.cancel.cancelled:
                 return
             spec.transcript, spec.transcript_ns = transcript, ev.now_ns()
-            if transcript.text.strip():
+            verdict = _verdict(spec.turn_id, transcript)
+            spec.not_a_turn = verdict.reason
+            if verdict.is_turn:
                 spec.turn = Turn(spec.turn_id, user_text=self._with_carried(transcript.text), cancel=spec.cancel)
                 spec.turn.outbox = Outbox(held=True)  # opened by the commit, below or on the VAD's end of turn
             commit_now = spec.ended is not None
@@ -207,6 +217,7 @@ class ListeningSide:
                 asr_ms=spec.transcript.compute_ms,
                 speculative_reused=True,
                 t_ns=spec.transcript_ns,
+                not_a_turn=spec.not_a_turn,
             )
         )
         if proceeds:
@@ -255,3 +266,13 @@ class ListeningSide:
             turn.first_audio_ready.set()
             self._finish(turn)
         return turn is not None and not overtaken
+
+
+def _verdict(turn_id: int, transcript: Transcript) -> Verdict:
+    """Whether the transcript is a turn; a filler, noise or a doubted decode is logged and gets no reply."""
+    verdict = judge(transcript.text, transcript.doubtful)
+    if not verdict.is_turn:
+        log.info(
+            "turn %d is not a turn: %s (%s, %.0f ms)", turn_id, verdict.reason, transcript.engine, transcript.compute_ms
+        )
+    return verdict

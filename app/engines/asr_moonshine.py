@@ -25,7 +25,8 @@ import numpy as np
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ASR_SAMPLE_RATE, Segment, Transcript
-from app.engines.asr_whisper import looks_looped
+from app.engines.asr_trim import normalised
+from app.engines.asr_whisper import cut_loop, looks_looped
 from app.model_registry import ModelError
 
 ENCODER_FILE = "encoder_model.ort"
@@ -123,8 +124,9 @@ class MoonshineAsr:
 
     def transcribe(self, pcm16k: np.ndarray, cancel: CancelToken = NEVER_CANCELLED) -> Transcript:
         started = time.perf_counter()
-        audio = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
-        duration = len(audio) / ASR_SAMPLE_RATE
+        raw = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
+        duration = len(raw) / ASR_SAMPLE_RATE
+        audio = normalised(raw)  # the same voice gives the same input, wherever the turn's frames fell
         segments: list[Segment] = []
         weighted, tokens, doubtful = 0.0, 0, False
         for start, end in pieces(audio):
@@ -190,7 +192,7 @@ class MoonshineAsr:
         text = self.tokenizer.decode(ids)
         looped = looks_looped(text)
         return Decoded(
-            text=_cut_loop(text) if looped else text,
+            text=cut_loop(text) if looped else text,
             tokens=len(ids),
             mean_logprob=logprob_sum / (len(ids) + int(ended)) if ids or ended else 0.0,
             hit_limit=not ended,
@@ -211,22 +213,3 @@ def pieces(audio: np.ndarray) -> list[tuple[int, int]]:
         start = cut
     out.append((start, len(audio)))
     return out
-
-
-def _cut_loop(text: str) -> str:
-    """The transcript before it starts repeating itself (a decoder loop adds nothing the user said)."""
-    words = text.split()
-    keys = [w.strip(".,!?;:").lower() for w in words]
-    cut = len(words)
-    seen: set[tuple[str, ...]] = set()
-    for i in range(len(keys) - 2):
-        trigram = tuple(keys[i : i + 3])
-        if trigram in seen:
-            cut = i
-            break
-        seen.add(trigram)
-    for i in range(len(keys) - 2):
-        if keys[i] == keys[i + 1] == keys[i + 2]:
-            cut = min(cut, i + 1)
-            break
-    return " ".join(words[:cut]).strip()

@@ -24,6 +24,7 @@ import numpy as np
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ASR_SAMPLE_RATE, Segment, Transcript
+from app.engines.asr_trim import normalised
 from app.model_registry import ModelError
 
 WINDOW_STEP_S = 5.0
@@ -76,18 +77,22 @@ class WhisperAsr:
     ) -> Transcript:
         """``full_window``: faster-whisper's own 30 s decode (the benchmarks' baseline)."""
         started = time.perf_counter()
-        audio = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
-        duration = len(audio) / ASR_SAMPLE_RATE
+        raw = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
+        duration = len(raw) / ASR_SAMPLE_RATE
+        audio = normalised(raw)  # the same voice gives the same input, wherever the turn's frames fell
+        voiced_s = len(audio) / ASR_SAMPLE_RATE
         cancel.raise_if_cancelled()
         text, logprob, looped = "", None, False
-        short = not full_window and duration + TRAILING_SILENCE_S <= SHORT_PATH_MAX_S
+        short = not full_window and voiced_s + TRAILING_SILENCE_S <= SHORT_PATH_MAX_S
         if short:
             # A short window occasionally makes the decoder loop ("Hi. Hi. Hi.") or, on a very short
             # input, invent a line ("I'll see you in the next video", at a low log-probability):
             # retry once with a wider window if the budget allows, else return it flagged.
             for min_window in (WINDOW_STEP_S, 2 * WINDOW_STEP_S):
-                text, logprob = self._decode_short(audio, duration, min_window)
+                text, logprob = self._decode_short(audio, voiced_s, min_window)
                 looped = looks_looped(text)
+                if looped:
+                    text = cut_loop(text)  # "What is the capital of France? What is the capital of France"
                 if logprob >= MIN_LOG_PROB and not looped:
                     break
                 spent_ms = (time.perf_counter() - started) * 1000
@@ -106,7 +111,7 @@ class WhisperAsr:
             audio_s=duration,
             compute_ms=(time.perf_counter() - started) * 1000,
             mean_logprob=logprob,
-            doubtful=short and (looped or (logprob is not None and logprob < MIN_LOG_PROB)),
+            doubtful=short and logprob is not None and logprob < MIN_LOG_PROB,
             engine=self.name,
         )
 
@@ -150,3 +155,22 @@ def looks_looped(text: str) -> bool:
     if len(trigrams) != len(set(trigrams)):
         return True
     return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
+
+
+def cut_loop(text: str) -> str:
+    """The transcript before it starts repeating itself (a decoder loop adds nothing the user said)."""
+    words = text.split()
+    keys = [w.strip(".,!?;:").lower() for w in words]
+    cut = len(words)
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(keys) - 2):
+        trigram = tuple(keys[i : i + 3])
+        if trigram in seen:
+            cut = i
+            break
+        seen.add(trigram)
+    for i in range(len(keys) - 2):
+        if keys[i] == keys[i + 1] == keys[i + 2]:
+            cut = min(cut, i + 1)
+            break
+    return " ".join(words[:cut]).strip()
