@@ -38,6 +38,7 @@ def _p(values: list[float], q: float) -> float:
 def test_gui_frame_time_while_turns_run(qtbot, config, engines, tmp_path) -> None:
     settings = AppSettings(QSettings(str(tmp_path / "perf.ini"), QSettings.Format.IniFormat))
     settings.set(SettingKey.GREETING, "Hello!")
+    settings.set(SettingKey.FIRST_RUN_GUIDE_SEEN, True)  # the window as it is used, not its first-run card
     video = write_face_video(tmp_path / "me.avi", seconds=4.0, x_from=0.12)
     window = build_app(
         config, settings, stand_in_devices(mic=lambda: FileSource([]), camera_file=video), load=lambda _c, _p: engines

@@ -33,6 +33,7 @@ from app.ui.gates import MicMode
 from app.ui.hud import HudModel
 from app.ui.session import Session
 from app.ui.settings import AppSettings, SettingKey
+from app.ui.widgets.first_run import FirstRunGuide
 from app.ui.widgets.settings_dialog import SettingsDialog
 from app.ui.widgets.transcript import TranscriptView
 from app.ui.widgets.video import VideoView
@@ -75,6 +76,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._apply_persona()
         self.setStyleSheet(STYLE)
+        self.guide = FirstRunGuide.show_once(self.centralWidget(), settings)  # None once dismissed
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self)

@@ -34,6 +34,7 @@ class SettingKey(StrEnum):
     PAUSE_WHEN_AWAY = "vision/pause_when_away"
     HUD_VISIBLE = "view/hud_visible"
     WINDOW_GEOMETRY = "view/geometry"
+    FIRST_RUN_GUIDE_SEEN = "view/first_run_guide_seen"  # dismissed once: never shown again
 
 
 DEFAULTS: dict[SettingKey, bool | str] = {
@@ -52,6 +53,7 @@ DEFAULTS: dict[SettingKey, bool | str] = {
     SettingKey.PAUSE_WHEN_AWAY: True,
     SettingKey.HUD_VISIBLE: True,
     SettingKey.WINDOW_GEOMETRY: "",
+    SettingKey.FIRST_RUN_GUIDE_SEEN: False,
 }
 
 # Settings that override a Config field when set (non-empty).
