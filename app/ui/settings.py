@@ -29,6 +29,7 @@ class SettingKey(StrEnum):
     VOICE = "persona/voice"
     LLM_MODEL = "models/llm"
     ASR_MODEL = "models/asr"
+    ASR_ENGINE = "models/asr_engine"  # "moonshine" | "whisper", "" = from the config
     GREET = "vision/greet"
     GREETING = "vision/greeting"
     PAUSE_WHEN_AWAY = "vision/pause_when_away"
@@ -48,6 +49,7 @@ DEFAULTS: dict[SettingKey, bool | str] = {
     SettingKey.VOICE: "",
     SettingKey.LLM_MODEL: "",
     SettingKey.ASR_MODEL: "",
+    SettingKey.ASR_ENGINE: "",
     SettingKey.GREET: True,
     SettingKey.GREETING: "Hello!",
     SettingKey.PAUSE_WHEN_AWAY: True,
@@ -63,9 +65,10 @@ _CONFIG_FIELDS = {
     SettingKey.VOICE: "voice",
     SettingKey.LLM_MODEL: "llm_model",
     SettingKey.ASR_MODEL: "asr_model",
+    SettingKey.ASR_ENGINE: "asr_engine",
 }
 # Changing one of these means loading models again.
-MODEL_KEYS = (SettingKey.VOICE, SettingKey.LLM_MODEL, SettingKey.ASR_MODEL)
+MODEL_KEYS = (SettingKey.VOICE, SettingKey.LLM_MODEL, SettingKey.ASR_MODEL, SettingKey.ASR_ENGINE)
 
 
 def default_qsettings() -> QSettings:
