@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.config import Config
-from app.model_registry import MODEL_KINDS, ModelError, resolve
+from app.model_registry import MODEL_KINDS, ModelError, asr_kind, resolve
 
 
 @dataclass
@@ -39,9 +39,10 @@ def check_models(config: Config, report: Report, load: bool = True) -> None:
         "llm": compose.load_local_llm,
         "voice": compose.load_tts,
     }
+    report.line("asr engine", f"{config.asr_engine} (--asr moonshine|whisper, or [models] asr_engine)")
     for kind in MODEL_KINDS:
         try:
-            path = resolve(kind, user_paths[kind])
+            path = resolve(asr_kind(config.asr_engine) if kind == "asr" else kind, user_paths[kind])
         except ModelError as exc:
             report.line(kind, "MISSING")
             report.problems.append(str(exc))

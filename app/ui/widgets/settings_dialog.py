@@ -27,6 +27,11 @@ from app.config import Config
 from app.ui.devices import DeviceProvider, Listing
 from app.ui.settings import DEVICE_OFF, AppSettings, SettingKey
 
+ASR_ENGINE_LABELS = {
+    "moonshine": "Moonshine tiny (fast, default)",
+    "whisper": "Whisper tiny.en (faster-whisper)",
+}
+
 
 def _device_combo(listing: Listing, current: str) -> QComboBox:
     combo = QComboBox()
@@ -93,12 +98,19 @@ class SettingsDialog(QDialog):
 
         self.llm_model = QLineEdit(text(SettingKey.LLM_MODEL))
         self.llm_model.setPlaceholderText("bundled model (a .gguf file)")
+        self.asr_engine = QComboBox()
+        for engine, label in ASR_ENGINE_LABELS.items():
+            self.asr_engine.addItem(label, engine)
+        chosen = text(SettingKey.ASR_ENGINE) or config.asr_engine
+        self.asr_engine.setCurrentIndex(max(0, self.asr_engine.findData(chosen)))
+        self._config_engine = config.asr_engine
         self.asr_model = QLineEdit(text(SettingKey.ASR_MODEL))
-        self.asr_model.setPlaceholderText("bundled model (a faster-whisper folder)")
+        self.asr_model.setPlaceholderText("bundled model (a folder for the chosen recogniser)")
         models = QWidget()
         form = QFormLayout(models)
         form.addRow("Language model", _path_row(self.llm_model, False, "GGUF model (*.gguf)"))
-        form.addRow("Speech recognition", _path_row(self.asr_model, True))
+        form.addRow("Speech recogniser", self.asr_engine)
+        form.addRow("Recogniser model", _path_row(self.asr_model, True))
         note = QLabel("Changing a model or the voice reloads the models (the conversation restarts).")
         note.setWordWrap(True)
         form.addRow(note)
@@ -128,6 +140,7 @@ class SettingsDialog(QDialog):
         prompt = self.system_prompt.toPlainText().strip()
         if prompt == self._default_prompt.strip():
             prompt = ""  # unchanged default: keep following the config file
+        engine = str(self.asr_engine.currentData())
         return {
             SettingKey.MICROPHONE: self.microphone.currentData(),
             SettingKey.SPEAKER: self.speaker.currentData(),
@@ -137,6 +150,8 @@ class SettingsDialog(QDialog):
             SettingKey.VOICE: self.voice.text().strip(),
             SettingKey.LLM_MODEL: self.llm_model.text().strip(),
             SettingKey.ASR_MODEL: self.asr_model.text().strip(),
+            # The config's engine stays "" (follow the config file) unless the user picked another one.
+            SettingKey.ASR_ENGINE: "" if engine == self._config_engine else engine,
             SettingKey.GREET: self.greet.isChecked(),
             SettingKey.GREETING: self.greeting.text().strip(),
             SettingKey.PAUSE_WHEN_AWAY: self.pause_when_away.isChecked(),
