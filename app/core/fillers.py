@@ -18,6 +18,8 @@ FILLER_WORDS = frozenset(
         "uh", "uhh", "um", "umm", "uhm", "er", "erm", "ah", "ahh", "eh", "huh", "oh", "ooh", "ha", "hah",
     }
 )  # fmt: skip
+# Spelled-out hums the recognisers invent: "mm-m-m-m", "hmmmm", "uhhh", "ummm", "uh-huh-huh".
+_HUM = re.compile(r"(?:[mh]+|u+[hm]*|e+[rh]+m*|a+h*|o+h*|h+u+h+)(?:-(?:[mh]+|u+[hm]*|h+u+h+))*")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 # Whisper writes what it hears but does not understand as a bracketed label: "[Music]", "(coughs)", "*sigh*".
 _LABEL = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
@@ -36,6 +38,11 @@ def words_of(text: str) -> list[str]:
     return _WORD.findall(_LABEL.sub(" ", text.lower()))
 
 
+def is_filler(word: str) -> bool:
+    """A sound, not a word: "mm-hmm", "uhh", "mm-m-m" (lower-case, as ``words_of`` gives it)."""
+    return word in FILLER_WORDS or _HUM.fullmatch(word) is not None
+
+
 def judge(text: str, doubtful: bool = False) -> Verdict:
     """Whether the user's transcript deserves a reply.
 
@@ -45,7 +52,7 @@ def judge(text: str, doubtful: bool = False) -> Verdict:
     words = words_of(text)
     if not words:
         return Verdict(False, "no words" if not text.strip() else f"no words in {text.strip()[:40]!r}")
-    if all(w in FILLER_WORDS for w in words):
+    if all(is_filler(w) for w in words):
         return Verdict(False, f"only filler: {' '.join(words)[:40]!r}")
     if doubtful:
         return Verdict(False, f"the recogniser doubts {text.strip()[:60]!r}")
