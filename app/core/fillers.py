@@ -20,6 +20,9 @@ FILLER_WORDS = frozenset(
 )  # fmt: skip
 # Spelled-out hums the recognisers invent: "mm-m-m-m", "hmmmm", "uhhh", "ummm", "uh-huh-huh".
 _HUM = re.compile(r"(?:[mh]+|u+[hm]*|e+[rh]+m*|a+h*|o+h*|h+u+h+)(?:-(?:[mh]+|u+[hm]*|h+u+h+))*")
+NOT_FILLERS = frozenset({"uh-uh", "mm-mm"})  # "no": an answer
+# What a recogniser writes for a cough, hiss or hum (Whisper and Moonshine alike), as a whole transcript.
+NON_SPEECH_LINES = frozenset({"you"})
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 # Whisper writes what it hears but does not understand as a bracketed label: "[Music]", "(coughs)", "*sigh*".
 _LABEL = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
@@ -40,6 +43,8 @@ def words_of(text: str) -> list[str]:
 
 def is_filler(word: str) -> bool:
     """A sound, not a word: "mm-hmm", "uhh", "mm-m-m" (lower-case, as ``words_of`` gives it)."""
+    if word in NOT_FILLERS:
+        return False
     return word in FILLER_WORDS or _HUM.fullmatch(word) is not None
 
 
@@ -52,6 +57,8 @@ def judge(text: str, doubtful: bool = False) -> Verdict:
     words = words_of(text)
     if not words:
         return Verdict(False, "no words" if not text.strip() else f"no words in {text.strip()[:40]!r}")
+    if " ".join(words) in NON_SPEECH_LINES:
+        return Verdict(False, f"a line recognisers write for noise: {text.strip()[:40]!r}")
     if all(is_filler(w) for w in words):
         return Verdict(False, f"only filler: {' '.join(words)[:40]!r}")
     if doubtful:
