@@ -54,7 +54,7 @@ run_step() {
   shift
   echo "setup: $what…"
   from=$(wc -l <"$log")
-  from_byte=$(stat -c %s "$log")
+  from_byte=$(wc -c <"$log")
   printf '\n=== %s: %s\n$ %s\n' "$(date '+%F %T')" "$what" "$*" >>"$log"
   "$@" >>"$log" 2>&1 &
   pid=$!
@@ -106,7 +106,8 @@ run_step "updating pip" "$venv/bin/python" -m pip install --upgrade pip
 # The wheel is compiled for this CPU (llama.cpp builds with -march=native), so the key holds the CPU's
 # flags as well as the version and CMake flags: a home directory shared with another machine rebuilds.
 cpu=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)
-key=$(printf '%s\n%s\n%s\n%s\n' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" "$(uname -m)" "$cpu" | sha256sum | cut -c1-12)
+key=$(printf '%s\n%s\n%s\n%s\n' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" "$(uname -m)" "$cpu" \
+  | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)
 wheels="$cache_root/llama-cpp-python-$LLAMA_VERSION-$key"
 if compgen -G "$wheels/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
   echo "setup: llama-cpp-python $LLAMA_VERSION: built wheel reused from $wheels"
@@ -119,11 +120,13 @@ else
   rm -rf "$building"
   mkdir -p "$building"
   trap 'rm -rf "$building"' EXIT  # a failed or interrupted build leaves nothing behind
-  run_step "building llama.cpp for this CPU (llama-cpp-python $LLAMA_VERSION, $(nproc) cores; once per machine)" \
-    env CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    "$venv/bin/python" -m pip wheel -v --no-deps -w "$building" "llama-cpp-python==$LLAMA_VERSION"
+  cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+  run_step "building llama.cpp for this CPU (llama-cpp-python $LLAMA_VERSION, $cores cores; once per machine)" \
+    env CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$cores" \
+    "$venv/bin/python" -m pip wheel -v --no-deps --no-cache-dir -w "$building" "llama-cpp-python==$LLAMA_VERSION"
+  # --no-cache-dir: pip's own wheel cache ignores CMAKE_ARGS and would hand back a build with other flags.
   # Renamed into place only when whole, so a second clone never picks up a half-written wheel.
-  mv -T "$building" "$wheels" 2>/dev/null || rm -rf "$building"
+  if [[ -e $wheels ]]; then rm -rf "$building"; else mv "$building" "$wheels"; fi  # another set-up may have won
   trap - EXIT
 fi
 
