@@ -1,4 +1,5 @@
-# `make run` sets up .venv (first time: ~10 min, llama-cpp-python compiles) and starts Doppel.
+# `make run` sets up .venv (packaging/setup.sh: llama.cpp compiles once per machine into a shared wheel
+# cache, ~4 min on 2 cores; a later clone sets up in under a minute) and starts Doppel.
 # `make test` sets up the same environment plus test tools and runs the whole suite.
 VENV := .venv
 STAMP := $(VENV)/.setup-done
