@@ -39,7 +39,7 @@ def check_models(config: Config, report: Report, load: bool = True) -> None:
         "llm": compose.load_local_llm,
         "voice": compose.load_tts,
     }
-    report.line("asr engine", f"{config.asr_engine} (--asr moonshine|whisper, or [models] asr_engine)")
+    report.line("asr engine", f"{config.asr_engine} (--asr whisper|moonshine, or [models] asr_engine)")
     for kind in MODEL_KINDS:
         try:
             path = resolve(asr_kind(config.asr_engine) if kind == "asr" else kind, user_paths[kind])

@@ -14,7 +14,7 @@ from pathlib import Path
 from app.resources import package_dir, resource_path
 
 MODEL_KINDS = ("asr", "llm", "voice")
-ASR_ENGINES = ("moonshine", "whisper")
+ASR_ENGINES = ("whisper", "moonshine")
 ALTERNATE_KINDS = ("moonshine",)  # manifest entries used in place of a main kind when chosen
 CLI_FLAGS = {"asr": "--asr-model", "moonshine": "--asr-model", "llm": "--llm-model", "voice": "--voice"}
 

@@ -289,11 +289,11 @@ def test_settings_dialog_round_trip(qtbot, config, settings, tmp_path) -> None:
     assert values[SettingKey.PERSONA_NAME] == "Ada" and values[SettingKey.SYSTEM_PROMPT] == ""  # default kept
     assert values[SettingKey.LLM_MODEL].endswith("other.gguf") and values[SettingKey.PAUSE_WHEN_AWAY] is False
     assert values[SettingKey.ASR_ENGINE] == ""  # the config's recogniser, untouched: keep following the config
-    dialog.asr_engine.setCurrentIndex(dialog.asr_engine.findData("whisper"))
-    assert dialog.values()[SettingKey.ASR_ENGINE] == "whisper"
-    assert settings.apply_to(config).asr_engine == config.asr_engine
-    settings.update({SettingKey.ASR_ENGINE: "whisper"})
-    assert settings.apply_to(config).asr_engine == "whisper"
+    dialog.asr_engine.setCurrentIndex(dialog.asr_engine.findData("moonshine"))
+    assert dialog.values()[SettingKey.ASR_ENGINE] == "moonshine"
+    assert settings.apply_to(config).asr_engine == config.asr_engine == "whisper"
+    settings.update({SettingKey.ASR_ENGINE: "moonshine"})
+    assert settings.apply_to(config).asr_engine == "moonshine"
 
 
 def test_a_new_model_path_reloads_off_the_gui_thread(qtbot, config, engines, settings, tmp_path) -> None:

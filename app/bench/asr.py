@@ -30,6 +30,27 @@ LEAD_S, TAIL_S = 0.25, 0.064  # what the listener hands over: pre-roll before th
 ESPEAK_VOICES = ("en-gb-scotland:150", "en-gb-x-rp:165", "en-029:160", "en-us+f3:175", "en-gb-x-gbclan:155")
 SHORT_TEXTS = ("Mm-hmm.", "Yeah.", "Okay.", "Uh.", "Hmm.", "No.", "Yes please.", "Sure.", "Right.", "Uh-huh.")
 SHORT_VOICES = ("piper:1.0", "espeak:en-us+m3:160", "espeak:en-gb+f2:150")
+# The words a question cannot be understood without: heard with all of them, and as a turn, it is "understood".
+KEY_WORDS = {
+    "q01": ("capital", "france"),
+    "q02": ("cup", "tea"),
+    "q03": ("music",),
+    "q04": ("dinner", "eggs", "rice"),
+    "q05": ("sky", "blue"),
+    "q06": ("book", "train", "journey"),
+    "q07": ("hi", "there"),
+    "q08": ("moon", "earth"),
+    "q09": ("learn", "language", "adult"),
+    "q10": ("octopus",),
+    "q11": ("tired", "sleep"),
+    "q12": ("rainy", "weekend"),
+}
+
+
+def understood(question_id: str, text: str) -> bool:
+    """Every key word of the question is in the transcript (as a word start: "octopuses" has "octopus")."""
+    words = words_of(text)
+    return all(any(w.startswith(k) for w in words) for k in KEY_WORDS[question_id])
 
 
 @dataclass(frozen=True)
@@ -53,6 +74,7 @@ class Result:
     is_turn: bool
     reason: str
     mean_logprob: float | None
+    understood: bool | None = None  # questions only: every key word heard, and taken as a turn
 
 
 def _noise(n: int, seed: int, pink: bool) -> np.ndarray:
@@ -148,7 +170,9 @@ def compare(engines: dict[str, AsrEngine], samples: list[Sample], rounds: int = 
                 ms = (time.perf_counter() - started) * 1000
                 verdict = judge(t.text, t.doubtful)
                 ref = len(words_of(sample.text))
+                qid = sample.id.split("-")[0]
                 wer = word_error_rate(sample.text, t.text) if ref else float(len(words_of(t.text)))
+                qid = sample.id.split("-")[0]
                 results.append(
                     Result(
                         sample.id,
@@ -161,6 +185,7 @@ def compare(engines: dict[str, AsrEngine], samples: list[Sample], rounds: int = 
                         verdict.is_turn,
                         verdict.reason,
                         t.mean_logprob,
+                        understood(qid, t.text) and verdict.is_turn if qid in KEY_WORDS else None,
                     )
                 )
         progress(f"round {r + 1}/{rounds} done")
@@ -187,6 +212,8 @@ def summarise(results: list[Result], samples: list[Sample]) -> dict:
                 "wer": round(edits / ref, 4) if ref else None,
                 "dropped_turns": sum(1 for r in sel if wants[r.sample] and not r.is_turn),
                 "answered_non_turns": sum(1 for r in sel if not wants[r.sample] and r.is_turn),
+                "understood": sum(1 for r in sel if r.understood),
+                "questions": sum(1 for r in sel if r.understood is not None),
             }
         out[engine] = groups
     return out
@@ -196,15 +223,17 @@ def markdown(summary: dict, header: str) -> str:
     lines = [
         header,
         "",
-        "| engine | group | n | p50 ms | p90 ms | max ms | WER | real turns dropped | fillers/noise answered |",
+        "| engine | group | n | p50 ms | p90 ms | max ms | WER | questions understood | real turns dropped "
+        "| fillers/noise answered |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    lines.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
     for engine, groups in summary.items():
         for group, g in groups.items():
             wer = f"{100 * g['wer']:.1f} %" if g["wer"] is not None else "–"
+            heard = f"{g['understood']}/{g['questions']}" if g["questions"] else "–"
             lines.append(
                 f"| {engine} | {group} | {g['n']} | {g['p50_ms']:.0f} | {g['p90_ms']:.0f} | {g['max_ms']:.0f} | {wer} "
-                f"| {g['dropped_turns']} | {g['answered_non_turns']} |"
+                f"| {heard} | {g['dropped_turns']} | {g['answered_non_turns']} |"
             )
     return "\n".join(lines) + "\n"
 

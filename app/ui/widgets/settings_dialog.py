@@ -28,8 +28,8 @@ from app.ui.devices import DeviceProvider, Listing
 from app.ui.settings import DEVICE_OFF, AppSettings, SettingKey
 
 ASR_ENGINE_LABELS = {
-    "moonshine": "Moonshine tiny (fast, default)",
-    "whisper": "Whisper tiny.en (faster-whisper)",
+    "whisper": "Whisper tiny.en (default: hears best)",
+    "moonshine": "Moonshine tiny (faster, mishears more)",
 }
 
 
