@@ -108,6 +108,7 @@ run_step "updating pip" "$venv/bin/python" -m pip install --upgrade pip
 cpu=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)
 key=$(printf '%s\n%s\n%s\n%s\n' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" "$(uname -m)" "$cpu" \
   | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)
+mkdir -p "$cache_root" 2>/dev/null && [[ -w $cache_root ]] || cache_root="$PWD/$venv/wheels"  # read-only home
 wheels="$cache_root/llama-cpp-python-$LLAMA_VERSION-$key"
 if compgen -G "$wheels/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
   echo "setup: llama-cpp-python $LLAMA_VERSION: built wheel reused from $wheels"
