@@ -124,3 +124,31 @@ def test_a_question_is_heard_alike_wherever_its_turn_began(engine, request, ques
         assert len(utterances) == 4
         texts = {asr.transcribe(u).text for u in utterances}
         assert len(texts) == 1, (qid, texts)
+
+
+def test_a_draft_from_the_growing_utterance_gives_the_full_decode(moonshine_asr, questions) -> None:
+    """Decode every 0.4 s while the question is spoken, each seeding the next; the final is the full decode.
+
+    The draft is checked in one batched decoder pass. Moonshine's int8 layers quantize activations
+    per tensor, so a batch rounds differently from one token at a time: where the model is torn
+    between two words (top two logits within 0.5: "should"/"shall", "guy"/"sky") either may win.
+    Anywhere else the final must be the full decode's, and most of it must come from the draft.
+    """
+    from app.engines.asr_trim import normalised
+
+    identical, accepted, total = 0, 0, 0
+    for qid, speech in questions.items():
+        audio = np.concatenate([np.zeros(4000, np.float32), speech, np.zeros(1024, np.float32)])
+        draft: tuple[int, ...] = ()
+        for end in range(4000 + 6400, len(audio), 6400):
+            draft = moonshine_asr.transcribe(audio[:end], draft=draft).draft
+        full = moonshine_asr.decode(normalised(audio))
+        final = moonshine_asr.decode(normalised(audio), draft=draft)
+        accepted, total = accepted + final.accepted, total + final.tokens
+        if final.ids == full.ids:
+            identical += 1
+            continue
+        first = next(i for i, (a, b) in enumerate(zip(final.ids, full.ids, strict=False)) if a != b)
+        assert full.margins[first] < 0.5, (qid, final.text, full.text, full.margins[first])
+    assert identical >= 10, identical
+    assert accepted >= 0.7 * total, (accepted, total)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,9 @@ class Decoded:
     mean_logprob: float
     hit_limit: bool  # stopped by the length bound, not by the end-of-text token
     looped: bool
+    ids: tuple[int, ...] = ()  # the token ids, a draft for the next decode of the same, longer utterance
+    accepted: int = 0  # how many of the draft's tokens were kept
+    margins: tuple[float, ...] = ()  # per token, how far its logit led the runner-up (small: the model was torn)
 
 
 class MoonshineTokenizer:
@@ -122,15 +126,21 @@ class MoonshineAsr:
             ) from exc
         self._outputs = [o.name for o in self._decoder.get_outputs()]
 
-    def transcribe(self, pcm16k: np.ndarray, cancel: CancelToken = NEVER_CANCELLED) -> Transcript:
+    def transcribe(
+        self, pcm16k: np.ndarray, cancel: CancelToken = NEVER_CANCELLED, draft: Sequence[int] = ()
+    ) -> Transcript:
+        """``draft``: ``Transcript.draft`` of an earlier decode of this utterance (see ``decode``)."""
         started = time.perf_counter()
         raw = np.asarray(pcm16k, dtype=np.float32).reshape(-1)
         duration = len(raw) / ASR_SAMPLE_RATE
         audio = normalised(raw)  # the same voice gives the same input, wherever the turn's frames fell
         segments: list[Segment] = []
         weighted, tokens, doubtful = 0.0, 0, False
-        for start, end in pieces(audio):
-            decoded = self.decode(audio[start:end], cancel)
+        spans = pieces(audio)
+        ids: tuple[int, ...] = ()
+        for start, end in spans:
+            decoded = self.decode(audio[start:end], cancel, draft if len(spans) == 1 else ())
+            ids = decoded.ids if len(spans) == 1 else ()
             if decoded.text:
                 segments.append(Segment(start / ASR_SAMPLE_RATE, end / ASR_SAMPLE_RATE, decoded.text))
             weighted += decoded.mean_logprob * max(decoded.tokens, 1)
@@ -145,10 +155,16 @@ class MoonshineAsr:
             mean_logprob=logprob,
             doubtful=doubtful or logprob < MIN_LOG_PROB,
             engine=self.name,
+            draft=ids,
         )
 
-    def decode(self, audio: np.ndarray, cancel: CancelToken = NEVER_CANCELLED) -> Decoded:
-        """Greedy decode with a fresh KV cache, at most ``MAX_TOKENS_PER_SECOND`` tokens per second of audio."""
+    def decode(self, audio: np.ndarray, cancel: CancelToken = NEVER_CANCELLED, draft: Sequence[int] = ()) -> Decoded:
+        """Greedy decode with a fresh KV cache, at most ``MAX_TOKENS_PER_SECOND`` tokens per second of audio.
+
+        ``draft``: token ids from a decode of the same utterance while it was shorter.  They are
+        checked in one decoder pass, and the leading ones the model would have chosen itself are
+        kept, so the result is the plain greedy decode's, only with fewer sequential steps.
+        """
         cancel.raise_if_cancelled()
         duration = len(audio) / ASR_SAMPLE_RATE
         if duration < 0.1 or not np.any(np.abs(audio) > 1e-4):
@@ -158,37 +174,48 @@ class MoonshineAsr:
         x = audio[None, :]
         hidden = self._encoder.run(None, {"input_values": x, "attention_mask": np.ones(x.shape, np.int64)})[0]
         limit = max(MIN_TOKENS, math.ceil(MAX_TOKENS_PER_SECOND * duration))
+        draft = [t for t in draft if t > EOS][:limit]
         empty = np.zeros((1, HEADS, 0, HEAD_DIM), np.float32)
         feeds: dict[str, np.ndarray] = {
             "encoder_hidden_states": hidden,
             "encoder_attention_mask": np.ones(hidden.shape[:2], np.int64),
+            "input_ids": np.array([[BOS, *draft]], np.int64),
+            "use_cache_branch": np.array([False]),
         }
         for layer in range(LAYERS):
             for part in ("decoder", "encoder"):
                 for kv in ("key", "value"):
                     feeds[f"past_key_values.{layer}.{part}.{kv}"] = empty
+        out = self._decoder.run(None, feeds)  # BOS and the whole draft in one pass
         ids: list[int] = []
-        logprob_sum, token = 0.0, BOS
+        margins: list[float] = []
+        logprob_sum = 0.0
+        for position in range(len(draft) + 1):
+            token, logprob, margin = _pick(out[0][0, position])
+            if position == len(draft) or token != draft[position]:
+                break  # the model's own choice after the agreed prefix
+            ids.append(token)
+            margins.append(margin)
+            logprob_sum += logprob
+        accepted = len(ids)
+        self._keep_cache(feeds, out, 1 + accepted, first=True)
         ended = False
-        for step in range(limit + 1):
-            cancel.raise_if_cancelled()
-            feeds["input_ids"] = np.array([[token]], np.int64)
-            feeds["use_cache_branch"] = np.array([step > 0])
-            out = self._decoder.run(None, feeds)
-            logits = out[0][0, -1].astype(np.float64)
-            token = int(logits.argmax())
-            top = logits[token]
-            logprob_sum -= math.log(float(np.exp(logits - top).sum()))  # log-softmax of the chosen token
+        while True:
             if token == EOS:
+                logprob_sum += logprob
                 ended = True
                 break
-            if step == limit:
+            if len(ids) >= limit:
                 break
             ids.append(token)
-            for name, value in zip(self._outputs[1:], out[1:], strict=True):
-                if step > 0 and ".encoder." in name:
-                    continue  # the cross-attention cache is computed once, at the first step
-                feeds[name.replace("present", "past_key_values", 1)] = value
+            margins.append(margin)
+            logprob_sum += logprob
+            cancel.raise_if_cancelled()
+            feeds["input_ids"] = np.array([[token]], np.int64)
+            feeds["use_cache_branch"] = np.array([True])
+            out = self._decoder.run(None, feeds)
+            token, logprob, margin = _pick(out[0][0, -1])
+            self._keep_cache(feeds, out, None, first=False)
         text = self.tokenizer.decode(ids)
         looped = looks_looped(text)
         return Decoded(
@@ -197,7 +224,27 @@ class MoonshineAsr:
             mean_logprob=logprob_sum / (len(ids) + int(ended)) if ids or ended else 0.0,
             hit_limit=not ended,
             looped=looped,
+            ids=tuple(ids),
+            accepted=accepted,
+            margins=tuple(margins),
         )
+
+    def _keep_cache(self, feeds: dict[str, np.ndarray], out: list, keep: int | None, first: bool) -> None:
+        """The step's KV cache becomes the next step's input; ``keep`` cuts rejected draft positions off."""
+        for name, value in zip(self._outputs[1:], out[1:], strict=True):
+            if ".encoder." in name:
+                if first:  # the cross-attention cache is computed once, at the first step
+                    feeds[name.replace("present", "past_key_values", 1)] = value
+                continue
+            feeds[name.replace("present", "past_key_values", 1)] = value if keep is None else value[:, :, :keep, :]
+
+
+def _pick(logits: np.ndarray) -> tuple[int, float, float]:
+    """The greedy token, its log-probability, and its logit's lead over the runner-up."""
+    logits = logits.astype(np.float64)
+    token = int(logits.argmax())
+    second = float(np.partition(logits, -2)[-2])
+    return token, -math.log(float(np.exp(logits - logits[token]).sum())), float(logits[token]) - second
 
 
 def pieces(audio: np.ndarray) -> list[tuple[int, int]]:
