@@ -33,6 +33,7 @@ class Transcript:
     mean_logprob: float | None = None
     doubtful: bool = False  # the engine flagged it (a loop, a decode cut at its length bound)
     engine: str = ""
+    draft: tuple[int, ...] = ()  # the engine's own token ids, to seed a decode of the same, longer utterance
 
 
 @runtime_checkable
