@@ -48,6 +48,9 @@ class AsrJob:
     turn_id: int
     utterance: Utterance
     speculation: Speculation | None = None  # set: this job *is* speculative work
+    # set: a decode of the utterance so far while the user speaks (its draft seeds the final); the
+    # token cancels it when the user pauses, so it never delays the transcript the reply waits for
+    partial: CancelToken | None = None
 
 
 @dataclass(frozen=True)

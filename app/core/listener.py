@@ -93,6 +93,13 @@ class Listener:
             self._frames = []
             on_end(utt)
 
+    def audio_so_far(self) -> np.ndarray | None:
+        """The utterance so far (pre-roll included) while its voice goes on; None in a pause or out of speech."""
+        voiced_now = self.detector.last_voiced_frame == self.detector.frames_seen - 1
+        if not (self.detector.in_speech and voiced_now and self._frames):
+            return None
+        return np.concatenate(self._frames)
+
     def _too_long(self, decision: VadDecision) -> bool:
         seconds = len(self._frames) * FRAME_SAMPLES / SOURCE_RATE
         return seconds >= MAX_TURN_S or (seconds >= SOFT_TURN_S and decision is VadDecision.PAUSE)

@@ -21,7 +21,7 @@ from app.core.bus import EventBus
 from app.core.cancel import Cancelled, CancelToken
 from app.core.cpu_plan import CpuPlan, Phase
 from app.core.duplex import BargeInGate, MicFilter
-from app.core.engines import Transcript
+from app.core.engines import ASR_SAMPLE_RATE, Transcript
 from app.core.fillers import Verdict, judge
 from app.core.jobs import AsrJob, EngineSet, Speculation
 from app.core.listener import Listener, Utterance
@@ -30,6 +30,10 @@ from app.core.turn import Turn
 from app.core.workers import Worker
 
 log = logging.getLogger(__name__)
+# While the user speaks, an engine that takes drafts (Moonshine) re-decodes the growing utterance
+# every PARTIAL_STEP_S; at the pause its final decode starts from the agreed words.
+PARTIAL_STEP_S = 0.4
+PARTIAL_MIN_S = 0.6
 
 
 class ListeningSide:
@@ -61,6 +65,12 @@ class ListeningSide:
     _begin_reply: Callable[[Turn], None]
     _set_state: Callable[[ev.AgentState], None]
     _finish: Callable[[Turn], None]
+    # Drafts while the user speaks (class defaults: the host need not know about them).
+    _draft: tuple[int, ...] = ()
+    _draft_turn: int | None = None
+    _draft_samples: int = 0
+    _partial: CancelToken | None = None
+    asr_partials: int = 0  # partial decodes finished, for tests and the curious
 
     def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
         if self._listener is None:
@@ -71,6 +81,54 @@ class ListeningSide:
         if self.half_duplex and self.replica_audible:
             frame = np.zeros_like(frame)  # ducked: no canceller, so do not listen to ourselves
         self._listener.push(frame, t_ns)
+        self._maybe_partial()
+
+    def _maybe_partial(self) -> None:
+        """Every PARTIAL_STEP_S of voice, queue a decode of the utterance so far (one at a time)."""
+        if self._listener is None or not getattr(self.engines.asr, "takes_drafts", False):
+            return
+        with self._lock:
+            turn_id, busy = self._listening_turn, self._partial is not None or self._speculation is not None
+            grown = self._draft_samples if self._draft_turn == turn_id else 0
+        if turn_id is None or busy:
+            return
+        audio = self._listener.audio_so_far()
+        rate = ASR_SAMPLE_RATE
+        if audio is None or len(audio) < PARTIAL_MIN_S * rate or len(audio) - grown < PARTIAL_STEP_S * rate:
+            return
+        cancel = CancelToken()
+        with self._lock:
+            self._partial = cancel
+            if self._draft_turn != turn_id:
+                self._draft, self._draft_turn = (), turn_id
+            self._draft_samples = len(audio)
+        self._asr.submit(AsrJob(turn_id, Utterance(audio, 0, 0), partial=cancel))
+
+    def _run_partial(self, job: AsrJob) -> None:
+        assert self.engines.asr is not None and job.partial is not None
+        try:
+            if not job.partial.cancelled:
+                transcript = self._transcribe(job.turn_id, job.utterance.audio, job.partial)
+                with self._lock:
+                    if self._draft_turn == job.turn_id:
+                        self._draft = transcript.draft
+                        self.asr_partials += 1
+        except Cancelled:
+            pass  # the user paused: the final decode goes first
+        finally:
+            with self._lock:
+                if self._partial is job.partial:
+                    self._partial = None
+
+    def _transcribe(self, turn_id: int, audio: np.ndarray, cancel: CancelToken | None = None) -> Transcript:
+        """The engine's transcript, seeded with this turn's draft when the engine takes one."""
+        assert self.engines.asr is not None
+        args = (audio,) if cancel is None else (audio, cancel)
+        if not getattr(self.engines.asr, "takes_drafts", False):
+            return self.engines.asr.transcribe(*args)
+        with self._lock:
+            draft = self._draft if self._draft_turn == turn_id else ()
+        return self.engines.asr.transcribe(*args, draft=draft)  # type: ignore[call-arg]
 
     @property
     def replica_audible(self) -> bool:
@@ -123,6 +181,8 @@ class ListeningSide:
         spec = Speculation(self._listening_turn, CancelToken())
         with self._lock:
             self._speculation = spec
+            if self._partial is not None:
+                self._partial.cancel("the user paused")
         self.speculations["started"] += 1
         self.cpu.enter(Phase.THINKING, spec.turn_id)  # the critical path starts at the first silent frame
         self._asr.submit(AsrJob(spec.turn_id, utt, speculation=spec))
@@ -148,6 +208,8 @@ class ListeningSide:
         with self._lock:
             turn_id, self._listening_turn = self._listening_turn, None
             spec, self._speculation = self._speculation, None
+            if self._partial is not None:
+                self._partial.cancel("end of turn")
             if spec is not None:
                 spec.ended = utt
             ready = spec is not None and spec.transcript is not None
@@ -166,10 +228,13 @@ class ListeningSide:
     def _on_asr_job(self, job: AsrJob) -> None:
         if self.engines.asr is None:
             return
+        if job.partial is not None:
+            self._run_partial(job)
+            return
         if job.speculation is not None:
             self._speculate(job.speculation, job.utterance)
             return
-        transcript = self.engines.asr.transcribe(job.utterance.audio)
+        transcript = self._transcribe(job.turn_id, job.utterance.audio)
         verdict = _verdict(job.turn_id, transcript)
         turn = Turn(job.turn_id, user_text=self._with_carried(transcript.text))
         proceeds = self._hand_over(turn if verdict.is_turn else None)
@@ -187,7 +252,7 @@ class ListeningSide:
         if spec.cancel.cancelled:
             return
         try:
-            transcript = self.engines.asr.transcribe(utt.audio, spec.cancel)
+            transcript = self._transcribe(spec.turn_id, utt.audio, spec.cancel)
         except Cancelled:
             return  # the user went on speaking
         with self._lock:

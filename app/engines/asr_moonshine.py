@@ -106,6 +106,7 @@ class MoonshineAsr:
     """``transcribe(pcm16k)`` with Moonshine tiny: cost proportional to the audio, no window."""
 
     name = "moonshine"
+    takes_drafts = True  # transcribe(..., draft=): the listener decodes while the user speaks
 
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
         missing = [f for f in MODEL_FILES if not (Path(model_dir) / f).is_file()]
