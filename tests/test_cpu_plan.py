@@ -141,3 +141,17 @@ def test_the_plan_does_not_change_what_the_llm_says(config, engines, tmp_path) -
     finally:
         engines.llm.sampling = sampling
     assert replies[0] and replies[0] == replies[1]
+
+
+def test_the_spin_guard_drops_to_one_thread_on_a_stalled_token_and_remembers_it() -> None:
+    from app.engines.llm_threads import REMEMBER_S, SpinGuard
+
+    now = [100.0]
+    guard = SpinGuard(clock=lambda: now[0])
+    assert guard.threads_to_start(2) == 2
+    assert not any(guard.slow(2, s) for s in (0.013, 0.012, 0.030))  # ordinary jitter is not contention
+    assert guard.slow(2, 0.400)  # a barrier waited out scheduler slices: the other core is taken
+    assert not guard.slow(1, 5.0)  # one thread has no barrier to wait at
+    assert guard.fallbacks == 1 and guard.threads_to_start(2) == 1
+    now[0] += REMEMBER_S + 0.1
+    assert guard.threads_to_start(2) == 2  # tried again once the contention is old

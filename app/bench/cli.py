@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--questions", type=int, metavar="N", help="how many questions (1-12)")
     p.add_argument("--barge-ins", dest="barge_ins", type=int, metavar="N", help="how many barge-in pairs (0-3)")
+    p.add_argument(
+        "--long",
+        dest="long_session",
+        type=int,
+        metavar="N",
+        help="turns of the long session in held-out voices, replies heard to the end (full: 22, --quick: 0)",
+    )
     p.add_argument("--no-replica", dest="replica", action="store_false", help="run without the replica face")
     p.add_argument(
         "--levers",
@@ -54,6 +61,10 @@ def plan_from_args(args: argparse.Namespace):  # -> Plan (imported lazily: the C
         plan = replace(plan, questions=n, direct_questions=min(plan.direct_questions, n))
     if args.barge_ins is not None:
         plan = replace(plan, barge_ins=max(0, min(3, args.barge_ins)))
+    if getattr(args, "long_session", None) is not None:
+        from app.bench.questions import HELD_OUT
+
+        plan = replace(plan, long_session=max(0, min(len(HELD_OUT), args.long_session)))
     return plan
 
 

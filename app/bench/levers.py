@@ -120,6 +120,7 @@ class Rig:
 
 def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
     """In run order (imported here: the lever modules build on this one)."""
+    from app.bench.levers_cpu import lever_cpu_plan
     from app.bench.levers_llm import lever_prefix_cache, lever_requant, lever_speculative_prefill
     from app.bench.levers_shift import lever_context_shift
     from app.bench.levers_speech import lever_asr_window, lever_first_clause, lever_thread_plan
@@ -132,6 +133,7 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
         lever_asr_window,
         lever_first_clause,
         lever_thread_plan,
+        lever_cpu_plan,
     )
 
 

@@ -71,6 +71,7 @@ class Conversation(ListeningSide, SpeakingSide):
         self.mic_filter, self.barge_in_gate, self.half_duplex = mic_filter, barge_in_gate, half_duplex
         self.rejected_onsets = 0  # speech onsets the gate judged not to be the user
         self.false_ducks = 0  # times the replica was muted for voice that never became an onset
+        self.audio_gaps = 0  # sentences that started after the one before had finished playing
         self._ducked_ns: int | None = None  # when the replica's speech was muted for early voice
         budget = max(256, engines.llm.context_tokens - config.max_reply_tokens - 64)
         self.history = History(config.system_prompt, budget, engines.llm.count_tokens)
@@ -307,6 +308,8 @@ class Conversation(ListeningSide, SpeakingSide):
             if turn.cancel.cancelled:
                 return
             seg_index = len(turn.segments)
+            if seg_index and self.sink.played_samples(PlayTag(turn.id, seg_index - 1)) >= turn.segments[-1].n_samples:
+                self.audio_gaps += 1  # the last sentence had ended before this one was ready: a gap was heard
             turn.segments.append(Segment(text_index, len(audio)))
             start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
         if self.face is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
 from app.engines.kv_shift import shift_out_dropped
+from app.engines.llm_threads import SpinGuard
 from app.model_registry import ModelError
 
 # Sensible defaults for a 135M model: short, low-temperature, repetition-averse.
@@ -81,17 +82,19 @@ class LlamaCppLlm:
         self.context_shift = context_shift  # drop trimmed history from the KV cache, not evaluate it again
         self.shifted_tokens = 0  # how many cached tokens were dropped that way
         self.threads = self._applied_threads = threads
+        self.spin_guard = SpinGuard()
 
     def set_threads(self, threads: int) -> None:
         """The CPU plan's thread count; applied before the next prefill or token (never mid-decode)."""
         self.threads = max(1, threads)
 
-    def _apply_threads(self) -> None:
-        if self.threads != self._applied_threads:
+    def _apply_threads(self, threads: int | None = None) -> None:
+        threads = threads or self.threads
+        if threads != self._applied_threads:
             import llama_cpp
 
-            llama_cpp.llama_set_n_threads(self._llm.ctx, self.threads, self.threads)
-            self._applied_threads = self.threads
+            llama_cpp.llama_set_n_threads(self._llm.ctx, threads, threads)
+            self._applied_threads = threads
 
     # -- prompt ---------------------------------------------------------------
 
@@ -126,7 +129,7 @@ class LlamaCppLlm:
             reused = min(self.cached_prefix(tokens), len(tokens) - 1)
             if cancel.cancelled:
                 return 0
-            self._apply_threads()
+            self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             self._llm.n_tokens = reused
             self._llm.eval(tokens[reused:])
             return len(tokens) - reused
@@ -147,8 +150,17 @@ class LlamaCppLlm:
             budget = min(self.max_tokens, self.context_tokens - len(tokens) - 1)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             stats.finish_reason = "length"
-            self._apply_threads()
-            for token_id in self._llm.generate(tokens, reset=True, **self.sampling):
+            self._apply_threads(self.spin_guard.threads_to_start(self.threads))
+            tokens_out = self._llm.generate(tokens, reset=True, **self.sampling)
+            while True:
+                started = time.perf_counter()
+                token_id = next(tokens_out, None)
+                if token_id is None:
+                    break
+                if stats.completion_tokens and self.spin_guard.slow(
+                    self._applied_threads, time.perf_counter() - started
+                ):
+                    self._apply_threads(1)  # the other core is busy elsewhere: spinning for it only loses
                 if token_id in self._stop_ids:
                     stats.finish_reason = "stop"
                     break
