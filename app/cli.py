@@ -42,11 +42,11 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--llm-model", dest="llm_model", default=s, metavar="GGUF", help="local chat model file")
     g.add_argument("--voice", default=s, metavar="ONNX", help="Piper voice (.onnx with .onnx.json beside it)")
     g.add_argument(
-        "--no-requantize",
+        "--requantize",
         dest="requantize_llm",
-        action="store_false",
+        action=argparse.BooleanOptionalAction,
         default=s,
-        help="use a Q4/Q5 GGUF as it is instead of a cached Q8_0 copy",
+        help="run a Q4/Q5 GGUF as a cached Q8_0 copy (off: Q4_1 decodes faster here)",
     )
     g.add_argument("--llm", dest="llm_backend", choices=["local", "openai"], default=s, help="LLM backend")
     g.add_argument(
