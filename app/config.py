@@ -67,6 +67,9 @@ class Config:
     # turn-taking
     silence_ms: int = 250
     min_speech_ms: int = 160
+    # While the user speaks, transcribe the growing utterance every 0.4 s and evaluate the words so far
+    # into the LLM's KV cache (the listening phase leaves the cores free): TTFT then covers a few tokens.
+    prefill_while_speaking: bool = True
     # threads (2-core machines: LLM and TTS share, so keep each small)
     llm_threads: int = 2
     tts_threads: int = 2
@@ -107,7 +110,11 @@ _SECTIONS = {
         "threads": "llm_threads",
     },
     "persona": {"name": "persona_name", "system_prompt": "system_prompt"},
-    "turns": {"silence_ms": "silence_ms", "min_speech_ms": "min_speech_ms"},
+    "turns": {
+        "silence_ms": "silence_ms",
+        "min_speech_ms": "min_speech_ms",
+        "prefill_while_speaking": "prefill_while_speaking",
+    },
     "cpu": {"plan": "cpu_plan"},
     "paths": {"log_dir": "log_dir"},
 }

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from app.config import Config
 from app.core import events as ev
 from app.core.audio_io import AudioSink
 from app.core.bus import EventBus
@@ -23,7 +24,8 @@ from app.core.cpu_plan import CpuPlan, Phase
 from app.core.duplex import BargeInGate, MicFilter
 from app.core.engines import ASR_SAMPLE_RATE, Transcript
 from app.core.fillers import Verdict, judge
-from app.core.jobs import AsrJob, EngineSet, Speculation
+from app.core.history import History
+from app.core.jobs import AsrJob, EngineSet, LlmJob, Speculation
 from app.core.listener import Listener, Utterance
 from app.core.outbox import Outbox
 from app.core.turn import Turn
@@ -60,6 +62,9 @@ class ListeningSide:
     _user_speaking: bool
     _listener: Listener | None
     _asr: Worker
+    _llm: Worker
+    config: Config
+    history: History
     cpu: CpuPlan
     interrupt: Callable[..., None]
     _begin_reply: Callable[[Turn], None]
@@ -71,6 +76,7 @@ class ListeningSide:
     _draft_samples: int = 0
     _partial: CancelToken | None = None
     asr_partials: int = 0  # partial decodes finished, for tests and the curious
+    user_word_prefills: int = 0  # times the user's words so far went into the LLM's KV cache
 
     def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
         if self._listener is None:
@@ -85,7 +91,8 @@ class ListeningSide:
 
     def _maybe_partial(self) -> None:
         """Every PARTIAL_STEP_S of voice, queue a decode of the utterance so far (one at a time)."""
-        if self._listener is None or not getattr(self.engines.asr, "takes_drafts", False):
+        drafts = getattr(self.engines.asr, "takes_drafts", False)
+        if self._listener is None or not (drafts or self.config.prefill_while_speaking):
             return
         with self._lock:
             turn_id, busy = self._listening_turn, self._partial is not None or self._speculation is not None
@@ -110,15 +117,30 @@ class ListeningSide:
             if not job.partial.cancelled:
                 transcript = self._transcribe(job.turn_id, job.utterance.audio, job.partial)
                 with self._lock:
-                    if self._draft_turn == job.turn_id:
+                    current = self._draft_turn == job.turn_id
+                    if current:
                         self._draft = transcript.draft
                         self.asr_partials += 1
+                if current and not job.partial.cancelled:
+                    self._prefill_user_words(transcript.text)
         except Cancelled:
             pass  # the user paused: the final decode goes first
         finally:
             with self._lock:
                 if self._partial is job.partial:
                     self._partial = None
+
+    def _prefill_user_words(self, text: str) -> None:
+        """Put the words heard so far into the LLM's KV cache, so at the pause only the rest is evaluated.
+
+        The last word is left out (it may still change); the reply's prompt then finds
+        the history and these words cached, and its TTFT covers a few tokens, not the question.
+        """
+        words = text.split()[:-1]
+        if not self.config.prefill_while_speaking or len(words) < 2:
+            return
+        self.user_word_prefills += 1
+        self._llm.submit(LlmJob(None, self._with_carried(" ".join(words)), prefill_only=CancelToken()))
 
     def _transcribe(self, turn_id: int, audio: np.ndarray, cancel: CancelToken | None = None) -> Transcript:
         """The engine's transcript, seeded with this turn's draft when the engine takes one."""
