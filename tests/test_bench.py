@@ -104,3 +104,19 @@ def test_remote_backend_is_measured_the_same_way(engines, config, tmp_path) -> N
     assert remote_result["analysis"]["pipeline"]["ttft_ms"]["n"] == 1
     assert remote_result["direct"][0]["reply"].startswith("Hello there")
     assert "Doppel openai" in (tmp_path / "bench.md").read_text()
+
+
+def test_long_session_in_other_voices_and_the_window_get_their_own_rows(engines, config, tmp_path) -> None:
+    """The held-out voices (one growing conversation, replies heard to the end) and the real window."""
+    plan = Plan(questions=1, barge_ins=0, direct_questions=1, budget_s=120.0, mode="test", long_session=2, gui=True)
+    doc = run_bench(engines, config, tmp_path, plan)
+    result = doc["backends"]["local"]
+    long_turns = result["long_session"]["turns"]
+    assert [t["input"] for t in long_turns] == ["h01", "h02"]
+    assert all(t["playout_cut_by_bench"] is False for t in long_turns)  # every reply heard to its end
+    assert result["analysis"]["long_session"]["speech_end_to_first_audio_ms"]["all"]["n"] >= 1
+    window = result["gui_session"]
+    assert [t["input"] for t in window["turns"]] == ["q01"] and window["window"]["paints"] > 0
+    assert result["analysis"]["gui"]["window"]["speech_end_to_first_audio_ms"]["p50"] > 0
+    markdown = (tmp_path / "bench.md").read_text()
+    assert "Other voices, one long session" in markdown and "The window" in markdown

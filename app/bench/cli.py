@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="N",
         help="turns of the long session in held-out voices, replies heard to the end (full: 22, --quick: 0)",
     )
+    p.add_argument(
+        "--gui",
+        dest="bench_gui",
+        action="store_true",
+        help="also play the same inputs through the real window (offscreen Qt) and compare it with headless",
+    )
     p.add_argument("--no-replica", dest="replica", action="store_false", help="run without the replica face")
     p.add_argument(
         "--levers",
@@ -61,6 +67,8 @@ def plan_from_args(args: argparse.Namespace):  # -> Plan (imported lazily: the C
         plan = replace(plan, questions=n, direct_questions=min(plan.direct_questions, n))
     if args.barge_ins is not None:
         plan = replace(plan, barge_ins=max(0, min(3, args.barge_ins)))
+    if getattr(args, "bench_gui", False):
+        plan = replace(plan, gui=True)
     if getattr(args, "long_session", None) is not None:
         from app.bench.questions import HELD_OUT
 

@@ -117,7 +117,44 @@ def analyse(result: dict) -> dict:
     }
     if result.get("long_session"):
         out["long_session"] = long_session_summary(result["long_session"]["turns"])
+    if result.get("gui_session"):
+        window = {k: summary([t["metrics"].get(k) for t in result["gui_session"]["turns"]]) for k, _, _ in GUI_KEYS}
+        out["gui"] = {
+            "window": window,
+            "window_over_headless": {k: _ratio(window[k]["p50"], pipeline[k]["p50"]) for k, _, _ in GUI_KEYS},
+        }
     return out
+
+
+GUI_KEYS = (
+    ("ttft_ms", "TTFT", "ms"),
+    ("tps", "TPS", ""),
+    ("llm_latency_ms", "20/TPS + TTFT", "ms"),
+    ("speech_end_to_first_audio_ms", "end of speech -> first audio", "ms"),
+)
+
+
+def gui_table(name: str, result: dict) -> list[str]:
+    gui = result["analysis"].get("gui")
+    if not gui:
+        return []
+    paint = result["gui_session"].get("window", {})
+    lines = [
+        f"### The window — {name} (the same inputs through `MainWindow`, offscreen, face and HUD painting; "
+        f"{paint.get('paint_fps')} face paints/s)",
+        "",
+        "| metric | headless p50 | window p50 | window p90 | window ÷ headless |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    headless = result["analysis"]["pipeline"]
+    for key, label, unit in GUI_KEYS:
+        w = gui["window"][key]
+        suffix = {"ms": " (ms)", "": " (tok/s)"}.get(unit, "")
+        lines.append(
+            f"| {label}{suffix} | {_fmt(headless[key]['p50'], unit)} | {_fmt(w['p50'], unit)} | "
+            f"{_fmt(w['p90'], unit)} | {_fmt(gui['window_over_headless'][key], 'x')} |"
+        )
+    return [*lines, ""]
 
 
 LONG_SESSION_KEYS = (
@@ -346,6 +383,7 @@ def markdown(doc: dict) -> str:
     for name, result in results.items():
         out += [f"## Stages — {name} LLM", "", *stage_table(name, result), "", *critical_path(name, result)]
         out += long_session_table(name, result)
+        out += gui_table(name, result)
     out += ["## End to end: pipeline vs its own engines", "", *e2e_table(results), ""]
     out += [
         "*raw limit* = the larger of the silence window and ASR + LLM to the first clause + TTS of that clause "

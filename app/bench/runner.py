@@ -59,6 +59,7 @@ class Plan:
     mode: str = "full"
     # Then one growing conversation in voices the set above does not use, every reply heard to its end.
     long_session: int = len(HELD_OUT)
+    gui: bool = False  # then the same inputs through the real window (offscreen Qt), compared with headless
 
     @classmethod
     def quick(cls) -> Plan:
@@ -176,25 +177,25 @@ def run_bench(
         calls = _warm_up_calls(eng, config, audio[order[0].id])
         pools = in_own_thread(partial(engine_pools, calls))
         progress(f"[{name}] conversation: {len(order)} inputs at real-time pace")
-        session = Session(
-            replace(config, log_dir=str(out_dir / "logs")),
-            eng,
-            order,
-            audio,
-            face=_make_face(replica),
-            log_path=out_dir / "logs" / f"session-{name}.jsonl",
-            plan=plan.session,
-            known_threads=pools,
-            progress=progress,
-        ).run(release_until=time.monotonic() + plan.budget_s * plan.session_share)
+        session = _session(
+            f"session-{name}", eng, config, order, audio, out_dir, plan.session, pools, replica, progress
+        )
+        session_record = session.run(release_until=time.monotonic() + plan.budget_s * plan.session_share)
         progress(f"[{name}] engines called directly: {len(direct_qs)} questions")
         face = _make_face(replica)
         direct = in_own_thread(partial(run_direct, config, eng, direct_qs, audio, face, progress, deadline))
         if len(direct) < len(direct_qs):
             notes.append(f"[{name}] direct calls stopped after {len(direct)} questions to stay in the time budget")
-        results[name] = {"session": session, "direct": direct}
+        results[name] = {"session": session_record, "direct": direct}
         if plan.long_session:
             results[name]["long_session"] = _long_session(name, eng, config, plan, out_dir, pools, replica, progress)
+        if plan.gui:
+            from app.bench.gui import gui_session
+
+            progress(f"[{name}] the window (offscreen Qt, face and HUD painting): {len(order)} inputs")
+            results[name]["gui_session"] = gui_session(
+                eng, config, order, audio, out_dir, plan.session, pools, progress
+            )
         results[name]["analysis"] = report.analyse(results[name])
     machine["loadavg_end"] = _loadavg()
     doc = {
@@ -234,17 +235,34 @@ def _long_session(
     paths = ensure_audio(held, out_dir / "questions")
     audio = {q.id: load_audio(paths[q.id]) for q in held}
     whole_replies = replace(plan.session, playout_cap_s=120.0, generation_grace_s=0.0)
+    label = f"long-session-{name}"
+    return _session(label, engines, config, held, audio, out_dir, whole_replies, pools, replica, progress).run()
+
+
+def _session(
+    label: str,
+    engines: Engines,
+    config: Config,
+    order: list[Question],
+    audio: dict[str, np.ndarray],
+    out_dir: Path,
+    plan: SessionPlan,
+    pools: dict[int, str],
+    replica: bool,
+    progress: Progress,
+) -> Session:
+    """A fresh conversation with its own face, logging to ``logs/<label>.jsonl``."""
     return Session(
         replace(config, log_dir=str(out_dir / "logs")),
         engines,
-        held,
+        order,
         audio,
         face=_make_face(replica),
-        log_path=out_dir / "logs" / f"long-session-{name}.jsonl",
-        plan=whole_replies,
+        log_path=out_dir / "logs" / f"{label}.jsonl",
+        plan=plan,
         known_threads=pools,
         progress=progress,
-    ).run()
+    )
 
 
 def _warm_up_calls(engines: Engines, config: Config, audio: np.ndarray) -> dict[str, Callable[[], object]]:

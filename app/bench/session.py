@@ -120,7 +120,9 @@ class Session:
         plan: SessionPlan | None = None,
         known_threads: dict[int, str] | None = None,
         progress: Progress = lambda _msg: None,
+        external: bool = False,
     ) -> None:
+        """``external``: the conversation is someone else's (the window's), handed over with ``adopt``."""
         from app.core.conversation import Conversation
 
         plan = plan or SessionPlan()
@@ -130,7 +132,7 @@ class Session:
         items = [
             SourceItem(
                 audio[q.id],
-                wait_for=self.releases[i].is_set if i else None,
+                wait_for=self.releases[i].is_set,  # the first input too: it plays once ``run`` starts
                 delay_s=0.0 if q.kind == "interrupter" else plan.gap_s,
                 label=q.id,
             )
@@ -140,20 +142,31 @@ class Session:
         self.source = FileSource(items)
         self.face = TimedFace(face) if face is not None else None
         self.events = EventLog()
-        self.conversation = Conversation(
-            config,
-            engines,
-            source=self.source,
-            sink=WavWriterSink(None, engines.tts.sample_rate),
-            face=self.face,
-            on_frame=(lambda _frame: None) if self.face is not None else None,
-            log=JsonlLog(log_path),
+        self.owns_conversation = not external
+        self.conversation = (
+            None
+            if external
+            else Conversation(
+                config,
+                engines,
+                source=self.source,
+                sink=WavWriterSink(None, engines.tts.sample_rate),
+                face=self.face,
+                on_frame=(lambda _frame: None) if self.face is not None else None,
+                log=JsonlLog(log_path),
+            )
         )
-        self.conversation.bus.subscribe(self.events)
+        if self.conversation is not None:
+            self.conversation.bus.subscribe(self.events)
         self.turn_of: dict[int, int | None] = {}  # item index -> turn id
         self.cut: set[int] = set()  # turns whose playout the bench stopped
         self.skipped: list[str] = []  # inputs never played (time budget)
         self.log_path = log_path
+
+    def adopt(self, conversation: Any) -> None:
+        """Measure ``conversation`` (built and started elsewhere, its microphone reading ``self.source``)."""
+        self.conversation = conversation
+        conversation.bus.subscribe(self.events)
 
     # -- control (calling thread) -------------------------------------------------
 
@@ -161,7 +174,9 @@ class Session:
         """Play every input; none is started after ``release_until`` (time.monotonic), to keep a time budget."""
         sampler = CpuSampler(known=self.known_threads)
         started = time.perf_counter()
-        self.conversation.start()
+        if self.owns_conversation:
+            self.conversation.start()
+        self.releases[0].set()
         sampler.start()
         try:
             turn: int | None = None
@@ -182,7 +197,7 @@ class Session:
             self._finish_reply(turn)
         finally:
             sampler.stop()
-            clean = self.conversation.shutdown(timeout=3.0)
+            clean = self.conversation.shutdown(timeout=3.0) if self.owns_conversation else True
         wall = time.perf_counter() - started
         return self._record(wall, sampler, clean)
 
