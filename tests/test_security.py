@@ -21,7 +21,10 @@ from tests.servers.fake_openai import FakeOpenAiServer
 APP = Path(__file__).resolve().parents[1] / "app"
 KEY = "sk-live-7c1e9f0b2d4a6c8e0f1a3b5d"
 # Modules allowed to start processes, and why; every call must pass an argument list, never a shell string.
-SUBPROCESS_USERS = {"app/bench/questions.py": "espeak-ng and the question generator, fixed commands"}
+SUBPROCESS_USERS = {
+    "app/bench/questions.py": "espeak-ng and the question generator, fixed commands",
+    "app/bench/asr.py": "sox's tempo effect for the ASR comparison's speed variants, a fixed argument list",
+}
 
 
 def _calls(tree: ast.AST) -> list[tuple[str, ast.Call]]:
