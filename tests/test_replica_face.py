@@ -10,7 +10,7 @@ import pytest
 
 from app.core.engines import SpeechChunk
 from app.replica import NoFaceError, Replica
-from app.replica.face import apply_affine, load_default_source
+from app.replica.face import apply_affine, load_default_source, skin_mask
 
 T0 = 10**12  # an arbitrary instant on the perf_counter_ns clock
 FRAME_NS = 40_000_000
@@ -81,11 +81,12 @@ def test_photo_without_a_face_raises_a_clear_error(image: np.ndarray) -> None:
     ("scale", "angle", "shift", "gamma"),
     [(1.0, 0, (0, 0), 1.0), (0.8, 4, (60, 40), 1.0), (1.3, -5, (-40, 10), 1.0), (1.15, -7, (20, 30), 2.2)],
 )
-def test_landmark_fit_lands_on_the_transformed_default_portrait(scale, angle, shift, gamma) -> None:
-    from app.replica.detect import fit_landmarks
+def test_haar_fallback_lands_on_the_transformed_default_portrait(scale, angle, shift, gamma) -> None:
+    """The path used without the face models; the mesh itself is measured in test_replica_mesh.py."""
+    from app.replica.detect import _fit_haar
 
     image, truth = transformed_portrait(scale, angle, shift, gamma)
-    fit = fit_landmarks(image)
+    fit = _fit_haar(image)
     iod = np.hypot(*(truth[42:48].mean(0) - truth[36:42].mean(0)))
     error = np.hypot(*(fit.points - truth).T)
     assert fit.eyes_detected
@@ -94,14 +95,19 @@ def test_landmark_fit_lands_on_the_transformed_default_portrait(scale, angle, sh
 
 
 def test_replica_from_a_photo_is_normalised_and_animates() -> None:
-    image, _ = transformed_portrait(1.3, -5, (-40, 10), 1.8)
+    image, _ = transformed_portrait(1.3, -5, (-40, 10), 2.6)
     rep = Replica.from_image(image, seed=3)
     left, right = rep.landmarks[36:42].mean(0), rep.landmarks[42:48].mean(0)
     assert abs(left[1] - right[1]) < 1.0 and 90 < right[0] - left[0] < 102  # levelled and scaled
     still = rep.render(T0).image
-    # Exposure is evened out: the darkened face comes back toward mid-grey.
-    face = cv2.cvtColor(crop(still, eye_boxes(rep)[0]), cv2.COLOR_BGR2GRAY)
-    assert face.mean() > 95
+    # Exposure is evened out: the darkened skin (median ~0.3 of white here) comes back toward mid-grey.
+    luma = cv2.cvtColor(still, cv2.COLOR_BGR2GRAY)
+    dark = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    assert np.median(dark[dark != 128]) < 90
+    assert np.median(luma[skin_mask(rep.landmarks, luma.shape)]) > 100
+    image, _ = transformed_portrait(1.3, -5, (-40, 10), 1.8)
+    rep = Replica.from_image(image, seed=3)
+    still = rep.render(T0).image
     start = rep.blink_times(T0, T0 + 6_000_000_000)[0]
     shut = rep.render(start + 100_000_000).image
     assert dark_pixels(shut, eye_boxes(rep)[0], 60) < 0.5 * dark_pixels(still, eye_boxes(rep)[0], 60)

@@ -1,10 +1,11 @@
-"""Find a face in one photo and fit the 68-point template to it, offline.
+"""Find a face in one photo and its 68 landmarks, offline.
 
-OpenCV's Haar cascades find the face box and the two eyes; the landmark
-template (the default portrait's hand-placed points, in the normalised frame)
-is then placed by the similarity that puts its eyes on the detected eyes.
-Eyes give scale, roll and position far more precisely than the face box, so
-the box is only the fallback when the eyes are not found.
+MediaPipe's face mesh (app/replica/mesh.py) measures every landmark: lips,
+jaw, lids and irises of this face. Only where its models are not installed
+does the old path run: OpenCV's Haar cascades find the face box and the two
+eyes, and the default portrait's hand-placed points are placed by the
+similarity that puts their eyes on the detected eyes (so the mouth and jaw
+are then guesses from the eyes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from app.replica.face import CANON_EYES, NoFaceError, apply_affine, load_default_source, normalise
+from app.replica.mesh import load_face_mesh
 
 NO_FACE_HELP = (
     "No face was found in this image. Use a photo (or a webcam snapshot) with one face looking at the "
@@ -33,8 +35,9 @@ class Fit:
 
     points: np.ndarray  # (68, 2) float64, input-image pixels
     face_box: tuple[int, int, int, int]  # x, y, w, h
-    eyes: np.ndarray  # (2, 2) eye centres used for the fit
+    eyes: np.ndarray  # (2, 2) eye centres used for the fit (the irises, with the mesh)
     eyes_detected: bool
+    mesh: np.ndarray | None = None  # (468, 2) when the face mesh measured the face
 
 
 @cache
@@ -61,6 +64,20 @@ def fit_landmarks(image_bgr: np.ndarray) -> Fit:
     """
     if image_bgr is None or image_bgr.ndim not in (2, 3) or min(image_bgr.shape[:2]) < 32:
         raise NoFaceError(NO_FACE_HELP)
+    model = load_face_mesh()
+    if model is not None:
+        colour = image_bgr if image_bgr.ndim == 3 else cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
+        found = model.fit(np.ascontiguousarray(colour[:, :, :3]))
+        if found is None:
+            raise NoFaceError(NO_FACE_HELP)
+        x, y, w, h = found.detection.box
+        box = (int(x - w / 2), int(y - h / 2), int(w), int(h))
+        return Fit(points=found.points68, face_box=box, eyes=found.irises, eyes_detected=True, mesh=found.mesh)
+    return _fit_haar(image_bgr)
+
+
+def _fit_haar(image_bgr: np.ndarray) -> Fit:
+    """The fallback without the face models: Haar boxes and the template placed on the eyes."""
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
     shrink = min(1.0, _MAX_DETECT_SIDE / max(gray.shape))
     if shrink < 1.0:

@@ -254,6 +254,7 @@ class _Eye:
         y1 = self.lo.max() + 0.9 * self.height + 0.02 * iod
         self.roi = _Roi(cols[0], y0 - 3, cols[-1] + 1, y1 + 3)
         self.width = width
+        self.lash = 0.05 * iod  # lashes and lid margin, squeezed to a third when shut
 
     def warp(self, pose: Pose, shift: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> None:
         blink = max(pose.blink, 0.35 * max(pose.gaze_y, 0.0))
@@ -266,10 +267,12 @@ class _Eye:
         meet = up + 0.78 * (lo - up)
         ub, db = up + blink * (meet - up), lo - blink * (lo - meet)
         top, bot = up - 1.2 * self.height, lo + 0.9 * self.height
-        # One continuous map: the lid skin stretches down and the opening is squeezed
-        # shut between the lash lines (no jump in the map, so no stair-stepped edge).
-        k_out = np.stack([top, ub, db, bot]).astype(np.float32)
-        k_src = np.stack([top, up, lo, bot]).astype(np.float32)
+        # The lid skin above the lashes stretches down, the lash line rides on its edge at its own
+        # thickness, and the opening is squeezed shut under it: a closed eye shows lid and lashes, not
+        # a squashed dark eye (measured lids sit on the lash line, so the lashes must move as a band).
+        lash = np.minimum(self.lash, 0.45 * (up - top))
+        k_out = np.stack([top, ub - lash * (1.0 - 0.65 * blink), ub, db, bot]).astype(np.float32)
+        k_src = np.stack([top, up - lash, up, lo, bot]).astype(np.float32)
         dy = _ramps(y, k_out, k_src) - y
         if pose.gaze_x or pose.gaze_y:
             across = np.clip((x - self.c0[0]) / self.width, 0, 1)
