@@ -55,6 +55,27 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="instead: Moonshine vs Whisper on the questions and noisy, fast, accented and short variants (asr.md)",
     )
+    p.add_argument(
+        "--replies",
+        action="store_true",
+        help="instead: reply quality (right answers, parroting, persona leakage, cut or long replies, language) "
+        "per model with its latency (replies.md; --quick: a small subset)",
+    )
+    p.add_argument(
+        "--variant",
+        dest="reply_variants",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="with --replies: LABEL:model=NAME|PATH,style=NAME,temp=X,repeat_penalty=X (repeatable; "
+        "default: every bundled model installed)",
+    )
+    p.add_argument(
+        "--typed-only", dest="typed_only", action="store_true", help="with --replies: skip the spoken prompts"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, metavar="N", help="with --replies: typed prompts N times, one seed each (3)"
+    )
     p.set_defaults(func=run)
 
 
@@ -87,6 +108,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
         from app.bench.levers import run_cli
 
         return run_cli(replace(config, asr_engine="whisper"), args.out, args.quick)  # its window lever is Whisper's
+    if getattr(args, "replies", False):
+        from app.bench.replies_report import run_cli as run_replies
+
+        rounds = max(1, args.rounds)
+        return run_replies(config, args.out, args.quick, args.reply_variants, not args.typed_only, rounds)
     if getattr(args, "asr_compare", False):
         from app.bench.asr import run_cli as run_asr_compare
 

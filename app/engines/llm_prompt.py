@@ -1,0 +1,83 @@
+"""How a conversation becomes the text a model continues: its template, few-shot turns and stop rules.
+
+The few-shot turns sit right after the persona, so they are part of the
+prefix the KV cache keeps from start-up to the end of the conversation: they
+cost evaluation once, not per turn.  They are persona-neutral (no name, no
+claim about who the replica is), and none of them answers a prompt of the
+reply bench (``app/bench/replies.py``), which would flatter the score.
+
+A GGUF without a chat template (a base model such as Gemma 3 270M) is talked
+to as a plain transcript, "User: ... / Assistant: ...", one line per turn: a
+base model has read many of those, and a newline ends its reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.core.engines import ChatMessage
+
+
+def _pairs(*texts: str) -> tuple[ChatMessage, ...]:
+    roles = ("user", "assistant")
+    return tuple(ChatMessage(roles[i % 2], text) for i, text in enumerate(texts))  # type: ignore[arg-type]
+
+
+# Short, complete, on topic; a hum gets a short prompt back, an instruction is obeyed to the letter.
+EXAMPLES = _pairs(
+    "Hello!",
+    "Hi! Nice to see you. How is your day going?",
+    "What is the capital of Italy?",
+    "The capital of Italy is Rome.",
+    "Mm-hmm.",
+    "So, what would you like to talk about?",
+    "Answer in one word: what colour is snow?",
+    "White.",
+    "I just got back from a run.",
+    "Nice! How far did you go?",
+)
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """What the engine adds around the conversation; ``sampling`` overrides the engine's defaults."""
+
+    name: str
+    examples: tuple[ChatMessage, ...] = ()
+    transcript: bool = False  # no chat template: plain "User:/Assistant:" lines
+    stop_at_newline: bool = False  # a reply is one paragraph (transcripts: one line)
+    sampling: tuple[tuple[str, float], ...] = ()
+
+    def arrange(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """The messages with the few-shot turns after the persona (before any real turn)."""
+        msgs = list(messages)
+        if not self.examples:
+            return msgs
+        head = 1 if msgs and msgs[0].role == "system" else 0
+        return [*msgs[:head], *self.examples, *msgs[head:]]
+
+    def render_transcript(self, messages: Sequence[ChatMessage]) -> str:
+        """The transcript a base model continues; it ends with the assistant's label when a user spoke last."""
+        lines: list[str] = []
+        for m in self.arrange(messages):
+            if m.role == "system":
+                lines.append(m.content.strip() + "\n")
+            else:
+                label = "User" if m.role == "user" else "Assistant"
+                lines.append(f"{label}: {' '.join(m.content.split())}")
+        text = "\n".join(lines)
+        if messages and messages[-1].role == "user":
+            text += "\nAssistant:"
+        return text
+
+
+CHAT = PromptStyle("chat")  # the chat template alone, as before the reply bench
+CHAT_FEW_SHOT = PromptStyle("chat+examples", examples=EXAMPLES)
+TRANSCRIPT_FEW_SHOT = PromptStyle("transcript+examples", examples=EXAMPLES, transcript=True, stop_at_newline=True)
+STYLES = {s.name: s for s in (CHAT, CHAT_FEW_SHOT, TRANSCRIPT_FEW_SHOT)}
+
+
+def default_style(has_chat_template: bool) -> PromptStyle:
+    """The style a model gets unless the caller picks one (the reply bench's numbers chose these)."""
+    return CHAT if has_chat_template else TRANSCRIPT_FEW_SHOT
