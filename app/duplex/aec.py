@@ -45,7 +45,8 @@ _MIN_STRENGTH = 0.12
 _ACTIVE_RMS = 0.003  # reference louder than this counts as "the replica is speaking"
 _ECHO_SPAN_NS = 500_000_000  # playout this recent may still be echoing at the mic
 _CONVERGED_RATIO = 10 ** (-15 / 10)
-_MIN_WARMUP_CHUNKS = 100  # at least 1 s of echo: device latencies settle in the first second too
+_MIN_WARMUP_CHUNKS = 150  # 1.5 s of echo: device latencies settle in the first second, AEC3 needs loud passages too
+_MIN_REWARM_CHUNKS = 50  # after the playout clock jumped: AEC3 keeps its filter, only the delay moved
 _MAX_WARMUP_CHUNKS = 300  # 3 s
 
 
@@ -94,10 +95,13 @@ class EchoCanceller:
         self._since_estimate = 0
         self._starved_at_estimate = 0
         self.warmup_ms = 0  # how long the mic was ducked while AEC3 learned the echo path
+        self.rewarms = 0  # times the playout clock jumped and the mic was ducked again while AEC3 re-aligned
+        self._reanchors_seen = 0
         self._reset_warmup()
 
-    def _reset_warmup(self) -> None:
+    def _reset_warmup(self, min_chunks: int = _MIN_WARMUP_CHUNKS) -> None:
         self._warm = False
+        self._min_warmup_chunks = min_chunks
         self._warmup: deque[tuple[float, float]] = deque(maxlen=50)
         self._warmup_chunks = 0
 
@@ -124,6 +128,7 @@ class EchoCanceller:
         if not len(self._in):
             self._in_t_ns = t_ns
         self._in = np.concatenate([self._in, frame])
+        self._rewarm_after_clock_jump()
         while len(self._in) >= CHUNK:
             ref_t = self._ref_time(self._in_t_ns)
             ref, known = self._ref.read(ref_t, CHUNK)
@@ -142,6 +147,20 @@ class EchoCanceller:
             self._in_t_ns += int(CHUNK * 1e9 / SOURCE_RATE)
         return self._pop(len(frame))
 
+    def _rewarm_after_clock_jump(self) -> None:
+        """The speaker's clock jumped (underrun, device restart): duck again until AEC3 has re-aligned.
+
+        The echo then arrives at a new delay; AEC3 finds it within about half a
+        second, and until then leaks enough of the replica's voice for a false
+        barge-in (seen on PulseAudio: one false onset 1.6 s into a reply).
+        """
+        jumps = self._ref.reanchors
+        if jumps != self._reanchors_seen:
+            self._reanchors_seen = jumps
+            if self._warm:
+                self.rewarms += 1
+                self._reset_warmup(_MIN_REWARM_CHUNKS)
+
     def _converged(self, mic: np.ndarray, cleaned: np.ndarray, t_ns: int, known: bool) -> bool:
         """Has AEC3 learned the echo path? Until it has, echo leaks for about a second.
 
@@ -158,7 +177,7 @@ class EchoCanceller:
             return True  # nothing played lately: nothing to leak
         self._warmup.append((float(np.mean(mic**2)), float(np.mean(cleaned**2))))
         self._warmup_chunks += 1
-        if known and self._warmup_chunks >= _MIN_WARMUP_CHUNKS:
+        if known and self._warmup_chunks >= self._min_warmup_chunks:
             power_in, power_out = sum(w[0] for w in self._warmup), sum(w[1] for w in self._warmup)
             self._warm = power_out < power_in * _CONVERGED_RATIO
         self._warm = self._warm or self._warmup_chunks >= _MAX_WARMUP_CHUNKS

@@ -24,7 +24,7 @@ class LeakDetector:
         self,
         window_s: float = 0.25,
         max_lag_s: float = 0.3,
-        threshold: float = 0.6,
+        threshold: float = 0.5,
         floor_rms: float = 0.004,
         every_chunks: int = 3,
         hold_s: float = 0.15,
