@@ -15,7 +15,7 @@ from app.resources import package_dir, resource_path
 
 MODEL_KINDS = ("asr", "llm", "voice")
 ASR_ENGINES = ("whisper", "moonshine")
-ALTERNATE_KINDS = ("moonshine", "face")  # entries beyond the main kinds: an alternate ASR, the replica's face models
+ALTERNATE_KINDS = ("moonshine", "face", "turn")  # beyond the main kinds: an alternate ASR, face models, end of turn
 CLI_FLAGS = {"asr": "--asr-model", "moonshine": "--asr-model", "llm": "--llm-model", "voice": "--voice"}
 
 
@@ -135,3 +135,5 @@ def check_model_files(kind: str, path: Path, spec: ModelSpec, origin: str, fix: 
             )
         if path.stat().st_size < 1024:
             raise ModelError(f"The voice {path} (from {origin}) is too small to be an ONNX model. {fix}")
+    elif spec.file_kind == "onnx" and (not path.is_file() or path.stat().st_size < 1024):
+        raise ModelError(f"The {kind} model {path} (from {origin}) is not an ONNX model file. {fix}")
