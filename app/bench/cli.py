@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "per model with its latency (replies.md; --quick: a small subset)",
     )
     p.add_argument(
+        "--lips",
+        action="store_true",
+        help="instead: the replica measured from its pixels with the face mesh (lip sync, rounding, closures, "
+        "blinks, identity, landmark fits, render time; replica.md; ~1 min)",
+    )
+    p.add_argument(
         "--variant",
         dest="reply_variants",
         action="append",
@@ -113,6 +119,11 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
         rounds = max(1, args.rounds)
         return run_replies(config, args.out, args.quick, args.reply_variants, not args.typed_only, rounds)
+    if getattr(args, "lips", False):
+        from app.replica.bench import run as run_lips
+
+        run_lips(args.out, args.quick)
+        return 0
     if getattr(args, "asr_compare", False):
         from app.bench.asr import run_cli as run_asr_compare
 

@@ -1,35 +1,52 @@
-"""Measure the replica: render time per frame on one thread, and landmark fit error.
+"""The replica bench: lips, eyes and identity measured from rendered pixels, landmark fits, render time.
 
-    python -m app.replica.bench
+    doppel bench --lips [--out DIR]        (or: python -m app.replica.bench)
 
-Render time is reported both as wall clock and as this thread's CPU time (the
-latter is what one core spends, and stays honest on a busy machine).
+Every number comes from frames: MediaPipe's face mesh is run on them (see
+app/replica/measure.py). Render time is reported as wall clock and as this
+thread's CPU time (what one core spends, honest on a busy machine). Wrap any
+run in ``flock /tmp/doppel-bench.lock`` on a shared machine.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from app.core.engines import SpeechChunk
-from app.replica.detect import fit_landmarks
+from app.replica import measure
 from app.replica.face import apply_affine, load_default_source
+from app.replica.mesh import FaceMesh, load_face_mesh
 from app.replica.replica import Replica
 
 T0 = 10**12
 FRAME_NS = 40_000_000
+SENTENCE = (
+    "Hello there. My name is Joe, and I am happy to meet you today. Do you see how my lips move when I speak? "
+    "We could talk about books, music, or the weather."
+)
 # scale, degrees, shift (px), gamma (>1 darkens)
 FIT_CASES = [
     (1.0, 0.0, (0, 0), 1.0),
-    (0.8, 4.0, (60, 40), 1.0),
-    (1.3, -5.0, (-40, 10), 1.0),
-    (1.0, 3.0, (30, 60), 2.0),
-    (0.7, -3.0, (150, 120), 1.6),
-    (1.6, 6.0, (-120, -40), 1.0),
+    (0.6, 0.0, (180, 150), 1.0),
+    (1.8, 0.0, (-150, -60), 1.0),
+    (1.0, 10.0, (30, 60), 1.0),
+    (1.0, -10.0, (-30, 20), 1.0),
     (1.15, -7.0, (20, 30), 2.2),
+    (0.8, 8.0, (100, 80), 2.6),
 ]
+TARGETS = {
+    "open_envelope_r": (">=", 0.75),
+    "av_offset_ms": ("abs<=", 40.0),
+    "round_spread_width_ratio": ("<=", 0.85),
+    "bilabial_closed": (">=", 0.95),
+    "silences_closed_by_100ms": (">=", 1.0),
+}
 
 
 def render_times(frames: int = 250) -> tuple[np.ndarray, np.ndarray]:
@@ -48,32 +65,124 @@ def render_times(frames: int = 250) -> tuple[np.ndarray, np.ndarray]:
     return np.array(wall), np.array(cpu)
 
 
-def fit_errors() -> list[tuple[tuple, float, float, float]]:
-    """(case, mean px, max px, inter-ocular px) of the fit on the moved default portrait."""
-    image, points = load_default_source()
+def moved_portrait(case: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The default portrait scaled, rotated, shifted and darkened; and the 2x3 transform."""
+    image, _ = load_default_source()
+    scale, angle, shift, gamma = case
+    m = cv2.getRotationMatrix2D((224.0, 120.0), angle, scale)
+    m[:, 2] += shift
+    moved = cv2.warpAffine(image, m, (640, 560), borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+    return (255.0 * (moved / 255.0) ** gamma).astype(np.uint8), m
+
+
+def fit_errors(mesh: FaceMesh) -> list[dict]:
+    """Mesh on the moved portrait vs the mesh on the original moved the same way, in eye distances."""
+    image, _ = load_default_source()
+    ref = mesh.fit(image)
+    assert ref is not None
     out = []
     for case in FIT_CASES:
-        scale, angle, shift, gamma = case
-        m = cv2.getRotationMatrix2D((224.0, 120.0), angle, scale)
-        m[:, 2] += shift
-        moved = cv2.warpAffine(image, m, (640, 560), borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
-        moved = (255.0 * (moved / 255.0) ** gamma).astype(np.uint8)
-        truth = apply_affine(m, points)
-        err = np.hypot(*(fit_landmarks(moved).points - truth).T)
-        iod = float(np.hypot(*(truth[42:48].mean(0) - truth[36:42].mean(0))))
-        out.append((case, float(err.mean()), float(err.max()), iod))
+        moved, m = moved_portrait(case)
+        started = time.perf_counter()
+        fit = mesh.fit(moved)
+        ms = 1000.0 * (time.perf_counter() - started)
+        if fit is None:
+            out.append({"case": case, "found": False})
+            continue
+        err = np.hypot(*(fit.mesh - apply_affine(m, ref.mesh)).T) / (ref.iod * case[0])
+        out.append({"case": case, "found": True, "mean": float(err.mean()), "p95": float(np.percentile(err, 95)),
+                    "ms": ms})  # fmt: skip
     return out
 
 
-def main() -> int:
+def lips(mesh: FaceMesh, replica: Replica, chunks: list[SpeechChunk], fps: float = 100.0) -> dict:
+    """Speak the chunks and measure every 1/fps s from the pixels."""
+    meter = measure.PixelMeter(mesh, replica)
+    speech = measure.push(replica, chunks)
+    series = meter.series(replica, speech.end_s + measure.TAIL_S, fps)
+    out = measure.lip_metrics(series, speech, meter.rest_gap)
+    out["identity_median"] = float(np.median(series.shape))
+    out["identity_max"] = float(series.shape.max())
+    return out
+
+
+def blinks(mesh: FaceMesh, replica: Replica, seconds: float = 60.0) -> float:
+    meter = measure.PixelMeter(mesh, replica)
+    series = meter.series(replica, seconds, 15.0, start_ns=T0 + 10**10, eyes=True)
+    return measure.blink_rate(series, meter.rest_eyes)
+
+
+def verdict(key: str, value: float) -> str:
+    op, target = TARGETS[key]
+    ok = {">=": value >= target, "<=": value <= target, "abs<=": abs(value) <= target}[op]
+    return f"{'met' if ok else 'MISSED'} (target {op.replace('abs', '|x| ')} {target:g})"
+
+
+def run(out: Path | None = None, quick: bool = False) -> dict:
+    """Measure, print a report, and write replica.json / replica.md into ``out`` when given."""
+    from app.engines.tts_piper import PiperTts
+    from app.model_registry import resolve
+
     cv2.setNumThreads(1)
-    wall, cpu = render_times()
-    print(
-        f"render 512x512, 1 thread: median {1e3 * np.median(wall):.1f} ms wall "
-        f"(p95 {1e3 * np.percentile(wall, 95):.1f}), {1e3 * np.median(cpu):.1f} ms CPU"
-    )
-    for case, mean, worst, iod in fit_errors():
-        print(f"fit {case}: mean {mean:.2f} px, max {worst:.2f} px (inter-ocular {iod:.0f} px)")
+    mesh = load_face_mesh()
+    if mesh is None:
+        raise SystemExit("doppel bench --lips: the face models are not installed (run `make run`).")
+    tts = PiperTts(resolve("voice"), deterministic=True)
+    chunks = list(tts.synthesize(SENTENCE))
+    photo, _ = moved_portrait((1.0, 10.0, (30, 60), 2.2))
+    faces = {
+        "default portrait": Replica.from_assets(seed=2),
+        "from a photo (rotated 10°, dark)": Replica.from_image(photo, seed=2),
+    }
+    doc: dict = {"load": os.getloadavg()[0], "sentence": SENTENCE, "faces": {}}
+    for name, rep in faces.items():
+        doc["faces"][name] = lips(mesh, rep, chunks)
+        doc["faces"][name]["blinks_per_min"] = blinks(mesh, Replica.from_assets(seed=5), 20.0 if quick else 60.0)
+    wall, cpu = render_times(100 if quick else 250)
+    doc["render_ms"] = {"wall_median": 1e3 * float(np.median(wall)), "wall_p95": 1e3 * float(np.percentile(wall, 95)),
+                        "cpu_median": 1e3 * float(np.median(cpu))}  # fmt: skip
+    doc["fit"] = fit_errors(mesh)
+    text = report(doc)
+    print(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "replica.json").write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+        (out / "replica.md").write_text(text + "\n", encoding="utf-8")
+    return doc
+
+
+def report(doc: dict) -> str:
+    lines = [
+        f"# Replica bench (from pixels)\n\nLoad average at start {doc['load']:.2f}. Sentence: “{doc['sentence']}”\n"
+    ]
+    for name, m in doc["faces"].items():
+        lines += [f"## {name}\n", "| measure | value | verdict |", "|---|--:|---|"]
+        for key in TARGETS:
+            lines.append(f"| {key} | {m[key]:.3f} | {verdict(key, m[key])} |")
+        lines.append(f"| rounded / spread / m-b-p frames | {m['rounded_frames']} / {m['spread_frames']} / "
+                     f"{m['bilabial_frames']} | |")  # fmt: skip
+        lines.append(f"| silences (≥150 ms), worst closure | {m['silences']}, {m['worst_closure_ms']:.0f} ms | |")
+        lines.append(f"| widest opening above rest (eye distances) | {m['open_max']:.3f} | |")
+        lines.append(f"| identity: shape distance to the photo, median / max | {100 * m['identity_median']:.1f} % / "
+                     f"{100 * m['identity_max']:.1f} % of the eye distance | |")  # fmt: skip
+        lines.append(f"| blinks per minute (idle) | {m['blinks_per_min']:.1f} | |\n")
+    r = doc["render_ms"]
+    lines.append(f"Render 512x512 on one thread: median {r['wall_median']:.1f} ms wall (p95 {r['wall_p95']:.1f}), "
+                 f"{r['cpu_median']:.1f} ms CPU (target ≤ 10 ms).\n")  # fmt: skip
+    lines += [
+        "| photo: scale, rotation, shift, gamma | mesh error mean / p95 (eye distances) | fit ms |",
+        "|---|--:|--:|",
+    ]
+    for f in doc["fit"]:
+        if f["found"]:
+            lines.append(f"| {f['case']} | {100 * f['mean']:.1f} % / {100 * f['p95']:.1f} % | {f['ms']:.0f} |")
+        else:
+            lines.append(f"| {f['case']} | no face found | |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    run()
     return 0
 
 

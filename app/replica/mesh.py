@@ -194,23 +194,24 @@ class FaceMesh:
         det = faces[0]
         eye = det.keypoints[1] - det.keypoints[0]
         centre, side, angle = det.box[:2], 1.5 * float(det.box[2:].max()), float(np.arctan2(eye[1], eye[0]))
-        mesh, score = self._mesh_at(image_bgr, centre, side, angle)
+        mesh, score = self.mesh_at(image_bgr, centre, side, angle)
         for _ in range(passes - 1):  # re-crop around the mesh itself, as MediaPipe's tracker does
-            centre, side, angle = _roi_from_mesh(mesh)
-            mesh, score = self._mesh_at(image_bgr, centre, side, angle)
+            centre, side, angle = roi_from_mesh(mesh)
+            mesh, score = self.mesh_at(image_bgr, centre, side, angle)
         if score < MIN_FACE_SCORE:
             return None
         # The mesh moves by 1-3 % of the eye distance with its crop; the mean over a few nearby crops
         # does not, so the same face lands in the same place however the photo was framed.
-        centre, side, angle = _roi_from_mesh(mesh)
+        centre, side, angle = roi_from_mesh(mesh)
         runs = [mesh]
         for dx, dy, k in _JITTER:
-            runs.append(self._mesh_at(image_bgr, centre + side * np.array([dx, dy]), side * k, angle)[0])
+            runs.append(self.mesh_at(image_bgr, centre + side * np.array([dx, dy]), side * k, angle)[0])
         mesh = np.mean(runs, axis=0)
         irises = np.stack([self._iris_at(image_bgr, mesh, i) for i in (0, 1)])
         return MeshFit(mesh, irises, score, det)
 
-    def _mesh_at(self, image: np.ndarray, centre: np.ndarray, side: float, angle: float) -> tuple[np.ndarray, float]:
+    def mesh_at(self, image: np.ndarray, centre: np.ndarray, side: float, angle: float) -> tuple[np.ndarray, float]:
+        """One mesh pass on a given crop (centre, side, roll): for tracking a face that barely moves."""
         m = _crop_matrix(centre, side, angle, 192)
         crop = cv2.warpAffine(image, m, (192, 192), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         with self._lock:
@@ -221,6 +222,13 @@ class FaceMesh:
         return _back(m, outs[1].reshape(468, 3)[:, :2].astype(np.float64)), score
 
     def _iris_at(self, image: np.ndarray, mesh: np.ndarray, which: int) -> np.ndarray:
+        return self.eye_at(image, mesh, which)[0]
+
+    def eye_at(self, image: np.ndarray, mesh: np.ndarray, which: int) -> tuple[np.ndarray, np.ndarray]:
+        """The iris centre and the 16 lid-contour points of one eye (0: image-left), image pixels.
+
+        The iris model's lids follow a blink; the mesh's own eye contour hardly moves when a lid closes.
+        """
         a, b = mesh[list(EYE_CORNERS[which])]
         d = b - a
         m = _crop_matrix((a + b) / 2, 2.3 * float(np.hypot(*d)), float(np.arctan2(d[1], d[0])), 64)
@@ -230,13 +238,15 @@ class FaceMesh:
             crop = crop[:, ::-1]
         with self._lock:
             self._iris.setInput(_blob(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), 0.0, 1.0))
-            iris = self._iris.forward("output_iris").reshape(5, 3)[0, :2].astype(np.float64)
+            lids, iris = self._iris.forward(["output_eyes_contours_and_brows", "output_iris"])
+        pts = np.vstack([iris.reshape(5, 3)[:1, :2], lids.reshape(71, 3)[:16, :2]]).astype(np.float64)
         if mirrored:
-            iris[0] = 64.0 - iris[0]
-        return _back(m, iris[None])[0]
+            pts[:, 0] = 64.0 - pts[:, 0]
+        pts = _back(m, pts)
+        return pts[0], pts[1:]
 
 
-def _roi_from_mesh(mesh: np.ndarray) -> tuple[np.ndarray, float, float]:
+def roi_from_mesh(mesh: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Centre, side and roll of the next crop: the mesh's bounds 1.5x, levelled on the eye corners."""
     d = mesh[EYE_CORNERS[1][1]] - mesh[EYE_CORNERS[0][0]]
     angle = float(np.arctan2(d[1], d[0]))

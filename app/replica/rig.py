@@ -191,16 +191,20 @@ class FaceRig:
         roi = self._mroi
         x = roi.cols - shift[0]
         y = (roi.rows - shift[1])[:, None]
-        width = 1.0 + 0.10 * pose.spread - 0.2 * pose.round
+        width = 1.0 + 0.2 * pose.spread - 0.38 * pose.round
         k = 1.0 - 1.0 / width
-        fx = np.exp(-(((x - self._cx) / (0.85 * self._mouth_w)) ** 4))
-        col = x - (x - self._cx) * k * fx  # the source column at the mouth row
+        # The lips scale about the middle; beyond the corners the shift fades within a quarter of a mouth
+        # width, so the cheeks follow a little and the face's outline does not move.
+        u = x - self._cx
+        beyond = np.maximum(np.abs(u) - 0.5 * self._mouth_w, 0.0) / (0.25 * self._mouth_w)
+        shift_x = np.sign(u) * np.minimum(np.abs(u), 0.5 * self._mouth_w) * np.exp(-0.5 * beyond**2) * k
+        col = x - shift_x  # the source column at the mouth row
         k_out, k_src, gap = self._mouth_knots(pose, col)
         dy = _ramps(y, k_out, k_src) - y
         map_y[roi.slice] += dy
         if k != 0.0:
-            fy = np.exp(-(((y - self._my) / (0.42 * self._mouth_w)) ** 2))
-            map_x[roi.slice] -= ((x - self._cx) * k * fx)[None, :] * fy
+            fy = np.exp(-(((y - self._my) / (0.34 * self._mouth_w)) ** 2))
+            map_x[roi.slice] -= shift_x[None, :] * fy
         return _Gap(col=col, y=y, top=k_out[2], bottom=k_out[3], gap=gap)
 
     # --- drawing ------------------------------------------------------------

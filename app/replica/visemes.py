@@ -113,7 +113,8 @@ def build_track(chunk: SpeechChunk) -> MouthTrack:
         for row in target:
             row[~known] = np.interp(idx[~known], idx[known], row[known])
 
-    open_, spread, round_ = (_smooth(row, 0.04) for row in target)
+    open_ = _smooth(target[0], 0.04)
+    spread, round_ = (_smooth(row, 0.025) for row in target[1:])  # lip shape leads less than the jaw
     # Lips shut on m/b/p even though smoothing would blur a 40 ms closure away.
     shut = np.clip(1.8 * _smooth(closure, 0.012), 0.0, 1.0)
     gain = 0.1 + 1.0 * np.clip(env, 0.0, 1.0)

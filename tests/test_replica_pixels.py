@@ -1,0 +1,75 @@
+"""The replica speaking, judged from its pixels: the face mesh runs on rendered frames (app/replica/measure.py).
+
+Piper speaks for real (deterministic), the mesh measures for real; nothing
+reads the animation parameters. Speed is the bench's business, not these tests'.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.core.engines import SpeechChunk
+from app.replica import Replica, measure
+from app.replica.bench import SENTENCE, lips, moved_portrait
+from app.replica.mesh import FaceMesh, load_face_mesh
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def mesh() -> FaceMesh:
+    model = load_face_mesh()
+    assert model is not None
+    return model
+
+
+@pytest.fixture(scope="module")
+def chunks() -> list[SpeechChunk]:
+    from app.engines.tts_piper import PiperTts
+    from app.model_registry import resolve
+
+    return list(PiperTts(resolve("voice"), deterministic=True).synthesize(SENTENCE))
+
+
+@pytest.fixture(scope="module")
+def default_lips(mesh, chunks) -> dict:
+    return lips(mesh, Replica.from_assets(seed=2), chunks, fps=50.0)
+
+
+def test_the_mouth_opens_with_the_voice_and_in_time(default_lips: dict) -> None:
+    assert default_lips["open_envelope_r"] >= 0.75
+    assert abs(default_lips["av_offset_ms"]) <= 40.0
+    assert default_lips["open_max"] > 0.08  # visibly open: 8 % of the eye distance above the closed rest
+
+
+def test_rounded_vowels_are_narrower_than_spread_ones(default_lips: dict) -> None:
+    assert default_lips["rounded_frames"] > 10 and default_lips["spread_frames"] > 10
+    assert default_lips["round_spread_width_ratio"] <= 0.85
+
+
+def test_lips_close_on_m_b_p_and_in_every_silence(default_lips: dict) -> None:
+    assert default_lips["bilabial_frames"] >= 8
+    assert default_lips["bilabial_closed"] >= 0.95
+    assert default_lips["silences"] >= 3
+    assert default_lips["silences_closed_by_100ms"] == 1.0
+
+
+def test_the_speaking_face_stays_the_same_person(default_lips: dict) -> None:
+    assert default_lips["identity_median"] < 0.04  # mesh shape within 4 % of the eye distance of the photo's
+
+
+def test_a_replica_from_a_photo_speaks_as_well(mesh, chunks) -> None:
+    photo, _ = moved_portrait((1.0, 10.0, (30, 60), 2.2))
+    m = lips(mesh, Replica.from_image(photo, seed=2), chunks, fps=50.0)
+    assert m["open_envelope_r"] >= 0.75 and m["bilabial_closed"] >= 0.95 and m["round_spread_width_ratio"] <= 0.85
+
+
+def test_blinks_are_seen_in_the_pixels(mesh) -> None:
+    rep = Replica.from_assets(seed=5)
+    meter = measure.PixelMeter(mesh, rep)
+    series = meter.series(rep, 12.0, 15.0, start_ns=measure.T0, eyes=True)
+    scheduled = len(rep.blink_times(measure.T0, measure.T0 + 12 * 10**9))
+    seen = measure.blink_rate(series, meter.rest_eyes) * 12.0 / 60.0
+    assert scheduled >= 2 and abs(seen - scheduled) <= 1
+    assert np.min(series.eyes) < 0.4 * meter.rest_eyes
