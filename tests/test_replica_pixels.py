@@ -73,3 +73,42 @@ def test_blinks_are_seen_in_the_pixels(mesh) -> None:
     seen = measure.blink_rate(series, meter.rest_eyes) * 12.0 / 60.0
     assert scheduled >= 2 and abs(seen - scheduled) <= 1
     assert np.min(series.eyes) < 0.4 * meter.rest_eyes
+
+
+def _mouth_column(rig, pose) -> np.ndarray:
+    """Luma down the middle of the mouth, from the nose to the chin, in one rendered frame."""
+    import cv2
+
+    frame = rig.draw(pose)
+    x = round(rig._cx)
+    y0, y1 = round(rig._my - 0.3 * rig.iod), round(rig._my + 0.5 * rig.iod)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[y0:y1, x - 2 : x + 3].mean(axis=1), y0
+
+
+def test_upper_teeth_stay_with_the_skull_and_lower_teeth_go_with_the_jaw() -> None:
+    from app.replica.rig import Pose
+
+    rig = Replica.from_assets()._rig
+    edges = {}
+    for opening in (0.6, 1.0):
+        luma, y0 = _mouth_column(rig, Pose(open=opening))
+        dark = np.nonzero(luma < 60)[0]
+        assert dark.size > 3, "an open mouth shows its dark cavity"
+        teeth_edge = dark[0] - 1  # the last bright row above the cavity: the upper teeth's edge
+        assert luma[teeth_edge - 2 : teeth_edge + 1].mean() > 120
+        edges[opening] = (y0 + teeth_edge, y0 + dark[-1])
+    assert abs(edges[1.0][0] - edges[0.6][0]) <= 1  # upper teeth: fixed
+    assert edges[1.0][1] - edges[0.6][1] >= 3  # the cavity's floor (lower teeth, jaw) drops
+
+
+def test_the_tongue_tip_shows_on_th() -> None:
+    from app.replica.rig import Pose
+
+    rig = Replica.from_assets()._rig
+    x0, y0, x1, y1 = rig.mouth_box
+    red = []
+    for tongue in (0.0, 1.0):
+        frame = rig.draw(Pose(open=0.45, tongue=tongue))[y0:y1, x0:x1].astype(np.int32)
+        g, r = frame[..., 1], frame[..., 2]
+        red.append(int(((r - g > 50) & (r > 110)).sum()))
+    assert red[1] > red[0] + 20

@@ -2,9 +2,13 @@
 
 Stretching lip pixels into the gap would look like rubber, and the photo's own
 teeth (if any) are not where an opened jaw would show them, so the gap is
-drawn: a dark cavity, the upper teeth hanging from the upper lip, lower teeth
-and tongue appearing as the jaw drops. Colours are scaled by the face's
-brightness so the teeth never glow in a dim photo.
+drawn. The upper teeth belong to the skull: their edge stays on the line where
+the lips meet at rest, and they show as the upper lip lifts. The lower teeth
+ride on the jaw, a little less far than the lower lip, so they peep out only
+when the mouth is wide. Between them a dark cavity, a tongue lying low, and
+its tip raised behind the upper teeth for t, d, n, l and th. Everything is
+shaded by how far the mouth is open (a mouth barely open is mostly shadow)
+and by the face's brightness, so the teeth never glow in a dim photo.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import numpy as np
 
 _CAVITY_EDGE = np.array([40.0, 34.0, 78.0])  # BGR
 _CAVITY_DEEP = np.array([16.0, 13.0, 30.0])
-_TONGUE = np.array([80.0, 82.0, 160.0])
+_TONGUE = np.array([88.0, 90.0, 168.0])
 _TEETH_UP = np.array([186.0, 206.0, 220.0])
-_TEETH_LO = np.array([146.0, 162.0, 178.0])
+_TEETH_LO = np.array([150.0, 166.0, 182.0])
 _TOOTH_EDGES = np.array([0.0, 0.2, -0.2, 0.38, -0.38, 0.54, -0.54])
+UPPER_SHARE = 0.3  # of the opening, taken by the upper lip lifting (the rest by the jaw): see rig._mouth_knots
 
 
 class MouthPainter:
@@ -26,12 +31,21 @@ class MouthPainter:
         self.teeth_h = teeth_height
         self.light = light
 
-    def paint(self, frame: np.ndarray, col: np.ndarray, y: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> None:
+    def paint(
+        self,
+        frame: np.ndarray,
+        col: np.ndarray,
+        y: np.ndarray,
+        top: np.ndarray,
+        bottom: np.ndarray,
+        tongue: float = 0.0,
+    ) -> None:
         """Blend the mouth interior into ``frame`` (a view) where top <= y < bottom.
 
         ``col`` (per frame column) is its source column, ``y`` (per row, shape
         (rows, 1)) the head-compensated row, ``top``/``bottom`` (per column)
-        the inner edges of the upper and lower lip.
+        the inner edges of the upper and lower lip; ``tongue`` (0..1) raises
+        the tongue's tip to the upper teeth.
         """
         gap = bottom - top
         depth = y - top
@@ -45,31 +59,45 @@ class MouthPainter:
         d = depth[rows, cols]
         c = col[cols]
         u = (c - self.cx) / self.hw
+        th = self.teeth_h
         rel = np.clip(d / np.maximum(g, 1e-3), 0.0, 1.0)
+        rest_line = UPPER_SHARE * g  # where the lips met at rest, measured down from the upper lip
+        lit = 0.5 + 0.5 * np.clip(g / (1.1 * th), 0.0, 1.0)  # light gets in as the mouth opens
 
         # Cavity: darkest in the middle, lighter at the lips and corners.
         deep = np.exp(-(((rel - 0.55) / 0.35) ** 2)) * np.clip(1 - u * u, 0, 1)
         color = _CAVITY_EDGE + (_CAVITY_DEEP - _CAVITY_EDGE) * deep[:, None]
 
-        # Tongue: a low mound behind the lower teeth once the jaw is well open.
+        # Tongue body: a low mound behind the lower teeth once the jaw is well open.
         tongue_y = (rel - 1.0) / 0.32
-        tongue = np.clip(1.0 - (u / 0.6) ** 2 - tongue_y**2, 0.0, 1.0) * np.clip((g - 0.9 * self.teeth_h) / 6.0, 0, 1)
+        mound = np.clip(1.0 - (u / 0.6) ** 2 - tongue_y**2, 0.0, 1.0) * np.clip((g - 0.9 * th) / 6.0, 0, 1)
         shade = 0.75 + 0.25 * np.clip(-tongue_y, 0, 1)
-        color += (_TONGUE * shade[:, None] - color) * np.clip(tongue * 3.0, 0, 1)[:, None]
+        color += (_TONGUE * shade[:, None] - color) * np.clip(mound * 3.0, 0, 1)[:, None]
 
-        # Lower teeth: a narrow band above the lower lip, only in a wide-open mouth.
-        lo_h = np.clip(g - 1.1 * self.teeth_h, 0, 0.4 * self.teeth_h) * np.sqrt(np.clip(1 - (u / 0.62) ** 2, 0, 1))
-        lower = np.clip(lo_h - (g - d) + 0.5, 0, 1)
-        color += (_TEETH_LO * (1 - 0.5 * u * u)[:, None] - color) * lower[:, None]
+        # Lower teeth: their edge rides on the jaw, 0.55 of the opening down (the lip goes 0.7).
+        lo_edge = rest_line + 0.55 * g - 0.1 * th + 0.3 * th * u * u
+        lower = np.clip(d - lo_edge + 0.5, 0, 1) * (np.abs(u) < 0.7)
+        color += (_TEETH_LO * (1 - 0.5 * u * u)[:, None] * lit[:, None] - color) * lower[:, None]
 
-        # Upper teeth: hang from the upper lip, shorter and shadowed toward the corners.
-        up_h = np.minimum(self.teeth_h, 0.8 * g) * (1 - 0.35 * u * u) * (np.abs(u) < 0.85)
-        upper = np.clip(up_h - d + 0.5, 0, 1)
+        # Tongue tip: rises from the floor of the mouth to the back of the upper teeth.
+        raised = np.zeros_like(d)
+        if tongue > 0.0:
+            tip = rest_line + 0.1 * th + (1.0 - tongue) * 0.8 * g + 0.45 * g * (u / 0.45) ** 2
+            raised = np.clip(d - tip + 0.5, 0, 1) * np.clip(tongue * 2.0, 0, 1) * (np.abs(u) < 0.45)
+            tongue_px = _TONGUE * (0.9 + 0.15 * np.clip((d - tip) / 3.0, 0, 1))[:, None] * lit[:, None]
+            color += (tongue_px - color) * raised[:, None]
+
+        # Upper teeth: fixed to the skull, their edge just below the rest line, shorter toward the corners.
+        up_edge = rest_line + 0.12 * th - 0.35 * th * u * u
+        upper = np.clip(up_edge - d + 0.5, 0, 1) * (np.abs(u) < 0.85)
         edge_px = np.abs(c[:, None] - (self.cx + _TOOTH_EDGES * self.hw)).min(axis=1)
         seams = 0.86 + 0.14 * np.clip(edge_px / 0.7, 0, 1)
-        tip = 1.0 - 0.12 * np.clip((d - 0.6 * up_h) / np.maximum(0.4 * up_h, 1e-3), 0, 1)
-        teeth = _TEETH_UP * ((1 - 0.45 * u * u) * seams * tip)[:, None]
+        tip = 1.0 - 0.12 * np.clip((d - up_edge + 2.0) / 2.0, 0, 1)  # translucent incisal edge
+        teeth = _TEETH_UP * ((1 - 0.45 * u * u) * seams * tip * lit)[:, None]
         color += (teeth - color) * upper[:, None]
+        if tongue > 0.6:  # th: the tip comes out between the teeth, in front of the upper edge
+            dental = np.clip((tongue - 0.6) / 0.3, 0, 1) * np.clip(d - (up_edge - 0.3 * th) + 0.5, 0, 1)
+            color += (tongue_px - color) * (raised * dental)[:, None]
 
         # The lips shade the first pixel or two of the opening.
         lip_shadow = 0.82 + 0.18 * np.clip(np.minimum(d, g - d) / 1.5, 0, 1)

@@ -114,7 +114,7 @@ class Replica:
         with self._lock:
             speech = self._speech
             gaze = self._gaze_at(t_ns)
-        mouth = (0.0, 0.0, 0.0)
+        mouth = (0.0, 0.0, 0.0, 0.0)
         speaking = False
         for s in reversed(speech):  # a later chunk wins where two overlap
             if s.start_ns <= t_ns < s.end_ns:
@@ -126,6 +126,7 @@ class Replica:
             open=mouth[0],
             spread=mouth[1],
             round=mouth[2],
+            tongue=mouth[3],
             blink=idle.blink,
             gaze_x=gaze[0] + idle.saccade_x,
             gaze_y=gaze[1] + idle.saccade_y,

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from app.replica.face import FRAME_SIZE, JAW, Face, skin_mask
-from app.replica.paint import MouthPainter
+from app.replica.paint import UPPER_SHARE, MouthPainter
 
 _LOWRES = 4  # quarter-resolution head fields
 
@@ -37,6 +37,7 @@ class Pose:
     open: float = 0.0
     spread: float = 0.0
     round: float = 0.0
+    tongue: float = 0.0  # tongue tip raised behind the upper teeth
     blink: float = 0.0
     gaze_x: float = 0.0  # -1 left .. 1 right (image directions)
     gaze_y: float = 0.0  # -1 up .. 1 down
@@ -157,7 +158,7 @@ class FaceRig:
         self._cx = float(p[[60, 64], 0].mean())
         self._hw = float(max(p[64, 0] - p[60, 0], 0.5 * self._mouth_w) / 2)
         self._my = float(p[[48, 54, 60, 64], 1].mean())
-        self._open_max = 0.3 * self._mouth_w
+        self._open_max = 0.36 * self._mouth_w
         half_face = max((jaw[12, 0] - jaw[4, 0]) / 2, 1.0)
         self._jaw_prof = np.clip(1 - ((cols - p[8, 0]) / half_face) ** 2, 0, 1) ** 0.6
         self._lip_prof = np.clip(1 - ((cols - self._cx) / (self._mouth_w / 2)) ** 2, 0, 1)
@@ -169,8 +170,8 @@ class FaceRig:
         prof = np.clip(1 - ((cols - self._cx) / self._hw) ** 2, 0, 1) ** 0.55
         gap = self._open_max * pose.open * prof
         mid = (s["su"] + s["sl"]) / 2
-        su_o = mid - 0.3 * gap
-        sl_o = mid + 0.7 * gap
+        su_o = mid - UPPER_SHARE * gap
+        sl_o = mid + (1.0 - UPPER_SHARE) * gap
         lip = np.interp(cols, self._mroi.cols, self._lip_prof)
         pout = pose.round * 0.03 * self.iod * lip
         uo_o = s["uo"] + (su_o - s["su"]) - pout
@@ -217,7 +218,7 @@ class FaceRig:
         for eye in self._eyes:
             eye.warp(pose, shift, map_x, map_y)
         frame = cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        self.painter.paint(frame[self._mroi.slice], gap.col, gap.y, gap.top, gap.bottom)
+        self.painter.paint(frame[self._mroi.slice], gap.col, gap.y, gap.top, gap.bottom, pose.tongue)
         return frame
 
     @property

@@ -27,38 +27,42 @@ _VOWELS = {
 }  # fmt: skip
 _CONSONANTS = {
     "m": (0.0, 0.0, 0.0), "b": (0.0, 0.0, 0.0), "p": (0.0, 0.0, 0.0),
-    "f": (0.1, 0.2, 0.0), "v": (0.1, 0.2, 0.0), "θ": (0.22, 0.2, 0.0), "ð": (0.2, 0.2, 0.0),
+    "f": (0.1, 0.2, 0.0), "v": (0.1, 0.2, 0.0), "θ": (0.34, 0.2, 0.0), "ð": (0.3, 0.2, 0.0),
     "t": (0.2, 0.3, 0.0), "d": (0.2, 0.3, 0.0), "n": (0.2, 0.3, 0.0), "l": (0.28, 0.2, 0.0),
     "s": (0.12, 0.5, 0.0), "z": (0.12, 0.5, 0.0), "ɾ": (0.25, 0.2, 0.0), "ʔ": (0.1, 0.0, 0.0),
     "ʃ": (0.15, 0.0, 0.6), "ʒ": (0.15, 0.0, 0.6), "k": (0.3, 0.1, 0.0), "ɡ": (0.3, 0.1, 0.0),
     "g": (0.3, 0.1, 0.0), "ŋ": (0.25, 0.1, 0.0), "h": (0.4, 0.0, 0.0), "j": (0.2, 0.6, 0.0),
     "w": (0.12, 0.0, 1.0), "ɹ": (0.2, 0.0, 0.5), "r": (0.2, 0.0, 0.5), "x": (0.3, 0.0, 0.0),
 }  # fmt: skip
+# The tongue's tip shows behind the upper teeth on dental and alveolar consonants (when the mouth is open).
+_TONGUE_TIP = {"θ": 1.0, "ð": 1.0, "l": 1.0, "t": 0.8, "d": 0.8, "n": 0.8, "ɾ": 0.7}
 _BILABIAL = frozenset("mbp")
 _LABIODENTAL = frozenset("fv")
 _ATTACH_NEXT = frozenset("ˈˌ")  # stress marks: part of the vowel that follows
 _ATTACH_PREV = frozenset("ːˑ")  # length marks: part of the vowel before
-_REST = (0.0, 0.0, 0.0)
+_REST = (0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
 class MouthTrack:
-    """open/spread/round sampled every STEP_S from the chunk's first sample."""
+    """open/spread/round/tongue sampled every STEP_S from the chunk's first sample."""
 
     open: np.ndarray
     spread: np.ndarray
     round: np.ndarray
     duration_s: float
+    tongue: np.ndarray | None = None  # tongue tip raised (0..1); None: never
 
-    def sample(self, t_s: float) -> tuple[float, float, float]:
-        """Linear interpolation; rest outside the chunk."""
+    def sample(self, t_s: float) -> tuple[float, float, float, float]:
+        """(open, spread, round, tongue) by linear interpolation; rest outside the chunk."""
         if t_s < 0.0 or t_s >= self.duration_s:
             return _REST
         pos = t_s / STEP_S
         i = min(int(pos), len(self.open) - 1)
         j = min(i + 1, len(self.open) - 1)
         f = pos - i
-        return tuple(float(a[i] + (a[j] - a[i]) * f) for a in (self.open, self.spread, self.round))  # type: ignore[return-value]
+        rows = (self.open, self.spread, self.round, self.tongue if self.tongue is not None else self.round * 0)
+        return tuple(float(a[i] + (a[j] - a[i]) * f) for a in rows)  # type: ignore[return-value]
 
 
 def loudness(audio: np.ndarray, sample_rate: int, n: int) -> np.ndarray:
@@ -96,16 +100,18 @@ def build_track(chunk: SpeechChunk) -> MouthTrack:
         return MouthTrack(_smooth(gate, 0.03), np.zeros(n), np.zeros(n), duration)
 
     target = np.zeros((3, n))
+    tip = np.zeros(n)
     closure = np.zeros(n)
     known = np.zeros(n, bool)
     for symbol, a, b in _spans(chunk, n):
+        tip[a:b] = _TONGUE_TIP.get(symbol, 0.0)
         if symbol in _BILABIAL or symbol in _LABIODENTAL:
             closure[a:b] = 1.0 if symbol in _BILABIAL else 0.5
         shape = _VOWELS.get(symbol) or _CONSONANTS.get(symbol)
         if shape is None:
             if symbol == " " and b - a <= 8:
                 continue  # short word gap: let neighbours blend across it
-            shape = _REST  # pauses, punctuation, ^ $
+            shape = (0.0, 0.0, 0.0)  # pauses, punctuation, ^ $
         target[:, a:b] = np.array(shape)[:, None]
         known[a:b] = True
     if known.any() and not known.all():
@@ -119,7 +125,7 @@ def build_track(chunk: SpeechChunk) -> MouthTrack:
     shut = np.clip(1.8 * _smooth(closure, 0.012), 0.0, 1.0)
     gain = 0.1 + 1.0 * np.clip(env, 0.0, 1.0)
     open_ = np.clip(open_ * gain * (1.0 - shut), 0.0, 1.0)
-    return MouthTrack(open_, spread * (1.0 - 0.5 * shut), round_, duration)
+    return MouthTrack(open_, spread * (1.0 - 0.5 * shut), round_, duration, _smooth(tip, 0.02))
 
 
 def _spans(chunk: SpeechChunk, n: int) -> list[tuple[str, int, int]]:
