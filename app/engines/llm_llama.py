@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
 from app.engines.kv_shift import shift_out_dropped
@@ -154,6 +156,34 @@ class LlamaCppLlm:
             self._llm.n_tokens = reused
             self._llm.eval(tokens[reused:])
             return len(tokens) - reused
+
+    def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """P(the user's message ends here): the chat template's end-of-turn token after their words.
+
+        The turn model's text cue (LiveKit's idea, with the model already loaded): the
+        history and the user's words are evaluated into the KV cache (the reply's
+        prompt then finds them there), and the logits of the last word are read.
+        None for prompt styles without an end-of-turn token after the user's text.
+        """
+        tokens = self.prompt_tokens(messages)
+        ends = [i for i, t in enumerate(tokens) if t in self._stop_ids]
+        if self.style.transcript or not ends or ends[-1] < 1:
+            return None
+        end = ends[-1]  # the token closing the user's message
+        import llama_cpp
+
+        with self._lock:
+            if self.context_shift:
+                self.shifted_tokens += shift_out_dropped(self._llm, tokens)
+            reused = min(self.cached_prefix(tokens[:end]), end - 1)
+            self._apply_threads(self.spin_guard.threads_to_start(self.threads))
+            self._llm.n_tokens = reused
+            self._llm.eval(tokens[reused:end])
+            n_vocab = self._llm.n_vocab()
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(n_vocab,))
+            logits = logits.astype(np.float64)
+        weights = np.exp(logits - logits.max())
+        return float(weights[tokens[end]] / weights.sum())
 
     # -- generation -----------------------------------------------------------
 
