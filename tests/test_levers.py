@@ -166,4 +166,6 @@ def test_trimmed_history_is_shifted_out_of_the_cache_not_evaluated_again(llm) ->
     print(f"\nreply NLL fresh {fresh:.3f}, after the shift {shifted:.3f}; evaluated {evaluated} of {fresh_tokens}")
     assert shifted < fresh * 1.15  # measured +6 to +8 %; a broken shift fails to decode at all
     with tuned(llm, 8):
-        assert "".join(t.text for t in llm.stream_chat(after)).strip()
+        list(llm.stream_chat(after))  # a broken shift raises here (llama_decode fails)
+        # The few-shot default may end the turn at once here (greedy, after the fixed reply was read in).
+        assert llm.last_stats.finish_reason in ("stop", "length") and llm.last_stats.evaluated_tokens >= 1
