@@ -112,3 +112,9 @@ def test_the_tongue_tip_shows_on_th() -> None:
         g, r = frame[..., 1], frame[..., 2]
         red.append(int(((r - g > 50) & (r > 110)).sum()))
     assert red[1] > red[0] + 20
+
+
+def test_brows_rise_for_questions_and_blinks_come_at_pauses(default_lips: dict) -> None:
+    assert default_lips["brow_lift_questions"] > default_lips["brow_lift_statements"] + 0.02
+    assert default_lips["blinks_in_speech"] >= 2
+    assert default_lips["blinks_at_pauses"] >= 0.75

@@ -99,8 +99,9 @@ def lips(mesh: FaceMesh, replica: Replica, chunks: list[SpeechChunk], fps: float
     """Speak the chunks and measure every 1/fps s from the pixels."""
     meter = measure.PixelMeter(mesh, replica)
     speech = measure.push(replica, chunks)
-    series = meter.series(replica, speech.end_s + measure.TAIL_S, fps)
+    series = meter.series(replica, speech.end_s + measure.TAIL_S, fps, eyes=True)
     out = measure.lip_metrics(series, speech, meter.rest_gap)
+    out.update(measure.prosody_metrics(series, speech, meter.rest_eyes, meter.rest_brow))
     out["identity_median"] = float(np.median(series.shape))
     out["identity_max"] = float(series.shape.max())
     return out
@@ -165,6 +166,10 @@ def report(doc: dict) -> str:
         lines.append(f"| widest opening above rest (eye distances) | {m['open_max']:.3f} | |")
         lines.append(f"| identity: shape distance to the photo, median / max | {100 * m['identity_median']:.1f} % / "
                      f"{100 * m['identity_max']:.1f} % of the eye distance | |")  # fmt: skip
+        lines.append(f"| brows at the end of questions / statements (eye distances) | "
+                     f"{m['brow_lift_questions']:+.3f} / {m['brow_lift_statements']:+.3f} | |")  # fmt: skip
+        lines.append(f"| blinks while speaking, share within 300 ms of a pause | {m['blinks_in_speech']}, "
+                     f"{100 * m['blinks_at_pauses']:.0f} % | |")  # fmt: skip
         lines.append(f"| blinks per minute (idle) | {m['blinks_per_min']:.1f} | |\n")
     r = doc["render_ms"]
     lines.append(f"Render 512x512 on one thread: median {r['wall_median']:.1f} ms wall (p95 {r['wall_p95']:.1f}), "

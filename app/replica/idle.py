@@ -47,15 +47,7 @@ class IdleMotion:
 
     def blink(self, t_s: float) -> float:
         total = _CLOSE_S + _HOLD_S + _OPEN_S
-        for start in self.blink_times(t_s - total, t_s + 1e-9):
-            dt = t_s - start
-            if dt < _CLOSE_S:
-                return _ease(dt / _CLOSE_S)
-            if dt < _CLOSE_S + _HOLD_S:
-                return 1.0
-            if dt < total:
-                return 1.0 - _ease((dt - _CLOSE_S - _HOLD_S) / _OPEN_S)
-        return 0.0
+        return max((blink_amount(t_s - start) for start in self.blink_times(t_s - total, t_s + 1e-9)), default=0.0)
 
     def pose(self, t_ns: int, energy: float = 0.0) -> IdlePose:
         """Idle pose at t; ``energy`` (0..1, speech loudness) adds a little nodding."""
@@ -79,6 +71,19 @@ class IdleMotion:
         (x0, y0), (x1, y1) = target(k - 1), target(k)
         f = _ease(min((t_s - k * period) / 0.06, 1.0))
         return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
+
+
+def blink_amount(dt: float) -> float:
+    """How shut the lids are ``dt`` seconds after a blink began (0 outside the blink)."""
+    if dt < 0.0:
+        return 0.0
+    if dt < _CLOSE_S:
+        return _ease(dt / _CLOSE_S)
+    if dt < _CLOSE_S + _HOLD_S:
+        return 1.0
+    if dt < _CLOSE_S + _HOLD_S + _OPEN_S:
+        return 1.0 - _ease((dt - _CLOSE_S - _HOLD_S) / _OPEN_S)
+    return 0.0
 
 
 def _ease(f: float) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from app.core.engines import SpeechChunk
@@ -21,6 +22,7 @@ T0 = 10**12
 LEAD_S, TAIL_S = 0.5, 0.8
 _UPPER_INNER, _LOWER_INNER = [82, 13, 312], [87, 14, 317]
 _CORNERS = (61, 291)
+_BROWS = [105, 66, 334, 296]  # the middle of each brow
 ROUNDED = frozenset("oʊuw") | {"ɔ"}
 SPREAD = frozenset("iɪeɛ")
 BILABIAL = frozenset("mbp")
@@ -37,6 +39,7 @@ class Series:
     width: np.ndarray  # mouth corner to corner
     eyes: np.ndarray  # lid to lid, both eyes' mean
     shape: np.ndarray  # mean distance of all 468 vertices to the photo's, after aligning (identity)
+    brow: np.ndarray  # brows above the line through the eye corners
 
 
 class PixelMeter:
@@ -48,18 +51,62 @@ class PixelMeter:
         if source is None:
             raise ValueError("the face mesh finds no face in the replica's own photo")
         self.roi = roi_from_mesh(source.mesh)
+        # The crop follows the head (phase correlation of the eyes and nose against the photo), so a nod
+        # does not move the face inside the mesh's crop.
+        upper = source.mesh[source.mesh[:, 1] < source.mesh[4, 1]]
+        (x0, y0), (x1, y1) = upper.min(0).astype(int), upper.max(0).astype(int)
+        self._track_box = (x0, y0, x1 - x0, y1 - y0)
+        self._track_ref = self._patch(replica.face.image)
+        self._brow_at = source.mesh[_BROWS]  # where each brow is in the photo
+        self._brow_patches: list[tuple[int, int, float, np.ndarray]] = []
         self.iod = source.iod
         self.source = source.mesh
-        rest = self.frame(replica.render(T0 - 10**9).image)
-        self.rest_gap, self.rest_eyes = rest[0], rest[2]
+        at = T0 - 10**9
+        while replica.blink_times(at - 400_000_000, at + 100_000_000):  # the rest frame has open eyes
+            at -= 500_000_000
+        rest = self.frame(replica.render(at).image)
+        self.rest_gap, self.rest_eyes, self.rest_brow = rest[0], rest[2], rest[4]
 
-    def frame(self, image: np.ndarray, eyes: bool = True) -> tuple[float, float, float, float]:
-        """(gap, width, eye opening, shape distance) of one frame; the eyes cost two more model runs."""
-        pts, _ = self.mesh.mesh_at(image, *self.roi)
+    def frame(self, image: np.ndarray, eyes: bool = True) -> tuple[float, ...]:
+        """(gap, width, eye opening, shape distance, brow height) of one frame; eyes cost two more model runs."""
+        centre, side, angle = self.roi
+        pts, _ = self.mesh.mesh_at(image, centre + self._head_shift(image), side, angle)
         gap = float(np.mean(np.hypot(*(pts[_LOWER_INNER] - pts[_UPPER_INNER]).T)))
         width = float(np.hypot(*(pts[_CORNERS[1]] - pts[_CORNERS[0]])))
         opening = float(np.mean([_lid_gap(self.mesh, image, pts, i) for i in (0, 1)])) if eyes else 0.0
-        return gap / self.iod, width / self.iod, opening / self.iod, _procrustes(pts, self.source) / self.iod
+        corners = np.vstack([pts[list(EYE_CORNERS[0])], pts[list(EYE_CORNERS[1])]])
+        brow = float(np.mean(corners[:, 1])) - self._brow_row(image)  # the mesh hardly moves its brows
+        shape = _procrustes(pts, self.source)
+        return gap / self.iod, width / self.iod, opening / self.iod, shape / self.iod, brow / self.iod
+
+    def _patch(self, image: np.ndarray) -> np.ndarray:
+        x, y, w, h = self._track_box
+        return np.float32(cv2.cvtColor(image[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY))
+
+    def _head_shift(self, image: np.ndarray) -> np.ndarray:
+        (dx, dy), _ = cv2.phaseCorrelate(self._track_ref, self._patch(image))
+        return np.array([dx, dy])
+
+    def _brow_row(self, image: np.ndarray) -> float:
+        """Mean row of the brows, tracked from the rest frame by matching each brow's patch (pixels only)."""
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if not self._brow_patches:  # the first frame measured is the rest frame: keep its patches
+            for x, y in self._brow_at:
+                x0, y0 = int(x - 0.2 * self.iod), int(y - 0.08 * self.iod)
+                patch = gray[y0 : y0 + int(0.16 * self.iod), x0 : x0 + int(0.4 * self.iod)].copy()
+                self._brow_patches.append((x0, y0, y, patch))
+        rows = []
+        reach = int(0.15 * self.iod)
+        for x0, y0, y, patch in self._brow_patches:
+            area = gray[y0 - reach : y0 + patch.shape[0] + reach, x0 : x0 + patch.shape[1]]
+            score = cv2.matchTemplate(area, patch, cv2.TM_CCOEFF_NORMED)[:, 0]
+            i = int(np.argmax(score))
+            if 0 < i < score.size - 1:  # sub-pixel: the vertex of the parabola through the best three
+                a, b, c = score[i - 1 : i + 2]
+                den = a - 2 * b + c
+                i += 0.5 * (a - c) / den if abs(den) > 1e-9 else 0.0
+            rows.append(y + i - reach)
+        return float(np.mean(rows))
 
     def series(self, replica: Replica, seconds: float, fps: float, start_ns: int = T0, eyes: bool = False) -> Series:
         t = np.arange(int(seconds * fps)) / fps
@@ -196,3 +243,27 @@ def blink_rate(series: Series, rest_eyes: float) -> float:
     shut = series.eyes < 0.4 * rest_eyes
     starts = np.count_nonzero(shut[1:] & ~shut[:-1])
     return 60.0 * starts / max(float(series.t[-1] - series.t[0]), 1e-9)
+
+
+def prosody_metrics(series: Series, speech: Speech, rest_eyes: float, rest_brow: float) -> dict[str, float]:
+    """Brows at the end of questions vs statements, and how many blinks fall at the pauses."""
+    ends = _sentence_ends(speech)
+    lifts = {"?": [], ".": []}
+    for mark, at in ends:
+        near = (series.t >= at - 0.35) & (series.t < at)
+        if mark in lifts and near.any():
+            lifts[mark].append(float(np.median(series.brow[near])) - rest_brow)
+    shut = series.eyes < 0.4 * rest_eyes
+    starts = series.t[1:][shut[1:] & ~shut[:-1]]
+    pauses = np.array([at for _, at in ends] + [p[1] for p in speech.phonemes if p[0] == ","])
+    at_pause = [bool(pauses.size) and float(np.min(np.abs(pauses - s))) <= 0.3 for s in starts]
+    return {
+        "brow_lift_questions": float(np.mean(lifts["?"])) if lifts["?"] else float("nan"),
+        "brow_lift_statements": float(np.mean(lifts["."])) if lifts["."] else float("nan"),
+        "blinks_in_speech": len(starts),
+        "blinks_at_pauses": float(np.mean(at_pause)) if at_pause else float("nan"),
+    }
+
+
+def _sentence_ends(speech: Speech) -> list[tuple[str, float]]:
+    return [(sym, a) for sym, a, _ in speech.phonemes if sym in ".?!"]

@@ -21,7 +21,8 @@ import numpy as np
 from app.core.engines import SpeechChunk
 from app.replica.detect import fit_landmarks
 from app.replica.face import FRAME_SIZE, Face, load_default_source, normalise
-from app.replica.idle import IdleMotion
+from app.replica.idle import IdleMotion, blink_amount
+from app.replica.prosody import Prosody, build_prosody
 from app.replica.rig import FaceRig, Pose
 from app.replica.visemes import MouthTrack, build_track
 
@@ -42,6 +43,7 @@ class _Speech:
     start_ns: int
     end_ns: int
     track: MouthTrack
+    prosody: Prosody
 
 
 class Replica:
@@ -84,10 +86,10 @@ class Replica:
         """Queue a chunk whose first sample is heard at ``start_ns`` (perf_counter_ns)."""
         if chunk.sample_rate <= 0 or len(chunk.audio) == 0:
             return
-        track = build_track(chunk)  # the costly part, outside the lock
+        track, prosody = build_track(chunk), build_prosody(chunk)  # the costly part, outside the lock
         end_ns = start_ns + round(track.duration_s * 1e9)
         with self._lock:
-            self._speech = (*self._speech[-_MAX_SEGMENTS + 1 :], _Speech(start_ns, end_ns, track))
+            self._speech = (*self._speech[-_MAX_SEGMENTS + 1 :], _Speech(start_ns, end_ns, track, prosody))
 
     def next_speech_ns(self, t_ns: int) -> int | None:
         """``t_ns`` if speech is on at ``t_ns``, else when the next pushed speech starts (None: none queued)."""
@@ -115,24 +117,30 @@ class Replica:
             speech = self._speech
             gaze = self._gaze_at(t_ns)
         mouth = (0.0, 0.0, 0.0, 0.0)
+        nod, brow, blink = 0.0, 0.0, 0.0
         speaking = False
         for s in reversed(speech):  # a later chunk wins where two overlap
             if s.start_ns <= t_ns < s.end_ns:
                 mouth = s.track.sample((t_ns - s.start_ns) / 1e9)
+                nod, brow = s.prosody.sample((t_ns - s.start_ns) / 1e9)
                 speaking = True
                 break
+        for s in speech[-4:]:  # blinks at the pauses of the last few sentences
+            for at in s.prosody.blinks:
+                blink = max(blink, blink_amount((t_ns - s.start_ns) / 1e9 - at))
         idle = self._idle.pose(t_ns, energy=mouth[0])
         pose = Pose(
             open=mouth[0],
             spread=mouth[1],
             round=mouth[2],
             tongue=mouth[3],
-            blink=idle.blink,
+            blink=max(idle.blink, blink),
+            brow=brow,
             gaze_x=gaze[0] + idle.saccade_x,
             gaze_y=gaze[1] + idle.saccade_y,
             head_rot_deg=idle.head_rot_deg,
             head_dx=idle.head_dx,
-            head_dy=idle.head_dy,
+            head_dy=idle.head_dy + 0.02 * nod,
             breath=idle.breath,
         )
         return RenderedFrame(self._rig.draw(pose), t_ns, speaking, mouth[0])

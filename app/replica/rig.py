@@ -39,6 +39,7 @@ class Pose:
     round: float = 0.0
     tongue: float = 0.0  # tongue tip raised behind the upper teeth
     blink: float = 0.0
+    brow: float = 0.0  # 0 rest .. 1 raised (stress, questions)
     gaze_x: float = 0.0  # -1 left .. 1 right (image directions)
     gaze_y: float = 0.0  # -1 up .. 1 down
     head_rot_deg: float = 0.0
@@ -103,6 +104,7 @@ class FaceRig:
         self._init_head(p, iod)
         self._init_mouth(p, iod)
         self._eyes = [_Eye(p[36:42], iod), _Eye(p[42:48], iod)]
+        self._brows = _Brows(p, iod, float(p[[37, 38, 43, 44], 1].min()))
 
     # --- head and breathing -------------------------------------------------
 
@@ -215,6 +217,7 @@ class FaceRig:
         cy, cx = int(self._my), int(self._cx)
         shift = np.array([cx - map_x[cy, cx], cy - map_y[cy, cx]])
         gap = self._warp_mouth(pose, shift, map_x, map_y)
+        self._brows.warp(pose, shift, map_y)
         for eye in self._eyes:
             eye.warp(pose, shift, map_x, map_y)
         frame = cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -287,3 +290,34 @@ class _Eye:
             map_x[roi.slice] -= (0.11 * self.width * pose.gaze_x) * bump
             dy -= (0.25 * self.height * pose.gaze_y) * bump
         map_y[roi.slice] += dy
+
+
+class _Brows:
+    """Both brows and the forehead above them lift together; the skin down to the lids stretches."""
+
+    def __init__(self, p: np.ndarray, iod: float, lids: float) -> None:
+        """``lids``: the highest point of the upper lids, where the lift has faded out."""
+        brows = p[17:27]
+        self.lift = 0.07 * iod
+        x0, x1 = brows[:, 0].min() - 0.15 * iod, brows[:, 0].max() + 0.15 * iod
+        top = brows[:, 1].min() - 0.7 * iod
+        self.roi = _Roi(x0, top, x1, lids)
+        cols = self.roi.cols
+        self._line = np.interp(cols, *zip(*sorted(brows.tolist()), strict=True))  # brow line y per column
+        self._top, self._bottom = top, lids
+        # Full lift over each brow, less between them and at the outer ends.
+        centres = [brows[:5, 0].mean(), brows[5:, 0].mean()]
+        self._prof = np.clip(sum(np.exp(-(((cols - c) / (0.42 * iod)) ** 2)) for c in centres), 0.0, 1.0)
+
+    def warp(self, pose: Pose, shift: np.ndarray, map_y: np.ndarray) -> None:
+        if pose.brow <= 1e-3 or self.roi.y1 <= self.roi.y0:
+            return
+        roi = self.roi
+        x = roi.cols - shift[0]
+        y = (roi.rows - shift[1])[:, None]
+        line = np.interp(x, roi.cols, self._line)
+        lift = pose.brow * self.lift * np.interp(x, roi.cols, self._prof)
+        top, bottom = np.full_like(x, self._top), np.full_like(x, self._bottom)
+        k_out = np.stack([top, line - lift, bottom]).astype(np.float32)
+        k_src = np.stack([top, line, bottom]).astype(np.float32)
+        map_y[roi.slice] += _ramps(y, k_out, k_src) - y

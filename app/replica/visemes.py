@@ -25,6 +25,7 @@ _VOWELS = {
     "ᵻ": (0.35, 0.6, 0.0), "o": (0.6, 0.0, 0.8), "ɔ": (0.75, 0.0, 0.6), "ɒ": (0.85, 0.0, 0.4),
     "ʊ": (0.35, 0.0, 0.9), "u": (0.3, 0.0, 1.0),
 }  # fmt: skip
+VOWELS = frozenset(_VOWELS)
 _CONSONANTS = {
     "m": (0.0, 0.0, 0.0), "b": (0.0, 0.0, 0.0), "p": (0.0, 0.0, 0.0),
     "f": (0.1, 0.2, 0.0), "v": (0.1, 0.2, 0.0), "θ": (0.34, 0.2, 0.0), "ð": (0.3, 0.2, 0.0),
@@ -78,7 +79,7 @@ def loudness(audio: np.ndarray, sample_rate: int, n: int) -> np.ndarray:
     return np.clip(rms / ref, 0.0, 1.3) if ref > 1e-4 else np.zeros(n)
 
 
-def _smooth(x: np.ndarray, sigma_s: float) -> np.ndarray:
+def smooth(x: np.ndarray, sigma_s: float) -> np.ndarray:
     """Zero-phase Gaussian smoothing: no lag, so the mouth stays on the audio."""
     radius = int(np.ceil(3 * sigma_s / STEP_S))
     if radius < 1 or x.size == 0:
@@ -94,10 +95,10 @@ def build_track(chunk: SpeechChunk) -> MouthTrack:
     sr = chunk.sample_rate
     duration = len(chunk.audio) / sr if sr else 0.0
     n = max(int(np.ceil(duration / STEP_S)), 1)
-    env = _smooth(loudness(chunk.audio, sr, n), 0.01)
+    env = smooth(loudness(chunk.audio, sr, n), 0.01)
     if not chunk.phonemes:
         gate = np.clip((env - 0.08) / 0.75, 0.0, 1.0) ** 0.8
-        return MouthTrack(_smooth(gate, 0.03), np.zeros(n), np.zeros(n), duration)
+        return MouthTrack(smooth(gate, 0.03), np.zeros(n), np.zeros(n), duration)
 
     target = np.zeros((3, n))
     tip = np.zeros(n)
@@ -119,13 +120,13 @@ def build_track(chunk: SpeechChunk) -> MouthTrack:
         for row in target:
             row[~known] = np.interp(idx[~known], idx[known], row[known])
 
-    open_ = _smooth(target[0], 0.04)
-    spread, round_ = (_smooth(row, 0.025) for row in target[1:])  # lip shape leads less than the jaw
+    open_ = smooth(target[0], 0.03)
+    spread, round_ = (smooth(row, 0.025) for row in target[1:])  # lip shape leads less than the jaw
     # Lips shut on m/b/p even though smoothing would blur a 40 ms closure away.
-    shut = np.clip(1.8 * _smooth(closure, 0.012), 0.0, 1.0)
+    shut = np.clip(1.8 * smooth(closure, 0.012), 0.0, 1.0)
     gain = 0.1 + 1.0 * np.clip(env, 0.0, 1.0)
     open_ = np.clip(open_ * gain * (1.0 - shut), 0.0, 1.0)
-    return MouthTrack(open_, spread * (1.0 - 0.5 * shut), round_, duration, _smooth(tip, 0.02))
+    return MouthTrack(open_, spread * (1.0 - 0.5 * shut), round_, duration, smooth(tip, 0.02))
 
 
 def _spans(chunk: SpeechChunk, n: int) -> list[tuple[str, int, int]]:
