@@ -42,6 +42,12 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--llm-model", dest="llm_model", default=s, metavar="GGUF", help="local chat model file")
     g.add_argument("--voice", default=s, metavar="ONNX", help="Piper voice (.onnx with .onnx.json beside it)")
     g.add_argument(
+        "--photo", dest="face_photo", default=s, metavar="IMAGE", help="make the replica from this photo's face"
+    )
+    g.add_argument(
+        "--name", dest="persona_name", default=s, metavar="NAME", help="the replica's name (the persona prompt uses it)"
+    )
+    g.add_argument(
         "--requantize",
         dest="requantize_llm",
         action=argparse.BooleanOptionalAction,

@@ -14,9 +14,12 @@ APP_NAME = "doppel"
 
 # Measured on SmolLM2-135M: a plain "helpful assistant" framing and a low
 # temperature give direct, factual replies; chattier personas drift.
-DEFAULT_SYSTEM_PROMPT = (
-    "You are Joe, a friendly and helpful person talking on a video call. Keep answers short: one or two sentences."
+# The persona prompt names the replica: "{name}" is the persona's name, so a replica made from a photo and
+# given another name and voice introduces itself by that name (a prompt of one's own may use {name} too).
+PERSONA_PROMPT = (
+    "You are {name}, a friendly and helpful person talking on a video call. Keep answers short: one or two sentences."
 )
+DEFAULT_SYSTEM_PROMPT = PERSONA_PROMPT.format(name="Joe")
 
 
 def config_dir() -> Path:
@@ -57,6 +60,8 @@ class Config:
     # persona and generation
     persona_name: str = "Joe"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # The replica's face: a photo or webcam snapshot (None: the bundled portrait). Name and voice go with it.
+    face_photo: str | None = None
     max_reply_tokens: int = 96
     temperature: float = 0.3
     context_tokens: int = 2048
@@ -65,7 +70,13 @@ class Config:
     # (docs/bench/levers.md), so it is off unless chosen.
     context_shift: bool = False
     # turn-taking
-    silence_ms: int = 250
+    silence_ms: int = 250  # a pause this long ends a turn the turn model judges complete
+    max_silence_ms: int = 1500  # ...and this long one it judges unfinished ("so I was thinking, um")
+    # Which cues judge a pause (app/core/turn_model.py): text, llm (P(end of turn) from the loaded LLM),
+    # audio (Smart Turn v3.2), joined with "+"; "off" is the fixed window. Chosen by measurement: docs/turn-taking.md.
+    turn_cues: str = "text+llm"
+    turn_llm_threshold: float = 0.8  # below this P(end of turn) after the user's words, the turn is unfinished
+    backchannels_resume: bool = True  # "mm-hmm" while the replica speaks pauses it, then it goes on
     min_speech_ms: int = 160
     # While the user speaks, transcribe the growing utterance every 0.4 s and evaluate the words so far
     # into the LLM's KV cache (the listening phase leaves the cores free): TTFT then covers a few tokens.
@@ -78,6 +89,15 @@ class Config:
     asr_threads: int = 2
     # paths
     log_dir: str = field(default_factory=lambda: str(data_dir() / "logs"))
+
+    def __post_init__(self) -> None:
+        """The persona prompt follows the persona's name ({name}, or the default prompt under another name)."""
+        head, tail = PERSONA_PROMPT.split("{name}")
+        prompt = self.system_prompt
+        if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) > len(head) + len(tail):
+            prompt = PERSONA_PROMPT
+        if "{name}" in prompt:
+            object.__setattr__(self, "system_prompt", prompt.replace("{name}", self.persona_name.strip()))
 
     def with_overrides(self, **overrides: object) -> Config:
         """A copy with every non-None override applied (CLI flags use this)."""
@@ -109,9 +129,13 @@ _SECTIONS = {
         "context_shift": "context_shift",
         "threads": "llm_threads",
     },
-    "persona": {"name": "persona_name", "system_prompt": "system_prompt"},
+    "persona": {"name": "persona_name", "system_prompt": "system_prompt", "photo": "face_photo"},
     "turns": {
         "silence_ms": "silence_ms",
+        "max_silence_ms": "max_silence_ms",
+        "cues": "turn_cues",
+        "llm_threshold": "turn_llm_threshold",
+        "backchannels_resume": "backchannels_resume",
         "min_speech_ms": "min_speech_ms",
         "prefill_while_speaking": "prefill_while_speaking",
     },
@@ -134,10 +158,16 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "context_tokens": (512, 131072),
     "silence_ms": (32, 5000),
+    "max_silence_ms": (32, 5000),
+    "turn_llm_threshold": (0.0, 1.0),
     "min_speech_ms": (32, 5000),
     "llm_threads": (1, 256),
 }
-_CHOICES = {"llm_backend": ("local", "openai"), "asr_engine": ("whisper", "moonshine")}
+_CHOICES = {
+    "llm_backend": ("local", "openai"),
+    "asr_engine": ("whisper", "moonshine"),
+    "turn_cues": ("off", "text", "llm", "audio", "text+llm", "text+audio", "llm+audio", "text+llm+audio"),
+}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
 

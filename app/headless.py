@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if not args.no_face:
         from app.replica import Replica
 
-        face = Replica.from_assets()
+        face = Replica.from_file(config.face_photo) if config.face_photo else Replica.from_assets()
     conversation = Conversation(
         config, engines, source=source, sink=sink, log=log, face=face, on_frame=(lambda _frame: None) if face else None
     )

@@ -135,7 +135,8 @@ def test_settings_round_trip_and_config_overlay(tmp_path) -> None:
     again = AppSettings(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     assert again.flag(SettingKey.MUTED) is True
     config = again.apply_to(Config(), keep={"llm_model"})
-    assert config.persona_name == "Ada" and config.system_prompt == Config().system_prompt
+    assert config.persona_name == "Ada" and config.system_prompt == Config(persona_name="Ada").system_prompt
+    assert config.system_prompt.startswith("You are Ada, ")  # the persona prompt follows the name
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "and the video is written with the speech muxed in.",
     )
     p.add_argument("--text", required=True, help="what the replica says")
-    p.add_argument("--face", type=Path, help="photo to build the replica from (default: the bundled portrait)")
+    p.add_argument("--face", type=Path, help="photo to build the replica from (default: --photo, else the bundled one)")
     if common is None:
         p.add_argument("--voice", metavar="ONNX", help="Piper voice (.onnx with .onnx.json beside it)")
     p.add_argument("--out", type=Path, required=True, help="output video, e.g. clip.mp4")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, config: object | None = None) -> int:
     from app.model_registry import ModelError, resolve
 
     try:
-        replica = _load_replica(args.face, args.seed)
+        replica = _load_replica(args.face or getattr(config, "face_photo", None), args.seed)
         # --voice, else the config's [models] voice (the app's CLI passes its Config), else the bundled one.
         voice = getattr(args, "voice", None) or getattr(config, "voice", None)
         tts = PiperTts(resolve("voice", voice))
@@ -79,15 +79,8 @@ def run(args: argparse.Namespace, config: object | None = None) -> int:
     return 0
 
 
-def _load_replica(face: Path | None, seed: int) -> Replica:
-    if face is None:
-        return Replica.from_assets(seed)
-    import cv2
-
-    image = cv2.imread(str(face), cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f"cannot read the image {face}: check the path, or use a JPEG or PNG file.")
-    return Replica.from_image(image, seed)
+def _load_replica(face: Path | str | None, seed: int) -> Replica:
+    return Replica.from_assets(seed) if face is None else Replica.from_file(face, seed)
 
 
 def render_clip(replica: Replica, chunks: list[SpeechChunk], out: Path, start_ns: int = 10**12) -> ClipStats:

@@ -15,6 +15,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -79,6 +80,16 @@ class Replica:
             image = image[:, :, :3]
         fit = fit_landmarks(np.ascontiguousarray(image))
         return cls(normalise(image, fit.points), seed)
+
+    @classmethod
+    def from_file(cls, path: str | Path, seed: int = 0) -> Replica:
+        """A replica of the face in an image file; OSError if unreadable, NoFaceError if no face."""
+        import cv2
+
+        image = cv2.imread(str(Path(path).expanduser()), cv2.IMREAD_COLOR)
+        if image is None:
+            raise OSError(f"cannot read the image {path}: check the path, or use a JPEG or PNG file.")
+        return cls.from_image(image, seed)
 
     # --- inputs ---------------------------------------------------------------
 

@@ -28,11 +28,16 @@ _log = logging.getLogger(__name__)
 GIL_SWITCH_S = 0.001
 
 
-def default_replica() -> object | None:
-    """The bundled replica, or None (the window still works, with an empty video tile)."""
+def default_replica(photo: str | None = None) -> object | None:
+    """The replica of ``photo`` (the config's face_photo), else the bundled one, else None (an empty tile)."""
     try:
         from app.replica import Replica
 
+        if photo:
+            try:
+                return Replica.from_file(photo)
+            except (OSError, ValueError) as exc:  # unreadable, or no face in it: say so, use the bundled face
+                _log.warning("the replica's photo %s cannot be used (%s); showing the bundled face", photo, exc)
         return Replica.from_assets()
     except Exception as exc:  # missing assets or replica package: show the app anyway
         _log.warning("no replica face: %s", exc)
@@ -64,7 +69,7 @@ def build_app(
     devices = devices or DeviceProvider.system()
     effective = settings.apply_to(config, keep)
     if replica is None:
-        replica = default_replica()
+        replica = default_replica(config.face_photo)
     bridge = EventBridge()
     session = Session(effective, settings, devices, bridge, replica or None, load)
     window = MainWindow(session, bridge, settings, config)
