@@ -82,10 +82,11 @@ SCRIPTS: tuple[Script, ...] = (
     _one("f17", "fact", "What animal says moo?", ("cow", "cows", "cattle")),
     _one("f18", "fact", "What is frozen water called?", "ice"),
     # chit-chat: no right answer, only the checks every reply gets
-    _one("c01", "chat", "Hi, how are you today?", spoken=True),
+    # (spoken prompts have no commas: a pause that long would end the turn)
+    _one("c01", "chat", "Hi there how are you today?", spoken=True),
     _one("c02", "chat", "What do you like to do for fun?"),
     _one("c03", "chat", "Tell me a little about yourself."),
-    _one("c04", "chat", "Sorry, but what time is it right now?", spoken=True),
+    _one("c04", "chat", "Sorry but what time is it right now?", spoken=True),
     _one("c05", "chat", "I had a really long day at work."),
     _one("c06", "chat", "Do you like music?"),
     _one("c07", "chat", "What's your favourite food?"),

@@ -134,20 +134,23 @@ def markdown(doc: dict) -> str:
                 f"| {_num(fa['p50'])} / {_num(fa['p90'])} ms | {_num(lm['p50'], ' ms')} |"
             )
     for v in doc["variants"]:
-        lines += [
-            "",
-            f"## {v['variant']['label']}: every typed reply",
-            "",
-            "| | prompt | reply | flags |",
-            "|---|---|---|---|",
-        ]
-        for r in v["typed"]["replies"]:
-            flags = [c for c in COLUMNS[1:-1] if r[c]]
-            if r["right"] is False:
-                flags.insert(0, "wrong")
-            text = r["reply"].replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {r['script']} | {r['user']} | {text} | {', '.join(flags)} |")
+        lines += _listing(f"{v['variant']['label']}: every typed reply", v["typed"]["replies"])
+        if "spoken" in v:
+            lines += _listing(f"{v['variant']['label']}: spoken (as the recogniser heard it)", v["spoken"]["replies"])
     return "\n".join(lines) + "\n"
+
+
+def _listing(title: str, rows: list[dict]) -> list[str]:
+    lines = ["", f"## {title}", "", "| | prompt | reply | flags |", "|---|---|---|---|"]
+    for r in rows:
+        flags = [c for c in COLUMNS[1:-1] if r[c]]
+        if r["right"] is False:
+            flags.insert(0, "wrong")
+        text = r["reply"].replace("|", "\\|").replace("\n", " ")
+        heard = r.get("extra", {}).get("heard")
+        prompt = r["user"] if heard is None else f"{r['user']} (heard: {heard})"
+        lines.append(f"| {r['script']} | {prompt} | {text} | {', '.join(flags)} |")
+    return lines
 
 
 def _kinds(doc: dict) -> list[str]:

@@ -37,6 +37,7 @@ class Variant:
     style: str = ""  # "" the model's default (app/engines/llm_prompt.py)
     sampling: tuple[tuple[str, float], ...] = ()
     system_prompt: str = ""  # "" the configured persona
+    max_sentences: int = -1  # -1 the style's own stop rule
 
 
 def parse_variant(spec: str) -> Variant:
@@ -50,6 +51,8 @@ def parse_variant(spec: str) -> Variant:
             fields[key] = value
         elif key == "persona":
             fields["system_prompt"] = PERSONAS[value]
+        elif key == "max_sentences":
+            fields[key] = int(value)
         else:
             sampling.append((key, float(value)))
     return Variant(**fields, sampling=tuple(sampling))
@@ -218,7 +221,8 @@ def run_variant(
 
     if hasattr(llm, "set_style"):
         base = STYLES[variant.style] if variant.style else llm.default_style
-        llm.set_style(replace(base, sampling=(*base.sampling, *variant.sampling)))
+        cap = base.max_sentences if variant.max_sentences < 0 else variant.max_sentences
+        llm.set_style(replace(base, sampling=(*base.sampling, *variant.sampling), max_sentences=cap))
     persona = variant.system_prompt or config.system_prompt
     cfg = replace(config, system_prompt=persona)
     progress(f"[{variant.label}] typed prompts ({getattr(llm, 'style', None) and llm.style.name})")

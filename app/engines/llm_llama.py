@@ -19,7 +19,7 @@ import numpy as np
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
 from app.engines.kv_shift import shift_out_dropped
-from app.engines.llm_prompt import PromptStyle, default_style
+from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
 from app.engines.llm_threads import SpinGuard
 from app.model_registry import ModelError
 
@@ -200,6 +200,7 @@ class LlamaCppLlm:
             )
             budget = min(self.max_tokens, self.context_tokens - len(tokens) - 1)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            sentences = SentenceCount(self.style.max_sentences)
             stats.finish_reason = "length"
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             tokens_out = self._llm.generate(tokens, reset=True, **self.sampling)
@@ -224,6 +225,9 @@ class LlamaCppLlm:
                         stats.completion_tokens += 1
                         yield Token(head, stats.completion_tokens - 1)
                     stats.finish_reason = "stop"
+                    break
+                if sentences.full_before(piece):
+                    stats.finish_reason = "stop"  # the persona's sentences are said: stop before another
                     break
                 stats.completion_tokens += 1
                 yield Token(piece, stats.completion_tokens - 1)

@@ -59,6 +59,7 @@ class PromptStyle:
     examples: tuple[ChatMessage, ...] = ()
     transcript: bool = False  # no chat template: plain "User:/Assistant:" lines
     stop_at_newline: bool = False  # a reply is one paragraph (transcripts: one line)
+    max_sentences: int = 0  # stop before a sentence past this many (0: no limit but the token cap)
     sampling: tuple[tuple[str, float], ...] = ()
 
     def arrange(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -84,8 +85,29 @@ class PromptStyle:
         return text
 
 
+class SentenceCount:
+    """Counts finished sentences in a streamed reply: a piece starting with a space after . ! ? starts one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.done, self.tail = limit, 0, ""
+
+    def full_before(self, piece: str) -> bool:
+        """True when ``piece`` would start a sentence past the limit (the caller stops before it)."""
+        if not self.limit or not piece.strip():
+            self.tail = (self.tail + piece)[-8:]
+            return False
+        spaced = piece[:1].isspace() or self.tail[-1:].isspace()
+        if spaced and self.tail.rstrip().rstrip("\"')]*").endswith((".", "!", "?", "…")):
+            self.done += 1
+            if self.done >= self.limit:
+                return True
+        self.tail = (self.tail + piece)[-8:]
+        return False
+
+
 CHAT = PromptStyle("chat")  # the chat template alone, as before the reply bench
-CHAT_FEW_SHOT = PromptStyle("chat+examples", examples=EXAMPLES)
+# Stops before a third sentence: the persona asks for one or two (replies past it 6 -> 2 %).
+CHAT_FEW_SHOT = PromptStyle("chat+examples", examples=EXAMPLES, max_sentences=2)
 TRANSCRIPT_FEW_SHOT = PromptStyle("transcript+examples", examples=EXAMPLES, transcript=True, stop_at_newline=True)
 CHAT_RECALL = PromptStyle("chat+recall", examples=EXAMPLES_RECALL)
 TRANSCRIPT_RECALL = PromptStyle("transcript+recall", examples=EXAMPLES_RECALL, transcript=True, stop_at_newline=True)
