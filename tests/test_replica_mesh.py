@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -28,10 +30,19 @@ def reference(mesh: FaceMesh) -> MeshFit:
     return fit
 
 
-def moved_portrait(scale: float, angle: float, shift: tuple[int, int], gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """The default portrait scaled, rotated about its face, shifted and darkened; and the 2x3 transform."""
-    image, _ = load_default_source()
-    m = cv2.getRotationMatrix2D((224.0, 120.0), angle, scale)
+HOPPER = Path(__file__).parent / "data" / "grace_hopper.jpg"  # a second face: public domain, see data/CREDITS.md
+
+
+def moved_portrait(
+    scale: float, angle: float, shift: tuple[int, int], gamma: float, image: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A portrait (default: the bundled one) scaled, rotated about its face, shifted, darkened; and the 2x3."""
+    centre = (224.0, 120.0)
+    if image is None:
+        image, _ = load_default_source()
+    else:
+        centre = (image.shape[1] / 2 - 40, image.shape[0] / 2 - 120)
+    m = cv2.getRotationMatrix2D(centre, angle, scale)
     m[:, 2] += shift
     out = cv2.warpAffine(image, m, (640, 560), borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
     return (255.0 * (out / 255.0) ** gamma).astype(np.uint8), m
@@ -118,3 +129,18 @@ def test_no_face_is_found_where_there_is_none(mesh: FaceMesh, kind: str) -> None
     assert mesh.fit(image) is None
     with pytest.raises(NoFaceError):
         fit_landmarks(image)
+
+
+@pytest.mark.parametrize(
+    ("scale", "angle", "shift", "gamma"),
+    [(0.8, 0, (60, 20), 1.0), (1.0, 10, (40, 10), 1.0), (1.0, -10, (0, 30), 2.2), (1.2, 5, (-60, -40), 1.0)],
+)
+def test_a_second_face_with_glasses_lands_as_well(mesh, scale, angle, shift, gamma) -> None:
+    photo = cv2.imread(str(HOPPER))
+    reference = mesh.fit(photo)
+    assert reference is not None and reference.score > 0.9
+    image, m = moved_portrait(scale, angle, shift, gamma, photo)
+    fit = mesh.fit(image)
+    assert fit is not None
+    error = np.hypot(*(fit.mesh - apply_affine(m, reference.mesh)).T) / (reference.iod * scale)
+    assert error.mean() < 0.03, f"mean {100 * error.mean():.1f} % of the eye distance"
