@@ -34,6 +34,7 @@ BACKGROUND = QColor(14, 17, 22)
 TILE = QColor(24, 28, 35)
 RADIUS = 18.0
 MARGIN = 12
+HUD_LEFT = 16  # the HUD panel's left and top offset
 PIP_SIZE = QSize(240, 180)
 STATE_COLOURS = {
     "idle": QColor(130, 138, 150),
@@ -128,7 +129,9 @@ class VideoView(QWidget):
     def toggle_hud(self) -> bool:
         self.hud_visible = not self.hud_visible
         self._hud_cache = None
+        self._corner_cache = None
         self.update()
+        self.tile_resized.emit(self.tile_side())  # the tile moves aside for the HUD (or takes the room back)
         return self.hud_visible
 
     @property
@@ -138,11 +141,25 @@ class VideoView(QWidget):
     # --- geometry ---------------------------------------------------------------------
 
     def tile_side(self) -> int:
-        return max(64, min(self.width(), self.height()) - 2 * MARGIN)
+        return self._tile_layout()[0]
 
     def tile_rect(self) -> QRectF:
-        side = self.tile_side()
-        return QRectF((self.width() - side) // 2, (self.height() - side) // 2, side, side)
+        side, left = self._tile_layout()
+        return QRectF(left, (self.height() - side) // 2, side, side)
+
+    def _tile_layout(self) -> tuple[int, int]:
+        """(side, left) of the replica tile: beside the HUD when it is shown, so it never covers the face.
+
+        Only when the window is too narrow for both (the tile would lose more than 40 % and be under
+        280 px) does the HUD overlay the tile's top-left corner, as before; H hides it.
+        """
+        full = max(64, min(self.width(), self.height()) - 2 * MARGIN)
+        if self.hud_visible:
+            beside = HUD_LEFT + self.hud_rect().width() + MARGIN
+            side = min(self.height() - 2 * MARGIN, self.width() - beside - MARGIN)
+            if side >= min(0.6 * full, 280):
+                return side, beside + (self.width() - beside - MARGIN - side) // 2
+        return full, (self.width() - full) // 2
 
     replica_rect = tile_rect
 
@@ -157,8 +174,8 @@ class VideoView(QWidget):
     def hud_rect(self) -> QRect:
         cache = self._hud_cache
         if cache is not None:
-            return QRect(16, 16, cache.width(), cache.height())
-        return QRect(16, 16, round(320 * self._hud_scale()), round(520 * self._hud_scale()))
+            return QRect(HUD_LEFT, HUD_LEFT, cache.width(), cache.height())
+        return QRect(HUD_LEFT, HUD_LEFT, int(300 * self._hud_scale()) + 1, round(520 * self._hud_scale()))
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
@@ -182,7 +199,7 @@ class VideoView(QWidget):
         if self.hud_visible and area.intersects(self.hud_rect()):
             if self._hud_cache is None:
                 self._hud_cache = self._render_hud()
-            p.drawImage(QPointF(16, 16), self._hud_cache)
+            p.drawImage(QPointF(HUD_LEFT, HUD_LEFT), self._hud_cache)
         p.end()
         self.paint_at.append(started)
         self.paint_ms.append((time.perf_counter() - started) * 1000)
