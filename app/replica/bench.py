@@ -31,6 +31,7 @@ SENTENCE = (
     "Hello there. My name is Joe, and I am happy to meet you today. Do you see how my lips move when I speak? "
     "We could talk about books, music, or the weather."
 )
+CONTACT_SENTENCE = "Hello, my name is Joe. Would you like some tea with me?"
 # scale, degrees, shift (px), gamma (>1 darkens)
 FIT_CASES = [
     (1.0, 0.0, (0, 0), 1.0),
@@ -154,7 +155,11 @@ def run(out: Path | None = None, quick: bool = False) -> dict:
     text = report(doc)
     print(text)
     if out is not None:
+        from app.replica.contact import contact_sheet
+
         out.mkdir(parents=True, exist_ok=True)
+        sheet = contact_sheet(Replica.from_assets(seed=2), list(tts.synthesize(CONTACT_SENTENCE)))
+        cv2.imwrite(str(out / "replica-mouth.png"), sheet)
         (out / "replica.json").write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
         (out / "replica.md").write_text(text + "\n", encoding="utf-8")
     return doc
