@@ -115,8 +115,9 @@ SCRIPTS: tuple[Script, ...] = (
     Script("b06", "backchannel", (_t("Do you like the sea?"), _t("Right."))),
 )  # fmt: skip
 
-# Small enough for a test: one of each kind.
+# Small enough for a test: one of each kind (spoken: the first and the follow-up).
 SUBSET = ("f01", "c04", "h01", "i01", "b02")
+SUBSET_SPOKEN = ("f01", "h01")
 
 
 def scripts(ids: tuple[str, ...] | None = None) -> list[Script]:
@@ -138,6 +139,7 @@ _FOREIGN_WORDS = (  # Spanish, French, German, Italian, Portuguese
     "non um uma não je tu nous vous ich du sie wir"
 )
 _FOREIGN = frozenset(_FOREIGN_WORDS.split())
+_SMALL = _ENGLISH | {"i'm", "you're", "it's", "yes", "no", "oh", "well", "sorry", "really", "right", "okay", "ok"}
 
 
 def words(text: str) -> list[str]:
@@ -160,12 +162,21 @@ def right(reply: str, turn: Turn) -> bool | None:
 
 
 def parrots(user: str, reply: str) -> bool:
-    """The reply (or one of its sentences) is the user's message again, near enough word for word."""
-    said = " ".join(words(user))
+    """The reply (or one of its longer sentences) is the user's message again, with nothing of its own.
+
+    It says no word the user did not say but small ones ("I'm", "is"), and most of the user's
+    words: "The largest planet in our solar system is Jupiter." restates the question but answers it.
+    """
+    said = set(words(user))
     if not said:
         return False
-    candidates = [reply, *sentences(reply)]
-    return any(difflib.SequenceMatcher(None, said, " ".join(words(c))).ratio() >= 0.8 for c in candidates)
+    whole = [reply] + [s for s in sentences(reply) if len(words(s)) >= 4]
+    for candidate in whole:
+        echo = set(words(candidate))
+        new = echo - said - _SMALL
+        if echo and not new and len(echo & said) >= 0.6 * len(said):
+            return True
+    return False
 
 
 def repeats_itself(reply: str, previous: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from app.bench.replies import PERSONAS, Score, Script, score, scripts, summary
+from app.bench.replies import PERSONAS, SUBSET_SPOKEN, Score, Script, score, scripts, summary
 from app.config import Config
 from app.core.engines import ChatMessage
 from app.core.history import History
@@ -235,7 +235,7 @@ def run_variant(
         "rounds": rounds,
         "typed": {"summary": summary(typed), "latency": latency(typed), "replies": [_row(s) for s in typed]},
     }
-    chosen = [s for s in scripts(ids) if s.spoken]
+    chosen = [s for s in scripts(SUBSET_SPOKEN if ids else None) if s.spoken]
     if spoken and chosen:
         progress(f"[{variant.label}] spoken prompts through the pipeline")
         result = run_spoken(replace(engines, llm=llm), cfg, chosen, out_dir, progress)
