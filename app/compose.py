@@ -49,10 +49,11 @@ def load_tts(config: Config, deterministic: bool = False) -> TtsEngine:
 
 
 def load_local_llm(config: Config) -> LlmEngine:
+    from app.engines.llm_choices import path_for
     from app.engines.llm_llama import LlamaCppLlm
     from app.engines.llm_quantize import requantized
 
-    source = resolve("llm", config.llm_model)
+    source = resolve("llm", path_for(config.llm_model))  # a model's name ("gemma") or any GGUF path
     path = requantized(source, cache_dir() / "models", threads=config.llm_threads) if config.requantize_llm else source
 
     def load(model: Path) -> LlmEngine:

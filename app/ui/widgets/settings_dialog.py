@@ -6,6 +6,8 @@ returns and tells the session what changed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,8 +26,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.config import Config
+from app.engines import llm_choices
 from app.ui.devices import DeviceProvider, Listing
 from app.ui.settings import DEVICE_OFF, AppSettings, SettingKey
+
+RECENT_LLMS = "models/llm_recent"  # GGUF files picked before, newest first
+RECENT_KEEP = 5
 
 ASR_ENGINE_LABELS = {
     "whisper": "Whisper tiny.en (default: hears best)",
@@ -65,6 +71,45 @@ def _path_row(edit: QLineEdit, pick_dir: bool, filter_: str = "") -> QWidget:
     return row
 
 
+def recent_llms(settings: AppSettings) -> list[str]:
+    value = settings.store.value(RECENT_LLMS, [])
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [str(v) for v in items if v]
+
+
+def remember_llm(settings: AppSettings, model: str) -> None:
+    """A GGUF path the user chose goes to the top of the recent list (names of bundled models do not)."""
+    if not model or model in llm_choices.BY_NAME:
+        return
+    kept = [model, *(m for m in recent_llms(settings) if m != model)][:RECENT_KEEP]
+    settings.store.setValue(RECENT_LLMS, kept)
+    settings.store.sync()
+
+
+def _llm_picker(settings: AppSettings, current: str, edit: QLineEdit) -> QComboBox:
+    """Bundled and opt-in models with their measured latency, then recent files; picking one fills ``edit``."""
+    combo = QComboBox()
+    for choice in llm_choices.CHOICES:
+        value = "" if choice.name == llm_choices.DEFAULT else choice.name
+        if llm_choices.is_installed(choice):
+            combo.addItem(llm_choices.describe(choice), value)
+        else:
+            combo.addItem(f"{choice.label}: not installed ({choice.install})", None)
+            combo.model().item(combo.count() - 1).setEnabled(False)  # type: ignore[attr-defined]
+    for path in [current, *recent_llms(settings)]:
+        if path and combo.findData(path) < 0:
+            combo.addItem(f"{Path(path).name}: latency not measured ({path})", path)
+    combo.setCurrentIndex(max(0, combo.findData(current)))
+
+    def picked(index: int) -> None:
+        value = combo.itemData(index)
+        if value is not None:
+            edit.setText(value)
+
+    combo.activated.connect(picked)
+    return combo
+
+
 class SettingsDialog(QDialog):
     def __init__(self, settings: AppSettings, devices: DeviceProvider, config: Config, parent: QWidget | None = None):
         super().__init__(parent)
@@ -98,6 +143,8 @@ class SettingsDialog(QDialog):
 
         self.llm_model = QLineEdit(text(SettingKey.LLM_MODEL))
         self.llm_model.setPlaceholderText("bundled model (a .gguf file)")
+        self.llm_choice = _llm_picker(settings, text(SettingKey.LLM_MODEL), self.llm_model)
+        self._settings = settings
         self.asr_engine = QComboBox()
         for engine, label in ASR_ENGINE_LABELS.items():
             self.asr_engine.addItem(label, engine)
@@ -108,10 +155,14 @@ class SettingsDialog(QDialog):
         self.asr_model.setPlaceholderText("bundled model (a folder for the chosen recogniser)")
         models = QWidget()
         form = QFormLayout(models)
-        form.addRow("Language model", _path_row(self.llm_model, False, "GGUF model (*.gguf)"))
+        form.addRow("Language model", self.llm_choice)
+        form.addRow("Model file", _path_row(self.llm_model, False, "GGUF model (*.gguf)"))
         form.addRow("Speech recogniser", self.asr_engine)
         form.addRow("Recogniser model", _path_row(self.asr_model, True))
-        note = QLabel("Changing a model or the voice reloads the models (the conversation restarts).")
+        note = QLabel(
+            "Changing a model or the voice reloads the models (the conversation restarts, the app does not). "
+            "Latency and right answers are from the reply bench on 2 CPU cores (docs/bench/replies.md)."
+        )
         note.setWordWrap(True)
         form.addRow(note)
         tabs.addTab(models, "Models")
@@ -135,6 +186,10 @@ class SettingsDialog(QDialog):
         layout.addWidget(tabs)
         layout.addWidget(buttons)
         self._default_prompt = config.system_prompt if not text(SettingKey.SYSTEM_PROMPT) else ""
+
+    def accept(self) -> None:
+        remember_llm(self._settings, self.llm_model.text().strip())
+        super().accept()
 
     def values(self) -> dict[SettingKey, bool | str]:
         prompt = self.system_prompt.toPlainText().strip()
