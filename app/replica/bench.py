@@ -105,7 +105,8 @@ def lips(mesh: FaceMesh, replica: Replica, chunks: list[SpeechChunk], fps: float
     meter = measure.PixelMeter(mesh, replica)
     speech = measure.push(replica, chunks)
     series = meter.series(replica, speech.end_s + measure.TAIL_S, fps, eyes=True)
-    out = measure.lip_metrics(series, speech, meter.rest_gap)
+    out = measure.lip_metrics(series, speech, meter.rest_gap, meter.closed_margin, meter.rest_eyes)
+    out["closed_margin"] = meter.closed_margin
     out.update(measure.prosody_metrics(series, speech, meter.rest_eyes, meter.rest_brow))
     out["identity_median"] = float(np.median(series.shape))
     out["identity_max"] = float(series.shape.max())
@@ -176,6 +177,7 @@ def report(doc: dict) -> str:
         lines.append(f"| rounded / spread / m-b-p frames | {m['rounded_frames']} / {m['spread_frames']} / "
                      f"{m['bilabial_frames']} | |")  # fmt: skip
         lines.append(f"| silences (≥150 ms), worst closure | {m['silences']}, {m['worst_closure_ms']:.0f} ms | |")
+        lines.append(f"| 'closed': measured gap within (idle wander) | {m['closed_margin']:.3f} eye distances | |")
         lines.append(f"| widest opening above rest (eye distances) | {m['open_max']:.3f} | |")
         lines.append(f"| identity: shape distance to the photo, median / max | {100 * m['identity_median']:.1f} % / "
                      f"{100 * m['identity_max']:.1f} % of the eye distance | |")  # fmt: skip

@@ -139,13 +139,18 @@ class Replica:
         for s in speech[-4:]:  # blinks at the pauses of the last few sentences
             for at in s.prosody.blinks:
                 blink = max(blink, blink_amount((t_ns - s.start_ns) / 1e9 - at))
+        # Idle blinks keep to the silences: while speaking, the eyes blink at the pauses instead.
+        for start_s in self._idle.blink_times(t_ns / 1e9 - 0.3, t_ns / 1e9 + 1e-9):
+            start = round(start_s * 1e9)
+            if not any(s.start_ns <= start < s.end_ns for s in speech[-4:]):
+                blink = max(blink, blink_amount((t_ns - start) / 1e9))
         idle = self._idle.pose(t_ns, energy=mouth[0])
         pose = Pose(
             open=mouth[0],
             spread=mouth[1],
             round=mouth[2],
             tongue=mouth[3],
-            blink=max(idle.blink, blink),
+            blink=blink,
             brow=brow,
             gaze_x=gaze[0] + idle.saccade_x,
             gaze_y=gaze[1] + idle.saccade_y,
