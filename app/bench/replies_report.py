@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.bench.replies import SUBSET
-from app.bench.replies_run import Variant, by_kind, loadavg, parse_variant, run_variant
+from app.bench.replies import SUBSET, SUBSET_SPOKEN, scripts
+from app.bench.replies_run import Variant, by_kind, loadavg, parse_variant, run_typed, run_variant
 from app.config import Config
 
 COLUMNS = ("right", "parrot", "repeat", "leak", "cut", "long", "language", "ok")
@@ -53,7 +53,7 @@ def run_replies(
         progress("Loading the recogniser and the voice…")
         engines = Engines(asr=load_asr(config), llm=None, tts=load_tts(config, deterministic=True), load_s={})  # type: ignore[arg-type]
     loaded: dict[str, Any] = {}
-    results = []
+    entries = []
     for variant in variants:
         key = path_for(variant.model) or ""
         if key not in loaded:
@@ -62,8 +62,17 @@ def run_replies(
             else:
                 progress(f"Loading {variant.model or 'the default model'}…")
                 loaded[key] = load_model(config, variant.model)
-        ids = SUBSET if quick else None
-        results.append(run_variant(variant, loaded[key], engines, config, ids, spoken, out_dir, progress, rounds))
+        entries.append((variant, loaded[key]))
+    progress(f"Typed prompts: {len(entries)} variants interleaved, {rounds} round(s)")
+    typed = run_typed(entries, config, scripts(SUBSET if quick else None), progress, rounds)
+    spoken_ids = SUBSET_SPOKEN if quick else None
+    results = [
+        run_variant(v, llm, typed[v.label], engines if spoken else None, config, spoken_ids, out_dir, progress)
+        for v, llm in entries
+    ]
+    for llm in loaded.values():
+        if hasattr(llm, "set_style"):
+            llm.set_style(llm.default_style)  # the models go back as they were loaded
     doc = {
         "run": {
             "started": started,
@@ -98,8 +107,10 @@ def markdown(doc: dict) -> str:
         f"Run {run['started']}, {run['duration_s']} s, load average {run['loadavg_start']} → {run['loadavg_end']}"
         f"{' (quick subset)' if run['quick'] else ''}.",
         "",
-        "Typed prompts: rates over all replies (right: over the replies with a checkable answer). "
-        "Latency of the typed prompts: median TTFT with the history cached, TPS over all reply tokens.",
+        f"Typed prompts, {run.get('rounds', 1)} round(s) (one sampling seed each), the variants interleaved "
+        "script by script so a busy machine slows each alike: rates over all replies (right: over the replies "
+        "with a checkable answer); median TTFT with the persona, few-shot turns and history cached (the user's "
+        "message evaluated cold), TPS over all reply tokens.",
         "",
         "| variant | style | replies | " + " | ".join(COLUMNS) + " | TTFT | TPS | 20/TPS + TTFT |",
         "|---|---|--:|" + "--:|" * len(COLUMNS) + "--:|--:|--:|",

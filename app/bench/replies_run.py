@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from app.bench.replies import PERSONAS, SUBSET_SPOKEN, Score, Script, score, scripts, summary
+from app.bench.replies import PERSONAS, Score, Script, score, scripts, summary
 from app.config import Config
 from app.core.engines import ChatMessage
 from app.core.history import History
@@ -86,32 +86,50 @@ def ask(llm: Any, history: History, text: str) -> tuple[str, str, dict[str, floa
     return reply, llm.last_stats.finish_reason, timing
 
 
-def run_typed(llm: Any, persona: str, chosen: list[Script], progress: Progress, rounds: int = 1) -> list[Score]:
-    """Every script from a fresh history, ``rounds`` times with another sampling seed each time."""
-    budget = max(256, llm.context_tokens - llm.max_tokens - 64)
-    examples = tuple(m.content for m in getattr(getattr(llm, "style", None), "examples", ()) if m.role == "assistant")
-    scores: list[Score] = []
+def apply_variant(variant: Variant, llm: Any, config: Config) -> str:
+    """Give the engine the variant's style, stop rule and sampling; returns the variant's persona."""
+    from app.engines.llm_prompt import STYLES
+
+    if hasattr(llm, "set_style"):
+        base = STYLES[variant.style] if variant.style else llm.default_style
+        cap = base.max_sentences if variant.max_sentences < 0 else variant.max_sentences
+        llm.set_style(replace(base, sampling=(*base.sampling, *variant.sampling), max_sentences=cap))
+    return variant.system_prompt or config.system_prompt
+
+
+def run_typed(
+    entries: list[tuple[Variant, Any]], config: Config, chosen: list[Script], progress: Progress, rounds: int = 1
+) -> dict[str, list[Score]]:
+    """Every script from a fresh history, ``rounds`` times (one sampling seed each), variants interleaved.
+
+    Script by script, each variant in turn: a busy machine slows every variant alike, so
+    their latencies can be compared.  Switching variants on one model changes the cached
+    prefix; ``ask`` evaluates it again before the clock starts.
+    """
+    scores: dict[str, list[Score]] = {v.label: [] for v, _ in entries}
     for r in range(rounds):
-        if hasattr(llm, "reseed"):
-            llm.reseed(1234 + r)
-        scores += _typed_round(llm, persona, chosen, budget, examples, progress)
+        for script in chosen:
+            for variant, llm in entries:
+                persona = apply_variant(variant, llm, config)
+                if hasattr(llm, "reseed"):
+                    llm.reseed(1234 + r)
+                scores[variant.label] += _typed_script(llm, persona, script, f"[{variant.label}]", progress)
     return scores
 
 
-def _typed_round(
-    llm: Any, persona: str, chosen: list[Script], budget: int, examples, progress: Progress
-) -> list[Score]:
+def _typed_script(llm: Any, persona: str, script: Script, label: str, progress: Progress) -> list[Score]:
+    budget = max(256, llm.context_tokens - llm.max_tokens - 64)
+    examples = tuple(m.content for m in getattr(getattr(llm, "style", None), "examples", ()) if m.role == "assistant")
     scores: list[Score] = []
-    for script in chosen:
-        history = History(persona, budget, llm.count_tokens)
-        previous = ""
-        for turn in script.turns:
-            reply, finish, timing = ask(llm, history, turn.text)
-            s = score(script, turn, reply, finish, persona, examples, previous)
-            previous = reply
-            s.extra = timing
-            scores.append(s)
-            progress(f"    {script.id} {'ok ' if s.ok else 'BAD'} {turn.text!r} -> {reply!r}")
+    history = History(persona, budget, llm.count_tokens)
+    previous = ""
+    for turn in script.turns:
+        reply, finish, timing = ask(llm, history, turn.text)
+        s = score(script, turn, reply, finish, persona, examples, previous)
+        previous = reply
+        s.extra = timing
+        scores.append(s)
+        progress(f"    {label} {script.id} {'ok ' if s.ok else 'BAD'} {turn.text!r} -> {reply!r}")
     return scores
 
 
@@ -208,36 +226,26 @@ def loadavg() -> str:
 def run_variant(
     variant: Variant,
     llm: Any,
+    typed: list[Score],
     engines: Any,
     config: Config,
-    ids,
-    spoken: bool,
+    spoken_ids: tuple[str, ...] | None,
     out_dir: Path,
     progress: Progress,
-    rounds: int = 1,
 ) -> dict:
-    """One variant: typed prompts, then (when asked) the spoken ones; the engine keeps the variant's style."""
-    from app.engines.llm_prompt import STYLES
-
-    if hasattr(llm, "set_style"):
-        base = STYLES[variant.style] if variant.style else llm.default_style
-        cap = base.max_sentences if variant.max_sentences < 0 else variant.max_sentences
-        llm.set_style(replace(base, sampling=(*base.sampling, *variant.sampling), max_sentences=cap))
-    persona = variant.system_prompt or config.system_prompt
-    cfg = replace(config, system_prompt=persona)
-    progress(f"[{variant.label}] typed prompts ({getattr(llm, 'style', None) and llm.style.name})")
-    typed = run_typed(llm, persona, scripts(ids), progress, rounds)
+    """One variant's record: its typed scores, then (``engines`` given) its spoken prompts."""
+    persona = apply_variant(variant, llm, config)
     doc: dict[str, Any] = {
         "variant": variant.__dict__ | {"sampling": dict(variant.sampling)},
         "model": str(getattr(llm, "model_path", "")),
         "style": getattr(getattr(llm, "style", None), "name", ""),
         "sampling": dict(getattr(llm, "sampling", {})),
-        "rounds": rounds,
         "typed": {"summary": summary(typed), "latency": latency(typed), "replies": [_row(s) for s in typed]},
     }
-    chosen = [s for s in scripts(SUBSET_SPOKEN if ids else None) if s.spoken]
-    if spoken and chosen:
+    chosen = [s for s in scripts(spoken_ids) if s.spoken]
+    if engines is not None and chosen:
         progress(f"[{variant.label}] spoken prompts through the pipeline")
+        cfg = replace(config, system_prompt=persona)
         result = run_spoken(replace(engines, llm=llm), cfg, chosen, out_dir, progress)
         sp = result.pop("scores")
         doc["spoken"] = {**result, "summary": summary(sp), "replies": [_row(s) for s in sp]}
