@@ -38,6 +38,7 @@ class Variant:
     sampling: tuple[tuple[str, float], ...] = ()
     system_prompt: str = ""  # "" the configured persona
     max_sentences: int = -1  # -1 the style's own stop rule
+    spoken: bool = True  # also through the pipeline (when the run has spoken prompts)
 
 
 def parse_variant(spec: str) -> Variant:
@@ -53,6 +54,8 @@ def parse_variant(spec: str) -> Variant:
             fields["system_prompt"] = PERSONAS[value]
         elif key == "max_sentences":
             fields[key] = int(value)
+        elif key == "spoken":
+            fields[key] = value not in ("0", "no", "false")
         else:
             sampling.append((key, float(value)))
     return Variant(**fields, sampling=tuple(sampling))
@@ -243,7 +246,7 @@ def run_variant(
         "typed": {"summary": summary(typed), "latency": latency(typed), "replies": [_row(s) for s in typed]},
     }
     chosen = [s for s in scripts(spoken_ids) if s.spoken]
-    if engines is not None and chosen:
+    if engines is not None and chosen and variant.spoken:
         progress(f"[{variant.label}] spoken prompts through the pipeline")
         cfg = replace(config, system_prompt=persona)
         result = run_spoken(replace(engines, llm=llm), cfg, chosen, out_dir, progress)
