@@ -70,7 +70,13 @@ class Config:
     # (docs/bench/levers.md), so it is off unless chosen.
     context_shift: bool = False
     # turn-taking
-    silence_ms: int = 250
+    silence_ms: int = 250  # a pause this long ends a turn the turn model judges complete
+    max_silence_ms: int = 1500  # ...and this long one it judges unfinished ("so I was thinking, um")
+    # Which cues judge a pause (app/core/turn_model.py): text, llm (P(end of turn) from the loaded LLM),
+    # audio (Smart Turn v3.2), joined with "+"; "off" is the fixed window. Chosen by measurement: docs/turn-taking.md.
+    turn_cues: str = "text+llm"
+    turn_llm_threshold: float = 0.8  # below this P(end of turn) after the user's words, the turn is unfinished
+    backchannels_resume: bool = True  # "mm-hmm" while the replica speaks pauses it, then it goes on
     min_speech_ms: int = 160
     # While the user speaks, transcribe the growing utterance every 0.4 s and evaluate the words so far
     # into the LLM's KV cache (the listening phase leaves the cores free): TTFT then covers a few tokens.
@@ -126,6 +132,10 @@ _SECTIONS = {
     "persona": {"name": "persona_name", "system_prompt": "system_prompt", "photo": "face_photo"},
     "turns": {
         "silence_ms": "silence_ms",
+        "max_silence_ms": "max_silence_ms",
+        "cues": "turn_cues",
+        "llm_threshold": "turn_llm_threshold",
+        "backchannels_resume": "backchannels_resume",
         "min_speech_ms": "min_speech_ms",
         "prefill_while_speaking": "prefill_while_speaking",
     },
@@ -148,10 +158,16 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "temperature": (0.0, 2.0),
     "context_tokens": (512, 131072),
     "silence_ms": (32, 5000),
+    "max_silence_ms": (32, 5000),
+    "turn_llm_threshold": (0.0, 1.0),
     "min_speech_ms": (32, 5000),
     "llm_threads": (1, 256),
 }
-_CHOICES = {"llm_backend": ("local", "openai"), "asr_engine": ("whisper", "moonshine")}
+_CHOICES = {
+    "llm_backend": ("local", "openai"),
+    "asr_engine": ("whisper", "moonshine"),
+    "turn_cues": ("off", "text", "llm", "audio", "text+llm", "text+audio", "llm+audio", "text+llm+audio"),
+}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
 

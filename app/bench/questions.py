@@ -211,7 +211,9 @@ def _add_noise(audio: np.ndarray, snr_db: float, seed: str) -> np.ndarray:
 
 
 def generate(ids: list[str], directory: Path) -> None:
-    catalogue = {q.id: q for q in (*QUESTIONS, *HELD_OUT)} | {q.id: q for pair in BARGE_INS for q in pair}
+    from app.bench.turn_set import clips
+
+    catalogue = {q.id: q for q in (*QUESTIONS, *HELD_OUT, *clips())} | {q.id: q for pair in BARGE_INS for q in pair}
     directory.mkdir(parents=True, exist_ok=True)
     piper: _Piper | None = None
     for qid in ids:

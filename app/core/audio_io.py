@@ -65,6 +65,10 @@ class AudioSink(Protocol):
         """Mute the output (queued audio runs on unheard) or unmute it; returns when that is heard."""
         ...
 
+    def hold(self, on: bool) -> int:
+        """Pause the output where it is (the queue keeps its place) or resume it; returns when that is heard."""
+        ...
+
     def played_samples(self, tag: PlayTag) -> int: ...
 
     def stop(self) -> None: ...
@@ -81,6 +85,7 @@ class PlayoutBuffer:
         self._played: dict[PlayTag, int] = {}
         self._lock = threading.Lock()
         self._ducked = False
+        self._held = False
         self.listener: PlayoutListener | None = None
         # Called with every pulled block and when it is heard (echo cancellers use it as reference).
         self.taps: list[Callable[[np.ndarray, int], None]] = []
@@ -104,6 +109,16 @@ class PlayoutBuffer:
             self._ducked = on
         return now_ns() + self.latency_ns
 
+    def hold(self, on: bool) -> int:
+        """While held, nothing is pulled from the queue: the reply waits at the sample it reached.
+
+        A listener's "mm-hmm" pauses the replica this way, and the reply resumes
+        where it stopped; ``duck`` instead lets the audio run on unheard.
+        """
+        with self._lock:
+            self._held = on
+        return now_ns() + self.latency_ns
+
     def played_samples(self, tag: PlayTag) -> int:
         with self._lock:
             return self._played.get(tag, 0)
@@ -122,7 +137,7 @@ class PlayoutBuffer:
         finished: list[tuple[PlayTag, int]] = []
         pos = 0
         with self._lock:
-            while pos < n and self._queue:
+            while pos < n and self._queue and not self._held:
                 tag, audio = self._queue[0]
                 if self._offset == 0:
                     started.append((tag, heard_at_ns + int(pos * 1e9 / self.sample_rate)))
@@ -160,6 +175,9 @@ class BufferedSink:
 
     def duck(self, on: bool) -> int:
         return self.buffer.duck(on)
+
+    def hold(self, on: bool) -> int:
+        return self.buffer.hold(on)
 
     def played_samples(self, tag: PlayTag) -> int:
         return self.buffer.played_samples(tag)

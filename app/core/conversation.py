@@ -9,6 +9,7 @@ metrics observer's job.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 
@@ -33,14 +34,17 @@ from app.core.metrics import MetricsObserver
 from app.core.replica_stage import FrameCallback, ReplicaStage
 from app.core.speaking import SpeakingSide
 from app.core.turn import Segment, Turn, heard_for_history
+from app.core.turn_model import TurnModel
+from app.core.turn_taking import TurnTakingSide, turn_model_for
 from app.core.vad import TurnDetectorSettings
 from app.core.workers import Worker
 
+log = logging.getLogger(__name__)
 FIRST_AUDIO_YIELD_S = 1.0
 EARLY_VOICE_MS = 64  # voice this long while the replica talks mutes it; the onset (160 ms) then stops the reply
 
 
-class Conversation(ListeningSide, SpeakingSide):
+class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
     """Owns the stage workers; ``say`` for typed input, an ``AudioSource`` for speech."""
 
     def __init__(
@@ -59,8 +63,10 @@ class Conversation(ListeningSide, SpeakingSide):
         barge_in_gate: BargeInGate | None = None,
         half_duplex: bool = False,
         cpu_plan: CpuPlan | None = None,
+        turn_model: TurnModel | None = None,
     ) -> None:
         self.config = config
+        self.turn_model = turn_model or turn_model_for(config)
         self.engines = engines
         self.source, self.sink, self.face = source, sink, face
         self.bus = bus or EventBus()
@@ -189,8 +195,11 @@ class Conversation(ListeningSide, SpeakingSide):
         self._begin_reply(turn)
         return turn.id
 
-    def interrupt(self, reason: str = "stop", onset_ns: int | None = None) -> None:
-        """Stop the reply in progress (Esc, barge-in, new message); keep what was heard."""
+    def interrupt(self, reason: str = "stop", onset_ns: int | None = None, silent_ns: int | None = None) -> None:
+        """Stop the reply in progress (Esc, barge-in, new message); keep what was heard.
+
+        ``silent_ns``: the reply already fell silent then (paused for the user's voice).
+        """
         with self._lock:
             turn = self._active
             if turn is None or turn.cancel.cancelled:
@@ -198,10 +207,16 @@ class Conversation(ListeningSide, SpeakingSide):
             turn.cancel.cancel(reason)
             turn.interrupted = True
             turn.first_audio_ready.set()
-        silent_ns = self.sink.clear() if self.sink is not None else ev.now_ns()
+        cleared_ns = self.sink.clear() if self.sink is not None else ev.now_ns()
+        silent_ns = cleared_ns if silent_ns is None else min(silent_ns, cleared_ns)
         with self._lock:
             if self._ducked_ns is not None:  # muted for early voice already: that is when it fell silent
                 silent_ns = min(silent_ns, self._ducked_ns)
+            if turn.paused and self.sink is not None:
+                turn.paused = False
+                self.sink.hold(False)  # the queue is empty now: the next reply plays at once
+            if self._paused is not None and self._paused.turn is turn:
+                self._paused = None
         if self.face is not None:
             self.face.clear_buffer()
         if onset_ns is not None:
@@ -224,11 +239,22 @@ class Conversation(ListeningSide, SpeakingSide):
         turn.outbox.run(lambda: self._set_state(ev.AgentState.THINKING))
         # TTFT counts from here: waiting behind other LLM work is part of it.
         self._emit(turn, ev.LlmRequest(turn.id, backend=getattr(self.engines.llm, "name", "local")))
-        self._llm.submit(LlmJob(turn, turn.user_text))
+        self._llm.submit_urgent(LlmJob(turn, turn.user_text))  # ahead of prefills, never dropped by a full queue
+
+    def _end_of_turn_probability(self, messages: list) -> float | None:
+        """The LLM's P(end of turn) for the turn model; None if the engine cannot say (or fails to)."""
+        cue = getattr(self.engines.llm, "end_of_turn_probability", None)
+        try:
+            return cue(messages) if cue is not None else None
+        except Exception:  # the reply's own call reports a broken engine; the turn must not wait on this
+            log.exception("end-of-turn probability failed")
+            return None
 
     def _on_llm_job(self, job: LlmJob) -> None:
         llm = self.engines.llm
         if job.prefill_only is not None:
+            with self._lock:
+                self._prefill_queued = False
             prefill = getattr(llm, "prefill", None)
             if prefill is not None and not job.prefill_only.cancelled:
                 messages = self.history.messages_for(job.user_text) if job.user_text else self.history.snapshot()
@@ -241,6 +267,8 @@ class Conversation(ListeningSide, SpeakingSide):
         if turn.cancel.cancelled:
             return
         messages = self.history.messages_for(turn.user_text)
+        if turn.end_cue is not None:
+            turn.end_cue(self._end_of_turn_probability(messages))
         chunker = Chunker()
         pieces = turn.llm_pieces
         self.cpu.llm_started()
@@ -310,9 +338,10 @@ class Conversation(ListeningSide, SpeakingSide):
             seg_index = len(turn.segments)
             if seg_index and self.sink.played_samples(PlayTag(turn.id, seg_index - 1)) >= turn.segments[-1].n_samples:
                 self.audio_gaps += 1  # the last sentence had ended before this one was ready: a gap was heard
-            turn.segments.append(Segment(text_index, len(audio)))
+            turn.segments.append(Segment(text_index, len(audio), chunk))
             start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
-        if self.face is not None:
+            paused = turn.paused  # the face gets it when the reply resumes
+        if self.face is not None and not paused:
             self.face.push_audio(chunk, start_ns)
             if self.replica_stage is not None:
                 self.replica_stage.wake()

@@ -111,6 +111,16 @@ class SpeechChunk:
     def duration_s(self) -> float:
         return len(self.audio) / self.sample_rate
 
+    def tail(self, start: int) -> SpeechChunk:
+        """The chunk from sample ``start`` on, phonemes shifted with it (a paused reply resumes from here)."""
+        start = max(0, min(start, len(self.audio)))
+        phonemes = tuple(
+            PhonemeTiming(p.phoneme, max(p.start - start, 0), p.length - max(start - p.start, 0))
+            for p in self.phonemes
+            if p.start + p.length > start
+        )
+        return SpeechChunk(self.audio[start:], self.sample_rate, self.text, phonemes)
+
 
 @runtime_checkable
 class TtsEngine(Protocol):
@@ -118,4 +128,13 @@ class TtsEngine(Protocol):
 
     def synthesize(self, text: str, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[SpeechChunk]:
         """Yield audio sentence by sentence, with phoneme timing when known."""
+        ...
+
+
+@runtime_checkable
+class TurnEndModel(Protocol):
+    """An audio model of the end of a turn (Smart Turn): does the voice sound finished?"""
+
+    def complete_probability(self, audio: np.ndarray) -> float:
+        """P(the user has finished) from the utterance so far, 16 kHz mono float32."""
         ...

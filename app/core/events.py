@@ -175,6 +175,39 @@ class BargeIn(ControlEvent):
 
 
 @dataclass(frozen=True)
+class TurnJudged(ControlEvent):
+    """At the end of a pause, the turn model's verdict: ``complete`` ends the turn, else it waits ``wait_ms``."""
+
+    complete: bool
+    reason: str
+    wait_ms: int
+    p_llm: float | None = None
+
+
+@dataclass(frozen=True)
+class FragmentMerged(ControlEvent):
+    """A held fragment ("so I was thinking about") became the start of the next utterance's turn."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReplyPaused(ControlEvent):
+    """The user's voice paused the reply (``turn_id``) at ``silent_ns``; it resumes if they only said "mm-hmm"."""
+
+    onset_ns: int
+    silent_ns: int
+
+
+@dataclass(frozen=True)
+class ReplyResumed(ControlEvent):
+    """A backchannel: the paused reply goes on from the sample it stopped at."""
+
+    text: str
+    paused_ms: float
+
+
+@dataclass(frozen=True)
 class TurnEnded(ControlEvent):
     interrupted: bool = False
 

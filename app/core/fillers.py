@@ -15,7 +15,7 @@ from dataclasses import dataclass
 FILLER_WORDS = frozenset(
     {
         "mm", "mmm", "mmmm", "m", "hmm", "hm", "hmmm", "mhm", "mm-hmm", "mmhmm", "mm-hm", "uh-huh", "uhhuh",
-        "uh", "uhh", "um", "umm", "uhm", "er", "erm", "ah", "ahh", "eh", "huh", "oh", "ooh", "ha", "hah",
+        "uh", "uhh", "um", "umm", "uhm", "hum", "er", "erm", "ah", "ahh", "eh", "huh", "oh", "ooh", "ha", "hah",
     }
 )  # fmt: skip
 # Spelled-out hums the recognisers invent: "mm-m-m-m", "hmmmm", "uhhh", "ummm", "uh-huh-huh".
@@ -64,3 +64,34 @@ def judge(text: str, doubtful: bool = False) -> Verdict:
     if doubtful:
         return Verdict(False, f"the recogniser doubts {text.strip()[:60]!r}")
     return Verdict(True)
+
+
+# While the replica talks, these say "go on": the reply pauses for them and resumes.
+BACKCHANNEL_WORDS = frozenset(
+    {
+        "yeah", "yep", "yes", "yup", "okay", "ok", "right", "sure", "alright", "all", "i", "see", "got", "it",
+        "cool", "wow", "nice", "true", "exactly", "great", "good", "fine", "indeed", "haha", "hahaha", "aha",
+    }
+)  # fmt: skip
+MAX_BACKCHANNEL_WORDS = 4
+# One word that asks for the floor. Any other lone word heard over the replica is taken for a hum the
+# recogniser spelled oddly (Piper's "mm-hmm" came out as "NEMMA"): the reply goes on.
+INTERRUPTING_WORDS = frozenset(
+    {"stop", "wait", "no", "nope", "sorry", "what", "pardon", "hold", "hey", "excuse", "actually", "listen", "hello"}
+)
+
+
+def is_backchannel(text: str, doubtful: bool = False) -> bool:
+    """Heard while the replica spoke: a listener's "mm-hmm", "yeah", laugh or cough, not an interruption.
+
+    No words at all (a cough, a laugh the recogniser labels) or a decode it doubts
+    is a sound, not a request; a question, "wait", "stop", "actually", "no" are requests.
+    """
+    words = words_of(text)
+    if not words or doubtful:
+        return True
+    if len(words) > MAX_BACKCHANNEL_WORDS or text.strip().endswith("?"):
+        return False
+    if len(words) == 1 and words[0] not in INTERRUPTING_WORDS:
+        return True
+    return all(w in BACKCHANNEL_WORDS or is_filler(w) for w in words)

@@ -9,6 +9,7 @@ from app.core.cancel import CancelToken
 from app.core.engines import AsrEngine, LlmEngine, SpeechChunk, Transcript, TtsEngine
 from app.core.listener import Utterance
 from app.core.turn import Turn
+from app.core.turn_model import EndJudgement
 
 
 class EngineSet(Protocol):
@@ -41,6 +42,8 @@ class Speculation:
     turn: Turn | None = None  # the held reply, once the transcript has words
     not_a_turn: str = ""  # why the transcript gets no reply (app.core.fillers), "" when it does
     ended: Utterance | None = None  # the whole utterance, once the VAD ended the turn
+    judgement: EndJudgement | None = None  # the turn model's verdict, once its cues are in
+    settled: bool = False  # committed or held: decided once
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from app.core.turn import Turn
 from app.core.workers import Worker
 
 log = logging.getLogger(__name__)
+BACKCHANNEL = "a backchannel while the replica spoke: it went on"
 # While the user speaks, an engine that takes drafts (Moonshine) re-decodes the growing utterance
 # every PARTIAL_STEP_S; at the pause its final decode starts from the agreed words.
 PARTIAL_STEP_S = 0.4
@@ -77,6 +78,7 @@ class ListeningSide:
     _partial: CancelToken | None = None
     asr_partials: int = 0  # partial decodes finished, for tests and the curious
     user_word_prefills: int = 0  # times the user's words so far went into the LLM's KV cache
+    _prefill_queued: bool = False  # a prefill of the user's words waits for the LLM worker
 
     def _on_frame(self, job: tuple[np.ndarray, int]) -> None:
         if self._listener is None:
@@ -87,6 +89,7 @@ class ListeningSide:
         if self.half_duplex and self.replica_audible:
             frame = np.zeros_like(frame)  # ducked: no canceller, so do not listen to ourselves
         self._listener.push(frame, t_ns)
+        self._check_held(t_ns)
         self._maybe_partial()
 
     def _maybe_partial(self) -> None:
@@ -139,6 +142,10 @@ class ListeningSide:
         words = text.split()[:-1]
         if not self.config.prefill_while_speaking or len(words) < 2:
             return
+        with self._lock:
+            if self._prefill_queued:  # one waiting is enough: a busy LLM must not pile up stale prefills
+                return
+            self._prefill_queued = True
         self.user_word_prefills += 1
         self._llm.submit(LlmJob(None, self._with_carried(" ".join(words)), prefill_only=CancelToken()))
 
@@ -156,7 +163,7 @@ class ListeningSide:
     def replica_audible(self) -> bool:
         with self._lock:
             turn = self._active
-            return turn is not None and turn.first_audio_played and not turn.finished.is_set()
+            return turn is not None and turn.first_audio_played and not turn.finished.is_set() and not turn.paused
 
     def _on_early_onset(self, t_ns: int) -> None:
         """64 ms of voice while the replica talks: mute it now, decide at the onset (or the blip)."""
@@ -187,10 +194,12 @@ class ListeningSide:
             return
         with self._lock:
             self._user_speaking = True
-            busy = self._active is not None
             self._listening_turn = next(self._ids)
             turn_id = self._listening_turn
-        if busy:
+        self._merge_into_next()  # a held fragment, or a reply not heard yet, is the start of this utterance
+        with self._lock:
+            busy = self._active is not None
+        if busy and not self._pause_reply(onset_ns):
             self.interrupt("barge-in", onset_ns=onset_ns)
         self._unduck()
         self.bus.publish(ev.SpeechStarted(turn_id, t_ns=onset_ns))
@@ -211,6 +220,7 @@ class ListeningSide:
 
     def _on_resume(self) -> None:
         self._drop_speculation("user resumed")
+        self._repause_if_speaking()
 
     def _drop_speculation(self, reason: str) -> None:
         with self._lock:
@@ -242,8 +252,8 @@ class ListeningSide:
         if spec is None:
             self._asr.submit(AsrJob(turn_id, utt))
         elif ready:
-            self._commit(spec)
-        # else: the speculative ASR is still running and commits when it is done
+            self._settle(spec)
+        # else: the speculative ASR is still running and settles the turn when it is done
 
     # -- ASR worker ----------------------------------------------------------------
 
@@ -257,11 +267,13 @@ class ListeningSide:
             self._speculate(job.speculation, job.utterance)
             return
         transcript = self._transcribe(job.turn_id, job.utterance.audio)
+        backchannel = self._settle_paused(transcript.text, transcript.doubtful)
         verdict = _verdict(job.turn_id, transcript)
+        reason = BACKCHANNEL if backchannel else verdict.reason
         turn = Turn(job.turn_id, user_text=self._with_carried(transcript.text))
-        proceeds = self._hand_over(turn if verdict.is_turn else None)
+        proceeds = self._hand_over(turn if verdict.is_turn and not backchannel else None)
         self.bus.publish(
-            ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms, not_a_turn=verdict.reason)
+            ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms, not_a_turn=reason)
         )
         if proceeds:
             self._begin_reply(turn)
@@ -277,20 +289,22 @@ class ListeningSide:
             transcript = self._transcribe(spec.turn_id, utt.audio, spec.cancel)
         except Cancelled:
             return  # the user went on speaking
+        if spec.cancel.cancelled:
+            return
+        backchannel = self._settle_paused(transcript.text, transcript.doubtful)  # the reply resumes, or is cut
         with self._lock:
             if spec.cancel.cancelled:
                 return
             spec.transcript, spec.transcript_ns = transcript, ev.now_ns()
             verdict = _verdict(spec.turn_id, transcript)
-            spec.not_a_turn = verdict.reason
-            if verdict.is_turn:
+            spec.not_a_turn = BACKCHANNEL if backchannel else verdict.reason
+            if verdict.is_turn and not backchannel:
                 spec.turn = Turn(spec.turn_id, user_text=self._with_carried(transcript.text), cancel=spec.cancel)
-                spec.turn.outbox = Outbox(held=True)  # opened by the commit, below or on the VAD's end of turn
-            commit_now = spec.ended is not None
+                spec.turn.outbox = Outbox(held=True)  # opened by the commit, on the turn model's verdict
+        self._judge_end(spec, utt.audio)
         if spec.turn is not None:
             self._begin_reply(spec.turn)
-        if commit_now:
-            self._commit(spec)
+        self._settle(spec)  # commits or holds, if the VAD has ended the turn already
 
     def _commit(self, spec: Speculation) -> None:
         """The user stayed quiet: the speculative transcript is final and the reply goes out."""
@@ -321,9 +335,9 @@ class ListeningSide:
             self.cpu.enter(Phase.LISTENING)
 
     def _listen_again(self) -> None:
-        """Nothing to reply to: the plan and the state both return to listening."""
+        """Nothing to reply to: the plan and the state return to listening (or speaking, after a backchannel)."""
         self._plan_listening()
-        self._set_state(ev.AgentState.LISTENING)
+        self._set_state(ev.AgentState.SPEAKING if self.replica_audible else ev.AgentState.LISTENING)
 
     def _with_carried(self, text: str) -> str:
         """The user's words, after any they said in a turn that a new utterance overtook."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.core.cancel import CancelToken
+from app.core.engines import SpeechChunk
 from app.core.outbox import Outbox
 
 
@@ -16,6 +18,7 @@ class Segment:
 
     text_index: int
     n_samples: int
+    chunk: SpeechChunk | None = None  # what the face was given, so a paused reply's lips can resume with it
 
 
 @dataclass
@@ -36,6 +39,9 @@ class Turn:
     finished: threading.Event = field(default_factory=threading.Event)
     first_audio_ready: threading.Event = field(default_factory=threading.Event)  # TTS made the first audio
     first_audio_played: bool = False
+    paused: bool = False  # held by the user's voice until the listener decides: backchannel or interruption
+    # Called on the LLM thread with P(end of turn) after the user's words, before the reply is generated.
+    end_cue: Callable[[float | None], None] | None = None
     synthesized_s: float = 0.0  # reply audio made so far (the CPU plan compares it with what was played)
     first_frame_shown: bool = False
     interrupted: bool = False

@@ -184,6 +184,10 @@ class SpeakerSwitch:
         with self._lock:
             return self._inner.duck(on)
 
+    def hold(self, on: bool) -> int:
+        with self._lock:
+            return self._inner.hold(on)
+
     def played_samples(self, tag: PlayTag) -> int:
         with self._lock:
             return self._inner.played_samples(tag)

@@ -1,0 +1,76 @@
+"""Which cue tells a finished turn from a hesitation?  Measured offline on the turn-taking set.
+
+For every complete question and every hesitation's opening, what the listener
+would have at the first pause: the recogniser's transcript (text cue) and the
+audio so far (Smart Turn).  A cue is good when it calls the openings unfinished
+and the complete questions (and the hesitations' full text) finished.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.bench.turn_set import TURN_CASES, case_audio
+from app.core.engines import AsrEngine, TurnEndModel
+from app.core.turn_model import text_says_unfinished
+
+
+@dataclass(frozen=True)
+class CueSample:
+    case_id: str
+    should_wait: bool  # an opening: the turn is not over
+    text: str
+    text_unfinished: bool
+    p_complete: float | None
+    audio_ms: float | None
+
+
+def sample_cues(asr: AsrEngine, audio_model: TurnEndModel | None, audio: dict[str, np.ndarray]) -> list[CueSample]:
+    samples: list[CueSample] = []
+    for case in TURN_CASES:
+        if case.kind == "complete":
+            inputs = [(case_audio(case, audio), False)]
+        elif case.kind == "hesitation":
+            inputs = [(audio[case.parts[0].id], True), (case_audio(case, audio), False)]
+        else:
+            continue
+        for clip, should_wait in inputs:
+            text = asr.transcribe(clip).text
+            p, ms = None, None
+            if audio_model is not None:
+                started = time.perf_counter()
+                p = audio_model.complete_probability(clip)
+                ms = (time.perf_counter() - started) * 1000
+            samples.append(CueSample(case.id, should_wait, text, text_says_unfinished(text), p, ms))
+    return samples
+
+
+def cue_table(samples: list[CueSample], threshold: float = 0.5) -> list[dict[str, object]]:
+    """Per cue rule: openings held (want 100 %) and finished turns held by mistake (want 0 %)."""
+    rules = {
+        "text": lambda s: s.text_unfinished,
+        "audio": lambda s: s.p_complete is not None and s.p_complete < threshold,
+        "both (either says unfinished)": lambda s: s.text_unfinished
+        or (s.p_complete is not None and s.p_complete < threshold),
+        "both (both say unfinished)": lambda s: s.text_unfinished
+        and (s.p_complete is not None and s.p_complete < threshold),
+    }
+    openings = [s for s in samples if s.should_wait]
+    finished = [s for s in samples if not s.should_wait]
+    costs = sorted(s.audio_ms for s in samples if s.audio_ms is not None)
+    rows = []
+    for name, waits in rules.items():
+        if name != "text" and not costs:
+            continue
+        rows.append(
+            {
+                "cue": name,
+                "openings held": f"{sum(map(waits, openings))}/{len(openings)}",
+                "finished turns held": f"{sum(map(waits, finished))}/{len(finished)}",
+                "audio model ms p50": round(costs[len(costs) // 2], 1) if costs and name != "text" else None,
+            }
+        )
+    return rows

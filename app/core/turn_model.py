@@ -1,0 +1,145 @@
+"""When has the user finished?  The end-of-turn policy the listening side consults at each pause.
+
+A fixed 250 ms of silence answers a clean question fast and splits a hesitant
+one ("so I was thinking about, um, ... a trip"). At the first pause the
+transcript is already there (it was made for the speculative reply), so two
+cues come almost free: the words (a turn that ends on "and", "the", "about" or
+a comma is not over) and, optionally, an audio model of the voice's prosody
+(Smart Turn).  Complete: the turn ends after the short window, as before.
+Unfinished: the listener waits up to the long window for more; the reply that
+was already made for the fragment is kept, and used if the user says no more.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from app.core.engines import TurnEndModel
+from app.core.fillers import is_filler, words_of
+
+# Words a sentence cannot end on: conjunctions, articles, possessives, prepositions, intensifiers.
+# A transcript stopping on one (with no "?" after it) was cut off mid-thought.
+CONTINUING_WORDS = frozenset(
+    {
+        "and", "or", "but", "so", "because", "if", "when", "while", "although", "though", "unless", "than",
+        "that", "which", "whether", "like", "the", "a", "an", "my", "your", "his", "our", "their", "some",
+        "every", "each", "of", "to", "for", "with", "from", "into", "about", "at", "by", "in", "on",
+        "between", "through", "without", "very", "really", "just", "also", "even", "maybe",
+    }
+)  # fmt: skip
+_OPEN_END = re.compile(r"(,|;|:|-|\.\.\.|…)\s*$")  # punctuation a recogniser writes for a voice left hanging
+
+
+# Openings that need a main clause after them: "if I wanted to learn the guitar." is not a question yet.
+_SUBORDINATE_OPENERS = frozenset({"if", "since", "when", "because", "although", "though", "while", "unless", "once"})
+# Never the last word, even before a "?" (a recogniser adds one to a rising voice): "what's the best way to?"
+_NEVER_LAST = frozenset(
+    {"and", "or", "but", "because", "if", "the", "a", "an", "my", "your", "our", "their", "to", "of"}
+)
+
+
+def text_says_unfinished(text: str) -> bool:
+    """The words stop where a thought cannot: on a continuing word, a filler, open punctuation or a bare clause."""
+    stripped = text.strip()
+    words = words_of(stripped)
+    if not words:
+        return False
+    last = words[-1]
+    if _OPEN_END.search(stripped) or is_filler(last) or last in _NEVER_LAST:
+        return True
+    if stripped.endswith(("?", "!")):
+        return False  # "what are you thinking about?" is over
+    if words[0] in _SUBORDINATE_OPENERS and "," not in stripped:
+        return True
+    return last in CONTINUING_WORDS
+
+
+@dataclass(frozen=True)
+class TurnWindow:
+    """Silence that ends a turn judged complete (min) and one judged unfinished (max), in ms."""
+
+    min_silence_ms: int = 250
+    max_silence_ms: int = 1500
+
+
+CUES = ("text", "llm", "audio")
+
+
+@dataclass(frozen=True)
+class EndJudgement:
+    """The verdict at one pause, with what each cue said and what deciding cost."""
+
+    complete: bool
+    reason: str
+    text_unfinished: bool | None = None  # None: the cue was not consulted
+    p_llm: float | None = None  # P(end-of-turn token) after the user's words
+    p_audio: float | None = None  # Smart Turn's P(complete)
+    cost_ms: float = 0.0  # the audio model's time (the LLM's is part of its prompt evaluation)
+
+
+class TurnModel:
+    """Judges each pause from the cues in ``cues`` ("text+llm"; "off" for the fixed window).
+
+    Unfinished when any consulted cue says so.  The LLM cue needs the reply's
+    engine (its probability arrives with the prompt's evaluation); an engine
+    without it (a remote server) leaves the other cues to decide.
+    """
+
+    def __init__(
+        self,
+        cues: str = "text+llm",
+        window: TurnWindow | None = None,
+        audio_model: TurnEndModel | None = None,
+        llm_threshold: float = 0.8,
+        audio_threshold: float = 0.5,
+    ) -> None:
+        self.cues = frozenset() if cues == "off" else frozenset(cues.split("+"))
+        unknown = self.cues - set(CUES)
+        if unknown:
+            raise ValueError(f"unknown turn cues {sorted(unknown)}: use {', '.join(CUES)} joined with '+', or 'off'")
+        if "audio" in self.cues and audio_model is None:
+            raise ValueError("the audio cue needs the Smart Turn model")
+        self.window = window or TurnWindow()
+        self.audio_model = audio_model
+        self.llm_threshold, self.audio_threshold = llm_threshold, audio_threshold
+
+    @property
+    def wants_llm(self) -> bool:
+        return "llm" in self.cues
+
+    @property
+    def fixed(self) -> bool:
+        return not self.cues
+
+    def judge(self, text: str, audio: np.ndarray | None) -> EndJudgement:
+        """The text and audio cues; the LLM's, when wanted, is added by ``with_llm`` as it arrives."""
+        if self.fixed:
+            return EndJudgement(True, "fixed window")
+        text_unfinished = text_says_unfinished(text) if "text" in self.cues else None
+        p_audio, cost = None, 0.0
+        if "audio" in self.cues and self.audio_model is not None:
+            started = time.perf_counter()
+            p_audio = self.audio_model.complete_probability(audio if audio is not None else np.zeros(0, np.float32))
+            cost = (time.perf_counter() - started) * 1000
+        cues = {"text_unfinished": text_unfinished, "p_audio": p_audio, "cost_ms": cost}
+        if text_unfinished:
+            return EndJudgement(False, f"the words stop mid-thought: {text.strip()[-30:]!r}", **cues)
+        if p_audio is not None and p_audio < self.audio_threshold:
+            return EndJudgement(False, f"the voice sounds unfinished (p={p_audio:.2f})", **cues)
+        return EndJudgement(True, "complete", **cues)
+
+    def with_llm(self, judgement: EndJudgement, p_llm: float | None) -> EndJudgement:
+        """``judgement`` with the LLM's P(end of turn) after the user's words."""
+        if p_llm is None or not self.wants_llm:
+            return judgement
+        if judgement.complete and p_llm < self.llm_threshold:
+            return replace(judgement, complete=False, p_llm=p_llm, reason=f"the LLM expects more (P(end)={p_llm:.2f})")
+        return replace(judgement, p_llm=p_llm)
+
+    def wait_ms(self, judgement: EndJudgement) -> int:
+        """The silence after the voice that ends this turn."""
+        return self.window.min_silence_ms if judgement.complete else self.window.max_silence_ms

@@ -1,0 +1,183 @@
+"""Turn-taking through the real pipeline: hesitations held whole, backchannels ride through, interruptions stop.
+
+Speech is the real Piper voice, through the real VAD, recogniser, LLM (its
+end-of-turn probability included) and TTS; the speaker is a paced WAV writer.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from app.core import events as ev
+from app.core.audio_io import PlayTag, SourceItem
+from app.core.fillers import is_backchannel
+from app.core.turn_model import TurnModel, text_says_unfinished
+from app.replica.replica import Replica
+from tests.conftest import trim_silence
+from tests.test_conversation import run_session
+
+LEAD = "Tell me about the history of the bicycle, please."
+
+
+@pytest.mark.parametrize(
+    ("text", "unfinished"),
+    [
+        ("What time is it?", False),
+        ("How are you", False),
+        ("What are you talking about?", False),
+        ("So I was thinking about", True),
+        ("Could you tell me, um,", True),
+        ("What's the best way to?", True),  # a "?" after a dangling "to" does not end it
+        ("If I wanted to learn the guitar.", True),  # a subordinate clause alone
+        ("Since the train was late, can I work from home?", False),
+        ("I need a present for my dad and...", True),
+        ("", False),
+    ],
+)
+def test_text_cue(text: str, unfinished: bool) -> None:
+    assert text_says_unfinished(text) is unfinished
+
+
+@pytest.mark.parametrize(
+    ("text", "doubtful", "backchannel"),
+    [
+        ("Mm-hmm.", False, True),
+        ("Yeah.", False, True),
+        ("Okay, right.", False, True),
+        ("Ha ha.", False, True),
+        ("(coughs)", False, True),
+        ("Amen.", True, True),  # a decode the recogniser doubts is a sound, not a request
+        ("Wait, stop.", False, False),
+        ("No.", False, False),
+        ("Yeah, but what about trains?", False, False),
+        ("Really?", False, False),
+        ("NEMMA", False, True),  # a lone unknown word: a hum the recogniser spelled oddly
+        ("Stop.", False, False),
+    ],
+)
+def test_backchannel_words(text: str, doubtful: bool, backchannel: bool) -> None:
+    assert is_backchannel(text, doubtful) is backchannel
+
+
+def test_turn_model_combines_cues() -> None:
+    model = TurnModel("text+llm", llm_threshold=0.8)
+    held = model.judge("So I was thinking about", None)
+    assert not held.complete and held.text_unfinished and model.wait_ms(held) == model.window.max_silence_ms
+    done = model.judge("What time is it?", None)
+    assert done.complete and model.wait_ms(done) == model.window.min_silence_ms
+    assert not model.with_llm(done, 0.3).complete  # the LLM expects more words
+    assert model.with_llm(done, 0.95).complete
+    assert TurnModel("off").judge("So I was thinking about", None).complete
+    with pytest.raises(ValueError, match="Smart Turn"):
+        TurnModel("text+audio")
+
+
+def test_a_hesitation_is_held_and_answered_once_whole(config, engines, speak16k, tmp_path) -> None:
+    """ "So I was thinking about ... (0.8 s) ... a trip to Spain. Where should I go?" is one turn, one reply."""
+    gap = np.zeros(int(0.8 * 16000), dtype=np.float32)  # past the 250 ms window, inside the 1.5 s one
+    audio = np.concatenate(
+        [
+            trim_silence(speak16k("So I was thinking about")),
+            gap,
+            trim_silence(speak16k("a trip to Spain. Where should I go?")),
+        ]
+    )
+    conversation, rec, records, leftover, _ = run_session(config, engines, tmp_path, lambda h, r: [SourceItem(audio)])
+    judged = rec.of(ev.TurnJudged)
+    assert judged and not judged[0].complete, [(j.complete, j.reason) for j in judged]
+    answered = [e for e in rec.of(ev.TranscriptFinal) if not e.not_a_turn]
+    assert len(answered) == 1 and len(rec.of(ev.AudioPlayed)) == 1, [e.text for e in rec.of(ev.TranscriptFinal)]
+    assert rec.of(ev.FragmentMerged) and conversation.merged_fragments == 1
+    assert len(records) == 1 and not records[0]["interrupted"]
+    user = records[0]["user"].lower()
+    assert "thinking" in user and "spain" in user, user  # the fragment's words are in the one turn's prompt
+    assert len(rec.of(ev.LlmRequest)) == 1  # the fragment's held reply was never published
+    assert not leftover
+
+
+class RecordingFace:
+    """The real replica, with the timing of every push recorded (the lips follow these)."""
+
+    def __init__(self) -> None:
+        self.face = Replica.from_assets()
+        self.fps, self.idle_fps = self.face.fps, self.face.idle_fps
+        self.pushes: list[tuple[int, int, int]] = []  # (samples, sample rate, start_ns)
+        self.clears: list[int] = []
+
+    def push_audio(self, chunk, start_ns: int) -> None:
+        self.pushes.append((len(chunk.audio), chunk.sample_rate, start_ns))
+        self.face.push_audio(chunk, start_ns)
+
+    def clear_buffer(self) -> None:
+        self.clears.append(time.perf_counter_ns())
+        self.face.clear_buffer()
+
+    def render(self, t_ns: int):
+        return self.face.render(t_ns)
+
+    def next_speech_ns(self, t_ns: int):
+        return self.face.next_speech_ns(t_ns)
+
+
+def test_a_backchannel_pauses_the_reply_which_resumes_at_the_same_sample(config, engines, speak16k, tmp_path) -> None:
+    face = RecordingFace()
+
+    def items(_holder, rec):
+        def heard_a_while() -> bool:
+            played = rec.of(ev.AudioPlayed)
+            return bool(played) and time.perf_counter_ns() - played[0].t_ns > 0.8e9
+
+        return [
+            SourceItem(speak16k(LEAD)),
+            SourceItem(trim_silence(speak16k("Mm-hmm.")), wait_for=heard_a_while),
+        ]
+
+    conversation, rec, records, leftover, sink = run_session(config, engines, tmp_path, items, face=face)
+    paused, resumed = rec.of(ev.ReplyPaused), rec.of(ev.ReplyResumed)
+    assert paused and resumed and not rec.of(ev.BargeIn), [e.text for e in rec.of(ev.TranscriptFinal)]
+    assert paused[0].turn_id == resumed[0].turn_id == records[0]["turn_id"]
+    assert paused[0].silent_ns - paused[0].onset_ns < 150e6  # silent within 150 ms of the voice
+    assert len(records) == 1 and not records[0]["interrupted"]  # no turn for the "mm-hmm", the reply was not cut
+    assert records[0]["reply"] == records[0]["generated"]  # every word was heard: it went on where it stopped
+    finals = rec.of(ev.TranscriptFinal)
+    assert len(finals) == 2 and finals[1].not_a_turn, [(e.text, e.not_a_turn) for e in finals]
+    assert len(rec.of(ev.LlmRequest)) == 1
+    # Lips: cleared at the pause, then given exactly the rest of the audio, starting when it resumed.
+    assert face.clears
+    cleared_at = face.clears[-1]
+    after = [(n, rate, at) for n, rate, at in face.pushes if at >= cleared_at]
+    assert after, face.pushes
+    resumed_at = resumed[0].t_ns
+    assert abs(after[0][2] - resumed_at) < 100e6, (after[0][2] - resumed_at) / 1e6
+    turn_id = records[0]["turn_id"]
+    total = sum(n for n, _r, _a in face.pushes if True)
+    assert total >= sum(n for n, _r, _a in after)
+    mid = after[0][2] + int(0.5 * after[0][0] / after[0][1] * 1e9)
+    assert face.face.render(mid).speaking  # the face speaks when the resumed audio is heard
+    assert sink.played_samples(PlayTag(turn_id, 0)) > 0
+    assert conversation.backchannels == 1
+    assert not leftover
+
+
+def test_a_real_interruption_stops_the_reply(config, engines, speak16k, tmp_path) -> None:
+    def items(_holder, rec):
+        def heard_a_while() -> bool:
+            played = rec.of(ev.AudioPlayed)
+            return bool(played) and time.perf_counter_ns() - played[0].t_ns > 0.8e9
+
+        return [
+            SourceItem(speak16k(LEAD)),
+            SourceItem(trim_silence(speak16k("Wait, stop. What year was that?")), wait_for=heard_a_while),
+        ]
+
+    _conversation, rec, records, leftover, _ = run_session(config, engines, tmp_path, items)
+    barge = rec.of(ev.BargeIn)
+    assert barge and rec.of(ev.ReplyPaused) and not rec.of(ev.ReplyResumed)
+    assert barge[0].silent_ns - barge[0].onset_ns < 150e6  # silent within 150 ms of the voice onset
+    interrupted = [r for r in records if r["interrupted"]]
+    assert len(interrupted) == 1 and interrupted[0]["cancel_reason"] == "barge-in"
+    assert len(records) == 2 and "year" in records[1]["user"].lower() and records[1]["reply"]
+    assert not leftover
