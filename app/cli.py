@@ -68,7 +68,23 @@ def _common_options() -> argparse.ArgumentParser:
         help="do not fall back to the local model when the server fails",
     )
     g.add_argument("--threads", dest="llm_threads", type=int, default=s, help="LLM threads (default 2)")
-    g.add_argument("--silence-ms", dest="silence_ms", type=int, default=s, help="end-of-turn silence window")
+    g.add_argument(
+        "--silence-ms", dest="silence_ms", type=int, default=s, help="silence that ends a complete turn (250)"
+    )
+    g.add_argument(
+        "--max-silence-ms",
+        dest="max_silence_ms",
+        type=int,
+        default=s,
+        help="silence that ends a turn judged unfinished, e.g. after 'so I was thinking about' (1500)",
+    )
+    g.add_argument(
+        "--turn-cues",
+        dest="turn_cues",
+        choices=["off", "text", "llm", "audio", "text+llm", "text+audio", "llm+audio", "text+llm+audio"],
+        default=s,
+        help="what judges the end of a turn: the words, the LLM's P(end), Smart Turn on the audio (text+llm)",
+    )
     g.add_argument("--log-dir", dest="log_dir", default=s, help="where conversation logs (JSONL) go")
     g.add_argument("-v", "--verbose", action="store_true", default=s, help="debug logging")
     return p

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import Config, cache_dir
-from app.core.engines import AsrEngine, LlmEngine, TtsEngine
+from app.core.engines import AsrEngine, LlmEngine, TtsEngine, TurnEndModel
 from app.model_registry import ModelError, resolve
 
 Progress = Callable[[str, float], None]  # (message, fraction done 0..1)
@@ -25,6 +25,7 @@ class Engines:
     llm: LlmEngine
     tts: TtsEngine
     load_s: dict[str, float]
+    turn_end: TurnEndModel | None = None  # Smart Turn, when the config's turn cues include "audio"
 
 
 def load_asr(config: Config) -> AsrEngine:
@@ -104,6 +105,14 @@ def limit_opencv_threads() -> None:
     cv2.setNumThreads(1)
 
 
+def load_turn_end(config: Config) -> TurnEndModel:
+    """Smart Turn v3.2, the turn model's audio cue (``[turns] cues`` with "audio")."""
+    from app.engines.turn_smart import SmartTurn
+    from app.model_registry import resolve
+
+    return SmartTurn(resolve("turn"))
+
+
 def load_engines(config: Config, progress: Progress = _quiet, with_asr: bool = True) -> Engines:
     """Load every model once; ``progress`` reports each step (for the GUI's progress bar)."""
     limit_opencv_threads()
@@ -111,6 +120,8 @@ def load_engines(config: Config, progress: Progress = _quiet, with_asr: bool = T
     steps: list[tuple[str, Callable[[Config], object]]] = [("llm", load_llm), ("tts", load_tts)]
     if with_asr:
         steps.insert(0, ("asr", load_asr))
+        if "audio" in config.turn_cues.split("+"):
+            steps.append(("turn", load_turn_end))
     loaded: dict[str, object] = {}
     for i, (name, loader) in enumerate(steps):
         progress(f"Loading {name.upper()} model", i / len(steps))
@@ -123,4 +134,5 @@ def load_engines(config: Config, progress: Progress = _quiet, with_asr: bool = T
         llm=loaded["llm"],  # type: ignore[arg-type]
         tts=loaded["tts"],  # type: ignore[arg-type]
         load_s=times,
+        turn_end=loaded.get("turn"),  # type: ignore[arg-type]
     )

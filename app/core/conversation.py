@@ -66,7 +66,7 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         turn_model: TurnModel | None = None,
     ) -> None:
         self.config = config
-        self.turn_model = turn_model or turn_model_for(config)
+        self.turn_model = turn_model or turn_model_for(config, getattr(engines, "turn_end", None))
         self.engines = engines
         self.source, self.sink, self.face = source, sink, face
         self.bus = bus or EventBus()
