@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--lips",
         action="store_true",
         help="instead: the replica measured from its pixels with the face mesh (lip sync, rounding, closures, "
-        "blinks, identity, landmark fits, render time; replica.md; ~1 min)",
+        "blinks, identity, landmark fits, render time; replica.md, replica-mouth.jpg; ~5 min)",
     )
     p.add_argument(
         "--variant",

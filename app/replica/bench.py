@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -137,16 +138,16 @@ def run(out: Path | None = None, quick: bool = False) -> dict:
     tts = PiperTts(resolve("voice"), deterministic=True)
     chunks = list(tts.synthesize(SENTENCE))
     photo, _ = moved_portrait((1.0, 10.0, (30, 60), 2.2))
-    faces = {
-        "default portrait": Replica.from_assets(seed=2),
-        "from a photo (rotated 10°, dark)": Replica.from_image(photo, seed=2),
+    faces: dict[str, Callable[[int], Replica]] = {
+        "default portrait": Replica.from_assets,
+        "from a photo (rotated 10°, dark)": lambda seed: Replica.from_image(photo, seed),
     }
     if SECOND_FACE.is_file():
-        faces["from a second photo (another person, glasses)"] = Replica.from_file(SECOND_FACE, seed=2)
+        faces["from a second photo (another person, glasses)"] = lambda seed: Replica.from_file(SECOND_FACE, seed)
     doc: dict = {"load": os.getloadavg()[0], "sentence": SENTENCE, "faces": {}}
-    for name, rep in faces.items():
-        doc["faces"][name] = lips(mesh, rep, chunks)
-        doc["faces"][name]["blinks_per_min"] = blinks(mesh, Replica.from_assets(seed=5), 20.0 if quick else 60.0)
+    for name, make in faces.items():
+        doc["faces"][name] = lips(mesh, make(2), chunks)
+        doc["faces"][name]["blinks_per_min"] = blinks(mesh, make(5), 20.0 if quick else 60.0)
     wall, cpu = render_times(100 if quick else 250)
     doc["render_ms"] = {"wall_median": 1e3 * float(np.median(wall)), "wall_p95": 1e3 * float(np.percentile(wall, 95)),
                         "cpu_median": 1e3 * float(np.median(cpu))}  # fmt: skip
@@ -160,7 +161,7 @@ def run(out: Path | None = None, quick: bool = False) -> dict:
 
         out.mkdir(parents=True, exist_ok=True)
         sheet = contact_sheet(Replica.from_assets(seed=2), list(tts.synthesize(CONTACT_SENTENCE)))
-        cv2.imwrite(str(out / "replica-mouth.png"), sheet)
+        cv2.imwrite(str(out / "replica-mouth.jpg"), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
         (out / "replica.json").write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
         (out / "replica.md").write_text(text + "\n", encoding="utf-8")
     return doc

@@ -20,7 +20,7 @@ _ASCII = {"θ": "th", "ð": "dh", "ʃ": "sh", "ʒ": "zh", "ŋ": "ng", "ɹ": "r",
           "ʔ": "?"}  # fmt: skip
 
 
-def contact_sheet(replica: Replica, chunks: list[SpeechChunk], columns: int = 8, zoom: float = 2.0) -> np.ndarray:
+def contact_sheet(replica: Replica, chunks: list[SpeechChunk], columns: int = 8, zoom: float = 1.5) -> np.ndarray:
     """BGR image: the mouth at the middle of every phoneme of the chunks, spoken back to back."""
     speech = measure.push(replica, chunks)
     p, iod = replica.landmarks, replica.face.iod
