@@ -67,6 +67,11 @@ def check_models(config: Config, report: Report, load: bool = True) -> None:
         report.line("", f"loads in {time.perf_counter() - started:.2f} s")
     if config.llm_backend == "openai":
         report.line("llm backend", f"openai-compatible server at {config.base_url} (model {config.remote_model!r})")
+    try:  # the face mesh: only a replica made from a photo needs it, so its absence is a warning
+        report.line("face mesh", f"{resolve('face')} ({_size(resolve('face'))}, bundled)")
+    except ModelError as exc:
+        report.line("face mesh", "MISSING")
+        report.warnings.append(f"{exc} Without it a replica from a photo is fitted by Haar cascades (less exact).")
 
 
 def check_audio(report: Report) -> None:
