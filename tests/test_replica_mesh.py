@@ -144,3 +144,15 @@ def test_a_second_face_with_glasses_lands_as_well(mesh, scale, angle, shift, gam
     assert fit is not None
     error = np.hypot(*(fit.mesh - apply_affine(m, reference.mesh)).T) / (reference.iod * scale)
     assert error.mean() < 0.03, f"mean {100 * error.mean():.1f} % of the eye distance"
+
+
+def test_without_the_face_models_the_haar_path_still_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.replica.detect as detect
+
+    monkeypatch.setattr(detect, "load_face_mesh", lambda: None)
+    image, _ = moved_portrait(1.0, 10, (30, 60), 1.0)
+    fit = fit_landmarks(image)
+    assert fit.mesh is None and fit.points.shape == (68, 2)
+    rep = Replica.from_image(image, seed=1)
+    left, right = rep.landmarks[36:42].mean(0), rep.landmarks[42:48].mean(0)
+    assert abs(left[1] - right[1]) < 2.0 and 88 < right[0] - left[0] < 104
