@@ -145,7 +145,10 @@ def markdown(doc: dict) -> str:
                 f"| {_num(fa['p50'])} / {_num(fa['p90'])} ms | {_num(lm['p50'], ' ms')} |"
             )
     for v in doc["variants"]:
-        lines += _listing(f"{v['variant']['label']}: every typed reply", v["typed"]["replies"])
+        rounds = max(1, run.get("rounds", 1))
+        rows = v["typed"]["replies"]
+        first = rows[: len(rows) // rounds]  # rows come round by round; every round is in replies.json
+        lines += _listing(f"{v['variant']['label']}: typed replies of the first round", first)
         if "spoken" in v:
             lines += _listing(f"{v['variant']['label']}: spoken (as the recogniser heard it)", v["spoken"]["replies"])
     return "\n".join(lines) + "\n"
