@@ -22,7 +22,6 @@ import numpy as np
 
 from app.bench.replies import PERSONAS, Score, Script, score, scripts, summary
 from app.config import Config
-from app.core.engines import ChatMessage
 from app.core.history import History
 
 Progress = Callable[[str], None]
@@ -269,9 +268,3 @@ def by_kind(rows: list[dict]) -> dict[str, str]:
         hit[0] += bool(r["right"])
         hit[1] += 1
     return {k: f"{a}/{b}" for k, (a, b) in out.items()}
-
-
-def chat_messages(persona: str, *texts: str) -> list[ChatMessage]:
-    """A persona and alternating user/assistant texts (tests build prompts with it)."""
-    roles = ("user", "assistant")
-    return [ChatMessage("system", persona), *(ChatMessage(roles[i % 2], t) for i, t in enumerate(texts))]  # type: ignore[arg-type]

