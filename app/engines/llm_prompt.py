@@ -25,18 +25,21 @@ def _pairs(*texts: str) -> tuple[ChatMessage, ...]:
 
 
 # Short, complete, on topic; a hum gets a short prompt back, an instruction is obeyed to the letter.
+# The factual question comes last, nearest the conversation: in that order SmolLM2 gave 67 % right
+# answers on the reply bench, with it second 56 % (same 162 replies; docs/bench/replies.md).
 EXAMPLES = _pairs(
     "Hello!",
     "Hi! Nice to see you. How is your day going?",
-    "What is the capital of Italy?",
-    "The capital of Italy is Rome.",
     "Mm-hmm.",
     "So, what would you like to talk about?",
     "Answer in one word: what colour is snow?",
     "White.",
     "I just got back from a run.",
     "Nice! How far did you go?",
+    "What is the capital of Italy?",
+    "The capital of Italy is Rome.",
 )
+EXAMPLES_FACT_SECOND = (*EXAMPLES[:2], *EXAMPLES[-2:], *EXAMPLES[2:-2])  # the order first tried
 
 # The same, with a fact the user told earlier asked back: small models otherwise ignore the history.
 EXAMPLES_RECALL = (
@@ -109,9 +112,12 @@ CHAT = PromptStyle("chat")  # the chat template alone, as before the reply bench
 # Stops before a third sentence: the persona asks for one or two (replies past it 6 -> 2 %).
 CHAT_FEW_SHOT = PromptStyle("chat+examples", examples=EXAMPLES, max_sentences=2)
 TRANSCRIPT_FEW_SHOT = PromptStyle("transcript+examples", examples=EXAMPLES, transcript=True, stop_at_newline=True)
+CHAT_FACT_SECOND = PromptStyle("chat+examples-fact-second", examples=EXAMPLES_FACT_SECOND, max_sentences=2)
 CHAT_RECALL = PromptStyle("chat+recall", examples=EXAMPLES_RECALL)
 TRANSCRIPT_RECALL = PromptStyle("transcript+recall", examples=EXAMPLES_RECALL, transcript=True, stop_at_newline=True)
-STYLES = {s.name: s for s in (CHAT, CHAT_FEW_SHOT, TRANSCRIPT_FEW_SHOT, CHAT_RECALL, TRANSCRIPT_RECALL)}
+STYLES = {
+    s.name: s for s in (CHAT, CHAT_FEW_SHOT, TRANSCRIPT_FEW_SHOT, CHAT_FACT_SECOND, CHAT_RECALL, TRANSCRIPT_RECALL)
+}
 
 
 def default_style(has_chat_template: bool) -> PromptStyle:
