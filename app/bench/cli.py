@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "per model with its latency (replies.md; --quick: a small subset)",
     )
     p.add_argument(
+        "--turns",
+        action="store_true",
+        help="instead: turn-taking (hesitations, backchannels, interruptions, complete questions), the turn "
+        "model vs the fixed 250 ms window (turns.md; --quick: a quarter of the set)",
+    )
+    p.add_argument(
         "--lips",
         action="store_true",
         help="instead: the replica measured from its pixels with the face mesh (lip sync, rounding, closures, "
@@ -119,6 +125,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
         rounds = max(1, args.rounds)
         return run_replies(config, args.out, args.quick, args.reply_variants, not args.typed_only, rounds)
+    if getattr(args, "turns", False):
+        from app.bench.turns import run_cli as run_turns
+
+        return run_turns(config, args.out, args.quick)
     if getattr(args, "lips", False):
         from app.replica.bench import run as run_lips
 
