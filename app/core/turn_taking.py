@@ -133,7 +133,12 @@ class TurnTakingSide:
         with self._lock:
             spec, self._held = self._held, None
             active = self._active
-            unheard = active is not None and not active.first_audio_played and not active.cancel.cancelled
+            unheard = (
+                active is not None
+                and not active.first_audio_played
+                and not active.cancel.cancelled
+                and not self.turn_model.fixed  # the fixed window (the bench's baseline) cuts it, as before
+            )
         if spec is not None:
             assert spec.transcript is not None
             text = spec.turn.user_text if spec.turn is not None else spec.transcript.text
