@@ -183,7 +183,17 @@ def run_turn_bench(engines: Any, config: Config, out_dir: Path, quick: bool = Fa
         for arm, overrides in ARMS.items():
             progress(f"turn-taking {n}/{len(cases)} {case.id} ({case.kind}) — {arm}")
             results.append(_run_case(case, audio, replace(config, **overrides), engines, arm))
-    return {"rows": summarize(results), "cases": [r.__dict__ for r in results]}
+    progress("turn cues on the set, offline (the recogniser's text, the LLM's P(end), Smart Turn)")
+    cues = _cue_rows(engines, config, audio)
+    return {"rows": summarize(results), "cues": cues, "cases": [r.__dict__ for r in results]}
+
+
+def _cue_rows(engines: Any, config: Config, audio: dict[str, np.ndarray]) -> list[dict[str, object]]:
+    from app.bench.turn_cues import cue_table, sample_cues
+    from app.compose import load_turn_end
+
+    samples = sample_cues(engines.asr, load_turn_end(config), audio, engines.llm, config.system_prompt)
+    return cue_table(samples, llm_threshold=config.turn_llm_threshold)
 
 
 def to_markdown(doc: dict) -> str:
@@ -192,6 +202,14 @@ def to_markdown(doc: dict) -> str:
     keys = [k for k in rows[0] if k != "arm"]
     lines = ["| | " + " | ".join(r["arm"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
     lines += [f"| {k} | " + " | ".join(str(r[k]) for r in rows) + " |" for k in keys]
+    cues = doc.get("cues") or []
+    if cues:
+        lines += [
+            "",
+            "| cue | " + " | ".join(k for k in cues[0] if k != "cue") + " |",
+            "|---|" + "---|" * (len(cues[0]) - 1),
+        ]
+        lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in cues]
     return "\n".join(lines) + "\n"
 
 
