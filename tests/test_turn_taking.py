@@ -181,3 +181,23 @@ def test_a_real_interruption_stops_the_reply(config, engines, speak16k, tmp_path
     assert len(interrupted) == 1 and interrupted[0]["cancel_reason"] == "barge-in"
     assert len(records) == 2 and "year" in records[1]["user"].lower() and records[1]["reply"]
     assert not leftover
+
+
+def test_turn_bench_summary_counts_each_kind() -> None:
+    from app.bench.turns import ARMS, CaseResult, summarize, to_markdown
+
+    fixed, model = list(ARMS)
+    results = [
+        CaseResult("h1", "hesitation", fixed, eos_to_audio_ms=500, whole=False),
+        CaseResult("h1", "hesitation", model, eos_to_audio_ms=600, whole=True),
+        CaseResult("b1", "backchannel", fixed, reply_stopped=True),
+        CaseResult("b1", "backchannel", model, eos_to_audio_ms=150, reply_stopped=False, paused_ms=400),
+        CaseResult("i1", "interruption", model, eos_to_audio_ms=900, stop_ms=120),
+        CaseResult("c1", "complete", model, eos_to_audio_ms=480, commit_ms=262),
+    ]
+    rows = {row["arm"]: row for row in summarize(results)}
+    assert rows[fixed]["hesitations kept whole"] == "0/1" and rows[model]["hesitations kept whole"] == "1/1"
+    assert rows[fixed]["backchannels that stopped the reply"] == "1/1"
+    assert rows[model]["backchannels that stopped the reply"] == "0/1"
+    assert rows[model]["interruption stop p50/p90 ms"] == "120/120"
+    assert "| hesitations kept whole | 0/1 | 1/1 |" in to_markdown({"rows": list(rows.values())})
