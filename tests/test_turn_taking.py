@@ -98,6 +98,19 @@ def test_a_hesitation_is_held_and_answered_once_whole(config, engines, speak16k,
     assert not leftover
 
 
+def lead_then(speak16k, said: str):
+    """Items for ``run_session``: the lead question, then ``said`` once its reply was heard for 0.8 s."""
+
+    def items(_holder, rec):
+        def heard_a_while() -> bool:
+            played = rec.of(ev.AudioPlayed)
+            return bool(played) and time.perf_counter_ns() - played[0].t_ns > 0.8e9
+
+        return [SourceItem(speak16k(LEAD)), SourceItem(trim_silence(speak16k(said)), wait_for=heard_a_while)]
+
+    return items
+
+
 class RecordingFace:
     """The real replica, with the timing of every push recorded (the lips follow these)."""
 
@@ -125,15 +138,7 @@ class RecordingFace:
 def test_a_backchannel_pauses_the_reply_which_resumes_at_the_same_sample(config, engines, speak16k, tmp_path) -> None:
     face = RecordingFace()
 
-    def items(_holder, rec):
-        def heard_a_while() -> bool:
-            played = rec.of(ev.AudioPlayed)
-            return bool(played) and time.perf_counter_ns() - played[0].t_ns > 0.8e9
-
-        return [
-            SourceItem(speak16k(LEAD)),
-            SourceItem(trim_silence(speak16k("Mm-hmm.")), wait_for=heard_a_while),
-        ]
+    items = lead_then(speak16k, "Mm-hmm.")
 
     conversation, rec, records, leftover, sink = run_session(config, engines, tmp_path, items, face=face)
     paused, resumed = rec.of(ev.ReplyPaused), rec.of(ev.ReplyResumed)
@@ -163,15 +168,7 @@ def test_a_backchannel_pauses_the_reply_which_resumes_at_the_same_sample(config,
 
 
 def test_a_real_interruption_stops_the_reply(config, engines, speak16k, tmp_path) -> None:
-    def items(_holder, rec):
-        def heard_a_while() -> bool:
-            played = rec.of(ev.AudioPlayed)
-            return bool(played) and time.perf_counter_ns() - played[0].t_ns > 0.8e9
-
-        return [
-            SourceItem(speak16k(LEAD)),
-            SourceItem(trim_silence(speak16k("Wait, stop. What year was that?")), wait_for=heard_a_while),
-        ]
+    items = lead_then(speak16k, "Wait, stop. What year was that?")
 
     _conversation, rec, records, leftover, _ = run_session(config, engines, tmp_path, items)
     barge = rec.of(ev.BargeIn)
