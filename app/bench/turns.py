@@ -79,17 +79,17 @@ def _run_case(case: TurnCase, audio: dict[str, np.ndarray], config: Config, engi
         deadline = time.monotonic() + CASE_TIMEOUT_S
         while not source.finished.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        _wait_for_reply(events, case, deadline)
+        _wait_for_reply(events, source.voice_spans_ns[-1][0], deadline)
         conversation.interrupt("bench: case over")
         conversation.shutdown(timeout=2.0)
     return _score(case, arm, events, source, len(audio[case.parts[0].id]) / RATE)
 
 
-def _wait_for_reply(events: _Events, case: TurnCase, deadline: float) -> None:
-    """Until the last utterance has had its answer (or its resumed reply) for a moment."""
+def _wait_for_reply(events: _Events, spoken_from_ns: int, deadline: float) -> None:
+    """Until the last utterance (spoken from ``spoken_from_ns``) has had its answer or its resumed reply."""
     while time.monotonic() < deadline:
-        ended = events.of(ev.SpeechEnded)
-        last_end = ended[-1].t_ns if ended else None
+        ended = [e for e in events.of(ev.SpeechEnded) if e.voice_end_ns > spoken_from_ns]
+        last_end = ended[-1].voice_end_ns if ended else None
         answers = [e.t_ns for e in (*events.of(ev.AudioPlayed), *events.of(ev.ReplyResumed))]
         if last_end is not None and any(t > last_end for t in answers):
             time.sleep(0.3)
