@@ -33,7 +33,7 @@ class LlmChoice:
 
 
 CHOICES: tuple[LlmChoice, ...] = (
-    LlmChoice("smollm2", "SmolLM2-135M-Instruct (bundled)", 370, "67 %"),
+    LlmChoice("smollm2", "SmolLM2-135M-Instruct (bundled)", 380, "67 %"),
     LlmChoice(
         "gemma",
         "Gemma 3 270M base (opt-in)",
