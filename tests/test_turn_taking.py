@@ -70,6 +70,10 @@ def test_turn_model_combines_cues() -> None:
     assert done.complete and model.wait_ms(done) == model.window.min_silence_ms
     assert not model.with_llm(done, 0.3).complete  # the LLM expects more words
     assert model.with_llm(done, 0.95).complete
+    window = model.window
+    sure, unsure = model.with_llm(done, 0.0), model.with_llm(done, 0.7)
+    assert model.wait_ms(sure) == window.max_silence_ms  # the LLM is sure more is coming
+    assert window.min_silence_ms < model.wait_ms(unsure) < (window.min_silence_ms + window.max_silence_ms) / 2
     assert TurnModel("off").judge("So I was thinking about", None).complete
     with pytest.raises(ValueError, match="Smart Turn"):
         TurnModel("text+audio")

@@ -141,5 +141,18 @@ class TurnModel:
         return replace(judgement, p_llm=p_llm)
 
     def wait_ms(self, judgement: EndJudgement) -> int:
-        """The silence after the voice that ends this turn."""
-        return self.window.min_silence_ms if judgement.complete else self.window.max_silence_ms
+        """The silence after the voice that ends this turn: longer the surer the cues are that more is coming.
+
+        The words or the voice saying "unfinished" wait the whole long window.  The LLM
+        alone scales it by how far its P(end) falls below the threshold: on the bench's
+        set SmolLM2 rates cut-off openings near 0 (0.0-0.23) but also short commands and
+        misheard questions at 0.3-0.75 ("Stop." 0.76, "Wait, stop." 0.59), which a flat
+        long window made wait 1.5 s each.
+        """
+        window = self.window
+        if judgement.complete:
+            return window.min_silence_ms
+        if judgement.text_unfinished or judgement.p_llm is None:
+            return window.max_silence_ms
+        doubt = min(1.0, max(0.0, 1.0 - judgement.p_llm / self.llm_threshold))
+        return round(window.min_silence_ms + doubt * (window.max_silence_ms - window.min_silence_ms))
