@@ -54,6 +54,13 @@ def _common_options() -> argparse.ArgumentParser:
         default=s,
         help="run a Q4/Q5 GGUF as a cached Q8_0 copy (off: Q4_1 decodes faster here)",
     )
+    g.add_argument(
+        "--repack",
+        dest="repack_llm",
+        action=argparse.BooleanOptionalAction,
+        default=s,
+        help="run a Q4_1/Q5/Q8 GGUF as a cached IQ4_NL copy llama.cpp repacks: ~36%% faster, fewer right answers",
+    )
     g.add_argument("--llm", dest="llm_backend", choices=["local", "openai"], default=s, help="LLM backend")
     g.add_argument(
         "--base-url", dest="base_url", default=s, help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1"

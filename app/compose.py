@@ -52,10 +52,14 @@ def load_tts(config: Config, deterministic: bool = False) -> TtsEngine:
 def load_local_llm(config: Config) -> LlmEngine:
     from app.engines.llm_choices import path_for
     from app.engines.llm_llama import LlamaCppLlm
-    from app.engines.llm_quantize import requantized
+    from app.engines.llm_quantize import repacked, requantized
 
     source = resolve("llm", path_for(config.llm_model))  # a model's name ("gemma") or any GGUF path
-    path = requantized(source, cache_dir() / "models", threads=config.llm_threads) if config.requantize_llm else source
+    path = source
+    if config.requantize_llm:
+        path = requantized(source, cache_dir() / "models", threads=config.llm_threads)
+    elif config.repack_llm:
+        path = repacked(source, cache_dir() / "models", threads=config.llm_threads)
 
     def load(model: Path) -> LlmEngine:
         return LlamaCppLlm(
@@ -72,7 +76,7 @@ def load_local_llm(config: Config) -> LlmEngine:
     except ModelError:
         if path == source:
             raise
-        logging.getLogger(__name__).warning("the cached Q8_0 copy %s did not load; using %s", path, source)
+        logging.getLogger(__name__).warning("the cached copy %s did not load; using %s", path, source)
         return load(source)  # the copy is an optimisation: the model itself must still work
 
 

@@ -48,6 +48,7 @@ class Config:
     # The shipped Q4_1 decodes 5-10 % faster than a Q8_0 copy since llama.cpp runs without OpenMP
     # (73-79 vs 68-72 tok/s, four interleaved rounds, docs/cpu-plan.md); the copy stays an option.
     requantize_llm: bool = False
+    repack_llm: bool = False  # run a Q4_1/Q5/Q8 GGUF as a cached IQ4_NL copy llama.cpp repacks (docs/cpu-plan.md)
     # LLM backend
     llm_backend: str = "local"  # "local" | "openai"
     base_url: str = "http://127.0.0.1:8080/v1"
@@ -113,6 +114,7 @@ _SECTIONS = {
         "llm": "llm_model",
         "voice": "voice",
         "requantize": "requantize_llm",
+        "repack": "repack_llm",
     },
     "llm": {
         "backend": "llm_backend",

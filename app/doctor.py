@@ -49,12 +49,15 @@ def check_models(config: Config, report: Report, load: bool = True) -> None:
             continue
         source = "your path" if user_paths[kind] else "bundled"
         report.line(kind, f"{path} ({_size(path)}, {source})")
-        if kind == "llm" and config.requantize_llm:
+        if kind == "llm" and (config.requantize_llm or config.repack_llm):
             from app.config import cache_dir
-            from app.engines.llm_quantize import q8_path_for, wants_requantize
+            from app.engines.llm_quantize import q8_path_for, repack_path_for, wants_repack, wants_requantize
 
-            if wants_requantize(path):
-                report.line("", f"runs as its Q8_0 copy {q8_path_for(path, cache_dir() / 'models')}")
+            models = cache_dir() / "models"
+            if config.requantize_llm and wants_requantize(path):
+                report.line("", f"runs as its Q8_0 copy {q8_path_for(path, models)}")
+            elif not config.requantize_llm and wants_repack(path):
+                report.line("", f"runs as its IQ4_NL copy {repack_path_for(path, models)} (repacked by llama.cpp)")
         if not load:
             continue
         started = time.perf_counter()

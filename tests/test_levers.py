@@ -3,8 +3,8 @@
 * the short Whisper window: transcripts of every bench question no worse than faster-whisper's own decode;
 * the Q8_0 copy: checksum sidecar written, damage or a changed source detected and converted again,
   the copy loads and generates, and its perplexity stays within 2 % of the shipped Q4_1's;
-* the Q4_0 copy (llama.cpp repacks it for its fast CPU kernels): made, checksummed, cached, not
-  converted again, a Q4_0 file, and it answers in words;
+* the IQ4_NL copy (llama.cpp repacks it for its fast CPU kernels): made, checksummed, cached, not
+  converted again, an IQ4_NL file, and it answers in words;
 * speculative prefill: a stale partial prompt left in the KV cache when the user resumes is
   discarded by the real request (only the new tail is evaluated, the reply is the cold one);
 * context shift: a trimmed history is dropped from the cache, not evaluated again, the cache
@@ -173,20 +173,20 @@ def test_trimmed_history_is_shifted_out_of_the_cache_not_evaluated_again(llm) ->
         assert llm.last_stats.finish_reason in ("stop", "length") and llm.last_stats.evaluated_tokens >= 1
 
 
-def test_q4_0_requantized_copy_is_repacked_loads_and_generates(tmp_path) -> None:
-    """The Q4_0 copy (`repacked`): checksummed, cached, a Q4_0 file, and it chats like the shipped model."""
+def test_the_fast_copy_is_made_once_loads_and_generates(tmp_path) -> None:
+    """The IQ4_NL copy (`repacked`): checksummed, cached, an IQ4_NL file, and it chats like the shipped model."""
     from app.engines.llm_llama import LlamaCppLlm
 
     source = resolve("llm")
     cache = tmp_path / "cache"
     q4 = quant.repacked(source, cache)
-    assert q4 == quant.q4_0_path_for(source, cache) and q4 != source, "the Q4_0 copy fell back to the source"
+    assert q4 == quant.repack_path_for(source, cache) and q4 != source, "the fast copy fell back to the source"
     assert quant.read_sidecar(q4) == (quant.sha256_of(q4), quant.sha256_of(source))
     assert quant.repacked(source, cache) == q4  # cached: used as it is
-    assert quant.repacked(q4, cache) == q4  # a Q4_0 file is not converted again
-    assert not list(cache.glob("*.Q8_0.gguf*")), "the Q4_0 copy must not touch the Q8_0 cache names"
+    assert quant.repacked(q4, cache) == q4  # a repackable file is not converted again
+    assert not list(cache.glob("*.Q8_0.gguf*")), "the fast copy must not touch the Q8_0 cache names"
     llm = LlamaCppLlm(q4, context_tokens=256, max_tokens=16)
-    assert llm._llm.metadata.get("general.file_type") == str(quant.LLAMA_FTYPE_MOSTLY_Q4_0)
+    assert llm._llm.metadata.get("general.file_type") == str(quant.LLAMA_FTYPE_MOSTLY_IQ4_NL)
     reply = "".join(t.text for t in llm.stream_chat([ChatMessage("user", "What is the capital of France?")]))
     assert llm.last_stats.completion_tokens >= 3
     assert sum(ch.isalpha() for ch in reply) >= 8, reply  # words, not a failed load's noise or nothing

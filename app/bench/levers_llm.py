@@ -1,4 +1,4 @@
-"""The LLM levers: Q8_0 re-quantization, the KV prefix cache, and speculative prefill.
+"""The LLM levers: Q8_0 and repacked IQ4_NL copies, the KV prefix cache, and speculative prefill.
 
 Each arm empties the KV cache first (``forget``) and then builds exactly the
 cache state the app would have at that moment; the prompt-cache arms decode
@@ -81,17 +81,30 @@ def _same_first(lever: Lever) -> str:
 
 def lever_requant(rig: Rig) -> Lever:
     """Shipped Q4_1 vs the cached Q8_0 copy: cold TTFT, TPS, size, memory, and perplexity."""
-    from app.engines.llm_llama import LlamaCppLlm
     from app.engines.llm_quantize import requantized
+
+    return _lever_copy(rig, "Q8_0 re-quantization", "cached Q8_0 copy", requantized)
+
+
+def lever_repack(rig: Rig) -> Lever:
+    """Shipped Q4_1 vs the cached IQ4_NL copy, which llama.cpp repacks into its interleaved CPU kernels."""
+    from app.engines.llm_quantize import repacked
+
+    return _lever_copy(rig, "IQ4_NL copy, repacked", "cached IQ4_NL copy (repacked)", repacked)
+
+
+def _lever_copy(rig: Rig, title: str, label: str, make_copy: Callable[..., Path]) -> Lever:
+    """The shipped file vs a cached copy of it in another type, interleaved, with perplexity as the guard."""
+    from app.engines.llm_llama import LlamaCppLlm
     from app.model_registry import resolve
 
     cfg = rig.config
     source = resolve("llm", cfg.llm_model)
-    q8 = requantized(source, cache_dir() / "models", threads=cfg.llm_threads)
+    copy = make_copy(source, cache_dir() / "models", threads=cfg.llm_threads)
     lever = Lever(
-        "Q8_0 re-quantization",
+        title,
         source.name,
-        "cached Q8_0 copy",
+        label,
         (
             ("ttft_ms", "cold TTFT (ms)"),
             ("tps", "TPS over 40 tokens"),
@@ -100,7 +113,7 @@ def lever_requant(rig: Rig) -> Lever:
         ),
     )
     models, sizes = {}, {}
-    for arm, path in (("off", source), ("on", q8)):
+    for arm, path in (("off", source), ("on", copy)):
         before = rss_mb()
         llm = rig.on_llm(
             lambda p=path: LlamaCppLlm(p, threads=cfg.llm_threads, max_tokens=PROMPT_MAX_TOKENS, temperature=0)
@@ -120,11 +133,12 @@ def lever_requant(rig: Rig) -> Lever:
     del llm
     models.clear()  # free both before the perplexity models load
     ppl = {
-        arm: rig.on_llm(lambda p=p: perplexity(p, threads=cfg.llm_threads)) for arm, p in (("off", source), ("on", q8))
+        arm: rig.on_llm(lambda p=p: perplexity(p, threads=cfg.llm_threads))
+        for arm, p in (("off", source), ("on", copy))
     }
     change = (ppl["on"].ppl / ppl["off"].ppl - 1) * 100
     lever.quality = f"PPL {ppl['off'].ppl:.3f} → {ppl['on'].ppl:.3f} ({change:+.2f}%)"
-    lever.extra = {"perplexity": {k: vars(v) for k, v in ppl.items()}, "same_file": q8 == source}
+    lever.extra = {"perplexity": {k: vars(v) for k, v in ppl.items()}, "same_file": copy == source}
     return lever
 
 

@@ -113,6 +113,8 @@ def _models(config: Config, remote: Any | None) -> dict:
         models[kind] = {"title": title, "path": str(path), "size_mb": round(size / 1e6, 1)}
     if config.requantize_llm:
         models["llm"]["title"] += " (run as a cached Q8_0 copy)"
+    elif config.repack_llm:
+        models["llm"]["title"] += " (run as a cached IQ4_NL copy, repacked)"
     if remote is not None:
         models["remote llm"] = {"title": f"{remote.model or '(server default)'} at {remote.base_url}"}
     return models
@@ -307,6 +309,7 @@ def _settings(config: Config, plan: Plan, order: list[Question], direct_qs: list
         "temperature",
         "context_tokens",
         "requantize_llm",
+        "repack_llm",
         "yield_to_first_audio",
         "llm_backend",
     )

@@ -1,16 +1,18 @@
-"""One-time re-quantization of a GGUF (to Q8_0, or to Q4_0 for speed) in the user cache, kept with its checksum.
+"""One-time re-quantization of a GGUF (to Q8_0, or to IQ4_NL for speed) in the user cache, kept with its checksum.
 
 Measured by `doppel bench --levers` (docs/bench/levers.md): SmolLM2-135M
 Q4_1 -> Q8_0 cut cold TTFT by 5-22% in three runs on a shared 2-core machine
 (load average 3-10; not yet rerun on a quiet one), at +0.01% perplexity on the
 fixed text (28.033 -> 28.035); the bigger file costs ~45 MB of RAM.
 
-``repacked`` makes a Q4_0 copy instead: llama.cpp's CPU backend repacks Q4_0 weights at load
-into interleaved rows (``q4_0_8x8``, the CPU_REPACK buffer; Q4_1 never gets it), which decodes
-SmolLM2-135M ~36 % faster than the shipped Q4_1 (bare decode 169 vs 125 tok/s, 15-token prompt
-eval 36 vs 62 ms; 5 interleaved rounds, 2 threads, 2026-12-05) at +3.5 % mean NLL on fixed
-assistant replies (perplexity of the fixed text 28.1 -> 31.9).  The repacked weights live in
-~57 MB of anonymous memory next to the mapped file.
+``repacked`` makes an IQ4_NL copy instead (opt-in, ``--repack``): llama.cpp's CPU backend repacks
+IQ4_NL and Q4_0 weights at load into interleaved rows (``iq4_nl_8x8``/``q4_0_8x8``, the CPU_REPACK
+buffer; Q4_1 never gets it), which decodes SmolLM2-135M ~36 % faster than the shipped Q4_1 (bare
+decode 170/169 vs 125 tok/s, 15-token prompt eval 37/36 vs 62 ms; 5 interleaved rounds, 2 threads,
+2026-12-05).  A second 4-bit rounding costs answers, though: in ``doppel bench --replies`` (3 typed
+rounds) the right-answer rate went 67 % -> 58 % for IQ4_NL and 67 % -> 37 % for Q4_0, so IQ4_NL
+is the fast copy and the shipped Q4_1 stays the default.  Repacked weights live in ~56 MB of
+anonymous memory next to the mapped file; making the copy takes ~15 s once.
 
 The converted file is named after the source's size and mtime, and a sidecar
 ``<file>.sha256`` (``sha256sum -c`` format) records the sha256 of the copy and
@@ -35,8 +37,11 @@ from pathlib import Path
 _log = logging.getLogger(__name__)
 LLAMA_FTYPE_MOSTLY_Q8_0 = 7
 LLAMA_FTYPE_MOSTLY_Q4_0 = 2
-FTYPES = {"Q8_0": LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_0": LLAMA_FTYPE_MOSTLY_Q4_0}
-# Sources a Q4_0 copy is made from: not Q4_0 itself, nor k-/i-quants (a second 4-bit rounding of those loses more).
+LLAMA_FTYPE_MOSTLY_IQ4_NL = 25
+FTYPES = {"Q8_0": LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_0": LLAMA_FTYPE_MOSTLY_Q4_0, "IQ4_NL": LLAMA_FTYPE_MOSTLY_IQ4_NL}
+REPACK_KIND = "IQ4_NL"  # the type llama.cpp repacks that kept the most right answers (see above)
+# Sources a fast copy is made from: not a repackable type already, nor k-/i-quants (a second 4-bit
+# rounding of those loses more).
 REPACK_FROM_MARKERS = ("q4_1", "q5_0", "q5_1", "q8_0", "f16", "bf16", "f32")
 OTHER_TYPE_MARKERS = ("q4_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq1", "iq2", "iq3", "iq4")
 LOW_BIT_MARKERS = ("q4_0", "q4_1", "q4_k", "q5_0", "q5_1", "q5_k", "q3_k", "q2_k")
@@ -60,9 +65,9 @@ def wants_requantize(model_path: Path) -> bool:
 
 
 def wants_repack(model_path: Path) -> bool:
-    """Whether a Q4_0 copy of ``model_path`` makes sense (it is neither Q4_0 already nor a k-/i-quant).
+    """Whether a fast copy of ``model_path`` makes sense (it is neither Q4_0 already nor a k-/i-quant).
 
-    The last type named in the file name counts: a copy is named ``<source stem>.<size>-<mtime>.Q4_0.gguf``.
+    The last type named in the file name counts: a copy is named ``<source stem>.<size>-<mtime>.IQ4_NL.gguf``.
     """
     name = model_path.name.lower()
     found = [(name.rfind(m), m) for m in (*REPACK_FROM_MARKERS, *OTHER_TYPE_MARKERS) if m in name]
@@ -78,8 +83,8 @@ def q8_path_for(model_path: Path, cache: Path) -> Path:
     return copy_path_for(model_path, cache, "Q8_0")
 
 
-def q4_0_path_for(model_path: Path, cache: Path) -> Path:
-    return copy_path_for(model_path, cache, "Q4_0")
+def repack_path_for(model_path: Path, cache: Path) -> Path:
+    return copy_path_for(model_path, cache, REPACK_KIND)
 
 
 def sidecar_for(target: Path) -> Path:
@@ -149,11 +154,11 @@ def requantized(model_path: Path, cache: Path, threads: int = 2) -> Path:
 
 
 def repacked(model_path: Path, cache: Path, threads: int = 2) -> Path:
-    """The Q4_0 copy of ``model_path``, which llama.cpp repacks for its fast CPU kernels (made now if
-    missing or damaged); the source if it is Q4_0 already, a k-/i-quant, or on any failure."""
+    """The IQ4_NL copy of ``model_path``, which llama.cpp repacks for its fast CPU kernels (made now if
+    missing or damaged); the source if it is repackable already, a k-/i-quant, or on any failure."""
     if not wants_repack(model_path):
         return model_path
-    return _cached_copy(model_path, cache, "Q4_0", threads)
+    return _cached_copy(model_path, cache, REPACK_KIND, threads)
 
 
 def _cached_copy(model_path: Path, cache: Path, kind: str, threads: int) -> Path:

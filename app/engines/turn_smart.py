@@ -37,7 +37,7 @@ class SmartTurn:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise ModelError(
                 f"The end-of-turn model {model_path} could not be loaded ({exc}). Reinstall it: "
-                "`pip install --no-deps pipecat-ai==1.14.0 --force-reinstall`, or set [turn] model = \"text\"."
+                '`pip install --no-deps pipecat-ai==1.14.0 --force-reinstall`, or drop "audio" from [turns] cues.'
             ) from exc
         self._input = self._session.get_inputs()[0].name
         self._features = FeatureExtractor(
