@@ -170,3 +170,83 @@ def test_transcript_is_plain_text_and_streams_into_its_turn(qtbot) -> None:
     assert view.reply_text(1) == "<b>bold</b> and <img src=x.png>"
     assert text.index("next") > text.index("<img")
     assert "&lt;b&gt;" in view.document().toHtml()
+
+
+def test_transcript_batches_streamed_tokens_and_keeps_their_order(qtbot) -> None:
+    """Tokens are held up to FLUSH_MS and inserted together (one relayout, not one per token)."""
+    view = TranscriptView()
+    qtbot.addWidget(view)
+    inserts: list[int] = []
+    view.document().contentsChange.connect(lambda _pos, _removed, added: inserts.append(added))
+    view.add_user(1, "hi", spoken=False)
+    inserts.clear()
+    for token in ("  Paris", " is", " the", " capital", "."):
+        view.add_token(1, token)
+    assert not inserts, "held, not inserted one by one"
+    qtbot.waitUntil(lambda: bool(inserts), timeout=1000)  # the timer flushes them
+    assert view.reply_text(1) == "Paris is the capital."
+    view.add_token(1, " Late")
+    view.add_user(2, "next", spoken=True)  # a new line first shows what was held
+    text = view.toPlainText()
+    assert text.index("Late") < text.index("next")
+
+
+def test_hud_updates_are_coalesced_and_unchanged_numbers_cost_no_redraw(qtbot) -> None:
+    from app.ui.widgets.video import HUD_FLUSH_MS, VideoView
+
+    hud = HudModel()
+    view = VideoView(hud)
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    renders: list[int] = []
+    render = view._render_hud
+    view._render_hud = lambda: renders.append(1) or render()  # type: ignore[method-assign]
+    qtbot.waitUntil(lambda: bool(renders), timeout=1000)  # the first paint
+    renders.clear()
+    for i in range(10):  # a burst: ten updates, one redraw
+        hud.update(1, {"ttft_ms": 80.0, "tps": 50.0 + i})
+        view.hud_changed()
+    qtbot.waitUntil(lambda: bool(renders), timeout=1000)
+    qtbot.wait(3 * HUD_FLUSH_MS)
+    assert len(renders) == 1
+    hud.update(1, {"ttft_ms": 80.0, "tps": 59.0, "n_tokens": 30.0})  # nothing the HUD prints changed
+    view.hud_changed()
+    qtbot.wait(3 * HUD_FLUSH_MS)
+    assert len(renders) == 1
+
+
+def test_tile_border_from_the_cached_ring_matches_drawing_it(qtbot) -> None:
+    """The ring blits give the pixels of the corner fill and the border stroke drawn directly."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QImage, QPainter, QPen
+
+    from app.ui.widgets.video import BACKGROUND, BORDER_WIDTH, RADIUS, STATE_COLOURS, VideoView
+
+    view = VideoView(HudModel())
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.state = "speaking"
+    side = view.tile_side()
+    frame = np.random.default_rng(0).integers(0, 255, (side, side, 4), dtype=np.uint8)
+    view.set_frame(frame)
+    shot = view.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    reference = QImage(shot.size(), QImage.Format.Format_RGB32)
+    reference.fill(BACKGROUND)
+    tile = view.tile_rect()
+    p = QPainter(reference)
+    p.drawImage(tile.topLeft(), view._frame[1])
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.fillPath(view._corners(tile), BACKGROUND)
+    colour = STATE_COLOURS["speaking"]
+    p.setPen(QPen(QColor(colour.red(), colour.green(), colour.blue(), 150), BORDER_WIDTH))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    p.drawRoundedRect(tile, RADIUS, RADIUS)
+    p.end()
+
+    def pixels(image: QImage, r) -> np.ndarray:
+        a = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine() // 4, 4)
+        return a[r.top() - 4 : r.bottom() + 5, r.left() - 4 : r.right() + 5, :3].astype(int)
+
+    box = tile.toAlignedRect().adjusted(0, 0, 0, -side // 2)  # the top half: no name tag, no camera card
+    assert np.abs(pixels(shot, box) - pixels(reference, box)).max() <= 2

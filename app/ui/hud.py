@@ -84,6 +84,12 @@ class HudModel:
     def value(self, key: str) -> float | None:
         return self.values.get(key)
 
+    def shown(self) -> tuple:
+        """Everything the painted HUD depends on (equal: the same picture, no redraw needed)."""
+        rows = tuple(format_value(self.values.get(r.key), r.unit) for r in ROWS)
+        chart = tuple((t, _bar_value(v), v.get(INNER_KEY), v.get(LINE_KEY)) for t, v in self.history)
+        return self.turn_id, rows, chart
+
     def text(self) -> str:
         """The HUD as plain text (for logs and tests)."""
         return "\n".join(f"{r.label}: {format_value(self.values.get(r.key), r.unit)}" for r in ROWS)

@@ -3,8 +3,10 @@
 The GUI thread must stay light on two shared cores, so painting is mostly
 blitting: replica frames arrive already scaled to the tile and in the
 display's pixel format (the session does that on the replica thread), the
-HUD and name tag are cached images redrawn only when their content changes,
-and each source repaints only its own rectangle.  Frames arrive through a
+HUD, the name tag, the tile's rounded border and the camera placeholder are
+cached images redrawn only when their content changes, each source repaints
+only its own rectangle, and HUD updates are coalesced (at most ~15 a second,
+none when the numbers on show are the same).  Frames arrive through a
 ``FrameBridge``; this widget takes the newest one when the GUI gets to it.
 """
 
@@ -14,7 +16,7 @@ import time
 from collections import deque
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -24,6 +26,7 @@ from PySide6.QtGui import (
     QPainterPath,
     QPaintEvent,
     QPen,
+    QRegion,
     QResizeEvent,
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
@@ -36,6 +39,10 @@ RADIUS = 18.0
 MARGIN = 12
 HUD_LEFT = 16  # the HUD panel's left and top offset
 PIP_SIZE = QSize(240, 180)
+BORDER_WIDTH = 2.5
+RING_OUT = 3  # the tile's border reaches this far outside the tile (pen half-width, the corner fill's 1 px)
+RING_IN = 2  # and this far inside it, besides the corners
+HUD_FLUSH_MS = 66  # HUD numbers are redrawn at most this often (<= 15 per second)
 STATE_COLOURS = {
     "idle": QColor(130, 138, 150),
     "listening": QColor(90, 200, 130),
@@ -96,6 +103,13 @@ class VideoView(QWidget):
         self._hud_cache: QImage | None = None
         self._tag_cache: tuple[tuple[str, str, int], QImage] | None = None
         self._corner_cache: tuple[QRectF, QPainterPath] | None = None
+        self._ring_cache: tuple[tuple[float, float, int], QImage] | None = None
+        self._note_cache: tuple[tuple[int, int, str], QImage] | None = None
+        self._hud_key: tuple | None = None  # what the cached HUD image shows
+        self._hud_timer = QTimer(self)
+        self._hud_timer.setSingleShot(True)
+        self._hud_timer.setInterval(HUD_FLUSH_MS)
+        self._hud_timer.timeout.connect(self._refresh_hud)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(QSize(360, 300))
@@ -121,9 +135,17 @@ class VideoView(QWidget):
         self.update()
 
     def hud_changed(self) -> None:
-        """The HUD's numbers changed: redraw its cached image and its area only."""
-        self._hud_cache = None
-        if self.hud_visible:
+        """The HUD's numbers changed: redraw its image and its area only, at most ~15 times a second.
+
+        Updates come in bursts (every few tokens, every audio chunk); they are coalesced, and one
+        that changes nothing on show (a metric the HUD does not print) costs no redraw at all.
+        """
+        if not self._hud_timer.isActive():
+            self._hud_timer.start()
+
+    def _refresh_hud(self) -> None:
+        if self.hud_visible and (self._hud_cache is None or self.hud.shown() != self._hud_key):
+            self._hud_cache = None
             self.update(self.hud_rect())
 
     def toggle_hud(self) -> bool:
@@ -186,11 +208,15 @@ class VideoView(QWidget):
 
     def paintEvent(self, event: QPaintEvent) -> None:
         started = time.perf_counter()
-        area = event.rect()
+        area = event.region()  # not its bounding rect: a frame and a HUD update together are two rects
         p = QPainter(self)
-        p.fillRect(area, BACKGROUND)
         tile = self.tile_rect()
-        if area.intersects(tile.toAlignedRect()):
+        tile_px = tile.toAlignedRect()
+        framed = self._frame is not None and self._frame[1].width() == tile_px.width() == tile_px.height()
+        # An exact-size frame covers its tile: fill only around it (the border ring is drawn over both).
+        for rect in area.subtracted(QRegion(tile_px)) if framed else area:
+            p.fillRect(rect, BACKGROUND)
+        if area.intersects(tile_px.adjusted(-RING_OUT, -RING_OUT, RING_OUT, RING_OUT)):
             self._paint_tile(p, tile)
         if self.notice:
             self._paint_notice(p, tile)
@@ -198,6 +224,7 @@ class VideoView(QWidget):
             self._paint_preview(p)
         if self.hud_visible and area.intersects(self.hud_rect()):
             if self._hud_cache is None:
+                self._hud_key = self.hud.shown()
                 self._hud_cache = self._render_hud()
             p.drawImage(QPointF(HUD_LEFT, HUD_LEFT), self._hud_cache)
         p.end()
@@ -214,14 +241,45 @@ class VideoView(QWidget):
             else:
                 p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
                 p.drawImage(tile, image)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.fillPath(self._corners(tile), BACKGROUND)  # round the tile: background over its corners
         colour = STATE_COLOURS.get(self.state, STATE_COLOURS["idle"])
-        p.setPen(QPen(QColor(colour.red(), colour.green(), colour.blue(), 150), 2.5))
-        p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawRoundedRect(tile, RADIUS, RADIUS)
+        self._paint_ring(p, tile, colour)
         tag = self._tag_image(colour)
         p.drawImage(QPointF(tile.left() + 14, tile.bottom() - tag.height() - 14), tag)
+
+    def _paint_ring(self, p: QPainter, tile: QRectF, colour: QColor) -> None:
+        """The rounded corners and the state-coloured border, as four blits of a cached ring.
+
+        The ring is what the corner fill and the anti-aliased border stroke would paint, drawn once
+        over transparency; only its rim is blitted (two bands with the corners, two thin sides),
+        so a frame costs a few small copies, not a path fill and a stroke over the whole tile.
+        """
+        key = (tile.width(), tile.height(), colour.rgba())
+        if self._ring_cache is None or self._ring_cache[0] != key:
+            self._ring_cache = (key, self._render_ring(tile, colour))
+        ring = self._ring_cache[1]
+        origin = tile.topLeft() - QPointF(RING_OUT, RING_OUT)
+        band = RING_OUT + round(RADIUS) + RING_IN  # top and bottom bands hold the corners
+        side = RING_OUT + RING_IN
+        w, h = ring.width(), ring.height()
+        for x, y, rw, rh in (
+            (0, 0, w, band),
+            (0, h - band, w, band),
+            (0, band, side, h - 2 * band),
+            (w - side, band, side, h - 2 * band),
+        ):
+            p.drawImage(origin + QPointF(x, y), ring, QRect(x, y, rw, rh))
+
+    def _render_ring(self, tile: QRectF, colour: QColor) -> QImage:
+        local = QRectF(RING_OUT, RING_OUT, tile.width(), tile.height())
+        image = _overlay(QSize(round(tile.width()) + 2 * RING_OUT, round(tile.height()) + 2 * RING_OUT))
+        p = QPainter(image)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.fillPath(self._corners(local), BACKGROUND)  # round the tile: background over its corners
+        p.setPen(QPen(QColor(colour.red(), colour.green(), colour.blue(), 150), BORDER_WIDTH))
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawRoundedRect(local, RADIUS, RADIUS)
+        p.end()
+        return image
 
     def _corners(self, tile: QRectF) -> QPainterPath:
         if self._corner_cache is None or self._corner_cache[0] != tile:
@@ -268,6 +326,23 @@ class VideoView(QWidget):
 
     def _paint_preview(self, p: QPainter) -> None:
         box = self.preview_rect()
+        if self._preview is None:  # the placeholder card, drawn once per size and note
+            key = (round(box.width()), round(box.height()), self.preview_note)
+            if self._note_cache is None or self._note_cache[0] != key:
+                self._note_cache = (key, self._render_placeholder(box))
+            p.drawImage(box.topLeft() - QPointF(1, 1), self._note_cache[1])
+            return
+        self._paint_preview_card(p, box)
+
+    def _render_placeholder(self, box: QRectF) -> QImage:
+        image = _overlay(QSize(round(box.width()) + 2, round(box.height()) + 2))
+        p = QPainter(image)
+        p.setFont(self.font())
+        self._paint_preview_card(p, QRectF(1, 1, box.width(), box.height()))
+        p.end()
+        return image
+
+    def _paint_preview_card(self, p: QPainter, box: QRectF) -> None:
         clip = QPainterPath()
         clip.addRoundedRect(box, 10, 10)
         p.save()
@@ -290,6 +365,7 @@ class VideoView(QWidget):
                 box.adjusted(8, 8, -8, -8), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.preview_note
             )
         p.restore()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(QPen(QColor(255, 255, 255, 60), 1.2))
         p.setBrush(Qt.BrushStyle.NoBrush)
         p.drawRoundedRect(box, 10, 10)
