@@ -14,7 +14,7 @@ import pytest
 from app.core import events as ev
 from app.core.audio_io import PlayTag, SourceItem
 from app.core.fillers import is_backchannel
-from app.core.turn_model import TurnModel, text_says_unfinished
+from app.core.turn_model import SENTENCE_PAUSE_MS, TurnModel, text_says_unfinished
 from app.replica.replica import Replica
 from tests.conftest import trim_silence
 from tests.test_conversation import run_session
@@ -73,7 +73,7 @@ def test_turn_model_combines_cues() -> None:
     window = model.window
     sure, unsure = model.with_llm(done, 0.0), model.with_llm(done, 0.7)
     assert model.wait_ms(sure) == window.max_silence_ms  # the LLM is sure more is coming
-    assert window.min_silence_ms < model.wait_ms(unsure) < (window.min_silence_ms + window.max_silence_ms) / 2
+    assert SENTENCE_PAUSE_MS <= model.wait_ms(unsure) < model.wait_ms(model.with_llm(done, 0.3)) < window.max_silence_ms
     assert TurnModel("off").judge("So I was thinking about", None).complete
     with pytest.raises(ValueError, match="Smart Turn"):
         TurnModel("text+audio")

@@ -29,6 +29,7 @@ from app.core.history import JsonlLog
 ARMS = {"fixed 250 ms window": {"turn_cues": "off", "backchannels_resume": False}, "turn model": {}}
 HEARD_BEFORE_INTERJECTING_S = 1.0  # a backchannel or interruption starts this long into the reply
 CASE_TIMEOUT_S = 40.0
+LAST_VOICE_SLACK_NS = 400_000_000  # the VAD's voice end may fall this far before the clip's last sample
 
 
 class _Events:
@@ -79,16 +80,20 @@ def _run_case(case: TurnCase, audio: dict[str, np.ndarray], config: Config, engi
         deadline = time.monotonic() + CASE_TIMEOUT_S
         while not source.finished.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        _wait_for_reply(events, source.voice_spans_ns[-1][0], deadline)
+        _wait_for_reply(events, source.voice_spans_ns[-1][1], deadline)
         conversation.interrupt("bench: case over")
         conversation.shutdown(timeout=2.0)
     return _score(case, arm, events, source, len(audio[case.parts[0].id]) / RATE)
 
 
-def _wait_for_reply(events: _Events, spoken_from_ns: int, deadline: float) -> None:
-    """Until the last utterance (spoken from ``spoken_from_ns``) has had its answer or its resumed reply."""
+def _wait_for_reply(events: _Events, spoken_until_ns: int, deadline: float) -> None:
+    """Until the utterance that ends the input (at ``spoken_until_ns``) has had its answer or its resumed reply.
+
+    Only the VAD's end of the input's last voice counts: a reply to an earlier piece of the
+    same input (a hesitation's opening, or the first sentence of its rest) is not the answer.
+    """
     while time.monotonic() < deadline:
-        ended = [e for e in events.of(ev.SpeechEnded) if e.voice_end_ns > spoken_from_ns]
+        ended = [e for e in events.of(ev.SpeechEnded) if e.voice_end_ns > spoken_until_ns - LAST_VOICE_SLACK_NS]
         last_end = ended[-1].voice_end_ns if ended else None
         answers = [e.t_ns for e in (*events.of(ev.AudioPlayed), *events.of(ev.ReplyResumed))]
         if last_end is not None and any(t > last_end for t in answers):

@@ -67,6 +67,8 @@ class TurnWindow:
 
 
 CUES = ("text", "llm", "audio")
+# The pause between two sentences of one turn runs ~0.3-0.6 s: a turn the LLM doubts waits it out.
+SENTENCE_PAUSE_MS = 600
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,9 @@ class TurnModel:
         alone scales it by how far its P(end) falls below the threshold: on the bench's
         set SmolLM2 rates cut-off openings near 0 (0.0-0.23) but also short commands and
         misheard questions at 0.3-0.75 ("Stop." 0.76, "Wait, stop." 0.59), which a flat
-        long window made wait 1.5 s each.
+        long window made wait 1.5 s each.  It never waits less than the pause between two
+        sentences of one turn (``SENTENCE_PAUSE_MS``): "It keeps getting really hot. | What should
+        I do?" at P(end) 0.77 was answered, and cut, in that pause.
         """
         window = self.window
         if judgement.complete:
@@ -155,4 +159,5 @@ class TurnModel:
         if judgement.text_unfinished or judgement.p_llm is None:
             return window.max_silence_ms
         doubt = min(1.0, max(0.0, 1.0 - judgement.p_llm / self.llm_threshold))
-        return round(window.min_silence_ms + doubt * (window.max_silence_ms - window.min_silence_ms))
+        graded = round(window.min_silence_ms + doubt * (window.max_silence_ms - window.min_silence_ms))
+        return min(window.max_silence_ms, max(graded, SENTENCE_PAUSE_MS))
