@@ -160,7 +160,9 @@ def test_a_backchannel_pauses_the_reply_which_resumes_at_the_same_sample(config,
     after = [(n, rate, at) for n, rate, at in face.pushes if at >= cleared_at]
     assert after, face.pushes
     resumed_at = resumed[0].t_ns
-    assert abs(after[0][2] - resumed_at) < 100e6, (after[0][2] - resumed_at) / 1e6
+    # Never before the audio resumes: at the resume when the paused sentence had audio left, or
+    # when the next sentence plays if the pause fell between sentences (it was not made yet).
+    assert after[0][2] >= resumed_at - 100e6, (after[0][2] - resumed_at) / 1e6
     turn_id = records[0]["turn_id"]
     total = sum(n for n, _r, _a in face.pushes if True)
     assert total >= sum(n for n, _r, _a in after)
