@@ -31,6 +31,23 @@ def test_phase_switches_call_every_applier_once_and_are_journalled() -> None:
     ]
 
 
+def test_the_llm_drops_to_one_thread_while_a_sentence_is_synthesized_beside_it() -> None:
+    plan = CpuPlan(CpuPlanSettings())
+    seen: list[int] = []
+    plan.on_change(lambda budget: seen.append(budget.llm_threads))
+    plan.enter(Phase.SPEAKING, 3)
+    plan.tts_started()
+    plan.tts_started()  # a second synthesis at once: still one thread, nothing new to apply
+    plan.tts_finished()
+    assert plan.budget.llm_threads == 1
+    plan.tts_finished()
+    assert seen == [2, 2, 1, 2]
+    assert [s.phase for s in plan.journal] == [Phase.SPEAKING]  # the journal keeps phase switches only
+    off = CpuPlan(CpuPlanSettings.off(2))
+    off.tts_started()
+    assert off.budget.llm_threads == 2  # no plan: nothing changes
+
+
 def test_later_tts_waits_for_the_llm_unless_the_queued_audio_runs_low() -> None:
     plan = CpuPlan(CpuPlanSettings(tts_low_water_s=1.0))
     plan.enter(Phase.SPEAKING)
@@ -81,7 +98,8 @@ def test_a_turn_goes_thinking_speaking_listening_and_the_stage_threads_follow_th
     assert phases == [Phase.THINKING, Phase.SPEAKING, Phase.LISTENING]
     assert conversation.cpu.phase is Phase.LISTENING
     assert {"vad", "asr", "llm", "tts"} <= set(threads)
-    assert engines.llm.threads == config.llm_threads and applied  # the engine got the plan's thread count
+    assert engines.llm.threads == config.llm_threads  # the engine is back at the plan's thread count
+    assert 1 in applied and applied[-1] == config.llm_threads  # ...after one thread beside the first clause's TTS
 
 
 @pytest.mark.slow
@@ -143,14 +161,17 @@ def test_the_plan_does_not_change_what_the_llm_says(config, engines, tmp_path) -
     assert replies[0] and replies[0] == replies[1]
 
 
-def test_the_spin_guard_drops_to_one_thread_on_a_stalled_token_and_remembers_it() -> None:
+def test_the_spin_guard_drops_to_one_thread_on_stalled_tokens_and_remembers_it() -> None:
     from app.engines.llm_threads import REMEMBER_S, SpinGuard
 
     now = [100.0]
     guard = SpinGuard(clock=lambda: now[0])
     assert guard.threads_to_start(2) == 2
     assert not any(guard.slow(2, s) for s in (0.013, 0.012, 0.030))  # ordinary jitter is not contention
-    assert guard.slow(2, 0.400)  # a barrier waited out scheduler slices: the other core is taken
+    assert not guard.slow(2, 0.080)  # a lone hiccup (a phase switch in the app) is not contention either
+    assert not guard.slow(2, 0.012)
+    assert not guard.slow(2, 0.400)
+    assert guard.slow(2, 0.400)  # barriers waited out scheduler slices twice running: the other core is taken
     assert not guard.slow(1, 5.0)  # one thread has no barrier to wait at
     assert guard.fallbacks == 1 and guard.threads_to_start(2) == 1
     now[0] += REMEMBER_S + 0.1

@@ -318,17 +318,21 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
             return
         if job.index > 0:  # later sentences wait for the LLM, unless the queued audio runs low
             self.cpu.wait_for_tts_turn(lambda: self._unplayed_s(turn), lambda: turn.cancel.cancelled)
-        for chunk in self.engines.tts.synthesize(job.text, turn.cancel):
-            if turn.cancel.cancelled:
-                return
-            self._emit(turn, ev.TtsAudio(turn.id, job.index, len(chunk.audio), chunk.sample_rate))
-            turn.synthesized_s += chunk.duration_s
-            if not turn.first_audio_ready.is_set():
-                turn.outbox.run(lambda: self.cpu.enter(Phase.SPEAKING, turn.id))
-            turn.first_audio_ready.set()
-            if self.sink is not None:
-                audio = resample(chunk.audio, chunk.sample_rate, self.sink.sample_rate)
-                turn.outbox.run(lambda a=audio, c=chunk: self._play(turn, job.index, a, c))
+        self.cpu.tts_started()  # the LLM decodes on fewer threads meanwhile (the plan says how many)
+        try:
+            for chunk in self.engines.tts.synthesize(job.text, turn.cancel):
+                if turn.cancel.cancelled:
+                    return
+                self._emit(turn, ev.TtsAudio(turn.id, job.index, len(chunk.audio), chunk.sample_rate))
+                turn.synthesized_s += chunk.duration_s
+                if not turn.first_audio_ready.is_set():
+                    turn.outbox.run(lambda: self.cpu.enter(Phase.SPEAKING, turn.id))
+                turn.first_audio_ready.set()
+                if self.sink is not None:
+                    audio = resample(chunk.audio, chunk.sample_rate, self.sink.sample_rate)
+                    turn.outbox.run(lambda a=audio, c=chunk: self._play(turn, job.index, a, c))
+        finally:
+            self.cpu.tts_finished()
 
     def _play(self, turn: Turn, text_index: int, audio: np.ndarray, chunk: SpeechChunk) -> None:
         assert self.sink is not None

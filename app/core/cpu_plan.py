@@ -53,6 +53,10 @@ class CpuPlanSettings:
     speaking: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=30.0, later_tts_waits_for_llm=True)
     # A later sentence is synthesized anyway when less than this much reply audio is left to play.
     tts_low_water_s: float = 1.2
+    # LLM decode threads while a sentence is synthesized beside it (the low-water case, or the first
+    # clause without the yield): Piper's and llama.cpp's thread teams on two cores made single tokens
+    # wait out scheduler slices at the LLM's spin barriers (one took 728 ms in the bench pipeline).
+    llm_threads_beside_tts: int = 1
     # Niceness added to threads that are never on the critical path (the face; the GUI paints from its own).
     background_nice: int = 4
     enabled: bool = True
@@ -64,7 +68,14 @@ class CpuPlanSettings:
     def off(cls, llm_threads: int = 2) -> CpuPlanSettings:
         """No plan: every phase like listening, no deferral, no renice (the bench's OFF arm)."""
         free = PhaseBudget(llm_threads=llm_threads, face_fps=15.0, later_tts_waits_for_llm=False)
-        return cls(listening=free, thinking=free, speaking=free, background_nice=0, enabled=False)
+        return cls(
+            listening=free,
+            thinking=free,
+            speaking=free,
+            background_nice=0,
+            enabled=False,
+            llm_threads_beside_tts=llm_threads,
+        )
 
 
 def plan_settings(config: Config) -> CpuPlanSettings:
@@ -108,6 +119,7 @@ class CpuPlan:
         self._lock = threading.Condition()
         self._appliers: list[Applier] = []
         self._llm_busy = False
+        self._tts_busy = 0  # synthesis calls running now
         self.journal: list[PhaseSwitch] = []
         self._threads = _Threads()
 
@@ -119,7 +131,11 @@ class CpuPlan:
 
     @property
     def budget(self) -> PhaseBudget:
-        return self.settings.budget(self._phase)
+        """The phase's budget, with the LLM's threads cut while a sentence is synthesized beside it."""
+        budget = self.settings.budget(self._phase)
+        if self._tts_busy and budget.llm_threads > self.settings.llm_threads_beside_tts:
+            budget = replace(budget, llm_threads=self.settings.llm_threads_beside_tts)
+        return budget
 
     def on_change(self, applier: Applier) -> None:
         """``applier(budget)`` runs now and at every phase switch (keep it cheap, non-blocking)."""
@@ -134,17 +150,23 @@ class CpuPlan:
                 self._turn_id = turn_id or self._turn_id
                 return
             self._phase, self._turn_id = phase, turn_id
-            budget = self.settings.budget(phase)
-            self.journal.append(PhaseSwitch(phase, turn_id, time.monotonic_ns(), budget))
-            if len(self.journal) > 200:
-                del self.journal[:100]
+            budget = self.budget
+            self._note(budget)
             appliers = list(self._appliers)
             self._lock.notify_all()
+        self._apply(appliers, budget)
+
+    def _note(self, budget: PhaseBudget) -> None:
+        self.journal.append(PhaseSwitch(self._phase, self._turn_id, time.monotonic_ns(), budget))
+        if len(self.journal) > 200:
+            del self.journal[:100]
+
+    def _apply(self, appliers: list[Applier], budget: PhaseBudget) -> None:
         for apply in appliers:
             try:
                 apply(budget)
             except Exception:  # a stage that cannot follow the plan must not break the turn
-                _log.exception("CPU plan: applying %s failed", phase.value)
+                _log.exception("CPU plan: applying %s failed", self._phase.value)
 
     # -- the LLM's share ------------------------------------------------------------------
 
@@ -156,6 +178,23 @@ class CpuPlan:
         with self._lock:
             self._llm_busy = False
             self._lock.notify_all()
+
+    def tts_started(self) -> None:
+        """A sentence's synthesis begins: the LLM goes to its beside-TTS thread count until it ends."""
+        self._tts_step(+1)
+
+    def tts_finished(self) -> None:
+        self._tts_step(-1)
+
+    def _tts_step(self, step: int) -> None:
+        with self._lock:
+            before = self.budget
+            self._tts_busy = max(0, self._tts_busy + step)
+            after = self.budget
+            if after == before:
+                return
+            appliers = list(self._appliers)
+        self._apply(appliers, after)
 
     def wait_for_tts_turn(self, queued_audio_s: Callable[[], float], stop: Callable[[], bool]) -> None:
         """Block a later sentence's TTS while the LLM runs, unless the queued audio runs low.

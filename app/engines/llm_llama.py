@@ -210,6 +210,10 @@ class LlamaCppLlm:
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             tokens_out = self._llm.generate(tokens, reset=True, **self.sampling)
             while True:
+                # The plan may change the count mid-reply (a sentence synthesized beside the LLM).
+                wanted = self.spin_guard.threads_to_start(self.threads)
+                if wanted != self._applied_threads:
+                    self._apply_threads(wanted)
                 started = time.perf_counter()
                 token_id = next(tokens_out, None)
                 if token_id is None:
