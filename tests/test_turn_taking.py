@@ -75,6 +75,26 @@ def test_turn_model_combines_cues() -> None:
     assert model.wait_ms(sure) == window.max_silence_ms  # the LLM is sure more is coming
     assert SENTENCE_PAUSE_MS <= model.wait_ms(unsure) < model.wait_ms(model.with_llm(done, 0.3)) < window.max_silence_ms
     assert TurnModel("off").judge("So I was thinking about", None).complete
+
+
+@pytest.mark.parametrize(
+    ("text", "goes_on"),
+    [
+        ("Do you think that?", True),  # "...that | it will rain tomorrow?"
+        ("Did you know that?", True),  # a whole question too: it only waits the sentence pause
+        ("Is that so?", False),
+        ("What is that?", False),
+        ("Why is that?", False),
+    ],
+)
+def test_an_ending_that_may_go_on_waits_the_sentence_pause(text: str, goes_on: bool) -> None:
+    model = TurnModel("text+llm")
+    judged = model.with_llm(model.judge(text, None), 0.97)  # the LLM calls it complete
+    assert judged.complete is not goes_on
+    assert model.wait_ms(judged) == (SENTENCE_PAUSE_MS if goes_on else model.window.min_silence_ms)
+    if goes_on:
+        assert model.wait_ms(model.judge(text, None)) == SENTENCE_PAUSE_MS  # a remote LLM gives no P(end)
+        assert not judged.text_unfinished and judged.text_may_go_on
     with pytest.raises(ValueError, match="Smart Turn"):
         TurnModel("text+audio")
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from app.bench.turn_set import TURN_CASES, case_audio
 from app.core.engines import AsrEngine, ChatMessage, TurnEndModel
-from app.core.turn_model import text_says_unfinished
+from app.core.turn_model import text_may_go_on, text_says_unfinished
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def sample_cues(
                 started = time.perf_counter()
                 p_llm = llm.end_of_turn_probability([ChatMessage("system", system_prompt), ChatMessage("user", text)])
                 llm_ms = (time.perf_counter() - started) * 1000
-            samples.append(CueSample(case.id, should_wait, text, text_says_unfinished(text), p, ms, p_llm, llm_ms))
+            held = text_says_unfinished(text) or text_may_go_on(text)  # a long or a short hold
+            samples.append(CueSample(case.id, should_wait, text, held, p, ms, p_llm, llm_ms))
     return samples
 
 

@@ -42,6 +42,23 @@ _NEVER_LAST = frozenset(
 )
 
 
+# Verbs that take a clause: ending on "<verb> that" the clause is usually still to come ("Do you think
+# that | it will rain?"), though "Did you know that?" is a whole question. A recogniser writes the "?"
+# either way, so such an ending waits only the pause between two sentences, not the long window.
+_CLAUSE_VERBS = frozenset(
+    {
+        "think", "thought", "know", "knew", "say", "said", "believe", "hope", "guess", "mean", "feel",
+        "suppose", "realise", "realize", "sure", "heard", "told", "tell", "wish", "agree", "worried",
+    }
+)  # fmt: skip
+
+
+def text_may_go_on(text: str) -> bool:
+    """The words can end here but usually do not: a clause-taking verb and "that" ("do you think that?")."""
+    words = words_of(text.strip())
+    return len(words) >= 2 and words[-1] == "that" and words[-2] in _CLAUSE_VERBS
+
+
 def text_says_unfinished(text: str) -> bool:
     """The words stop where a thought cannot: on a continuing word, a filler, open punctuation or a bare clause."""
     stripped = text.strip()
@@ -78,6 +95,7 @@ class EndJudgement:
     complete: bool
     reason: str
     text_unfinished: bool | None = None  # None: the cue was not consulted
+    text_may_go_on: bool = False  # an ending that usually goes on ("do you think that?"): a short hold
     p_llm: float | None = None  # P(end-of-turn token) after the user's words
     p_audio: float | None = None  # Smart Turn's P(complete)
     cost_ms: float = 0.0  # the audio model's time (the LLM's is part of its prompt evaluation)
@@ -130,6 +148,8 @@ class TurnModel:
         cues = {"text_unfinished": text_unfinished, "p_audio": p_audio, "cost_ms": cost}
         if text_unfinished:
             return EndJudgement(False, f"the words stop mid-thought: {text.strip()[-30:]!r}", **cues)
+        if text_unfinished is not None and text_may_go_on(text):
+            return EndJudgement(False, f"the words may go on: {text.strip()[-30:]!r}", text_may_go_on=True, **cues)
         if p_audio is not None and p_audio < self.audio_threshold:
             return EndJudgement(False, f"the voice sounds unfinished (p={p_audio:.2f})", **cues)
         return EndJudgement(True, "complete", **cues)
@@ -151,13 +171,16 @@ class TurnModel:
         misheard questions at 0.3-0.75 ("Stop." 0.76, "Wait, stop." 0.59), which a flat
         long window made wait 1.5 s each.  It never waits less than the pause between two
         sentences of one turn (``SENTENCE_PAUSE_MS``): "It keeps getting really hot. | What should
-        I do?" at P(end) 0.77 was answered, and cut, in that pause.
+        I do?" at P(end) 0.77 was answered, and cut, in that pause.  An ending that may go on
+        ("do you think that?") waits that pause too, however sure the LLM is.
         """
         window = self.window
         if judgement.complete:
             return window.min_silence_ms
-        if judgement.text_unfinished or judgement.p_llm is None:
+        if judgement.text_unfinished:
             return window.max_silence_ms
+        if judgement.p_llm is None:
+            return SENTENCE_PAUSE_MS if judgement.text_may_go_on else window.max_silence_ms
         doubt = min(1.0, max(0.0, 1.0 - judgement.p_llm / self.llm_threshold))
         graded = round(window.min_silence_ms + doubt * (window.max_silence_ms - window.min_silence_ms))
         return min(window.max_silence_ms, max(graded, SENTENCE_PAUSE_MS))
