@@ -75,6 +75,10 @@ def test_turn_model_combines_cues() -> None:
     assert model.wait_ms(sure) == window.max_silence_ms  # the LLM is sure more is coming
     assert SENTENCE_PAUSE_MS <= model.wait_ms(unsure) < model.wait_ms(model.with_llm(done, 0.3)) < window.max_silence_ms
     assert TurnModel("off").judge("So I was thinking about", None).complete
+    question, statement = model.judge("Where do penguins live?", None), model.judge("I like tea.", None)
+    assert not model.asks_llm(question, "Where do penguins live?")  # the recogniser heard a question end
+    assert model.asks_llm(statement, "I like tea.") and not model.asks_llm(held, "So I was thinking about")
+    assert not TurnModel("text").asks_llm(statement, "I like tea.")
 
 
 @pytest.mark.parametrize(

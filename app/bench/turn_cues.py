@@ -73,7 +73,8 @@ def cue_table(samples: list[CueSample], threshold: float = 0.5, llm_threshold: f
     rules = {
         "text": lambda s: s.text_unfinished,
         "llm": llm_waits,
-        "text+llm (shipped)": lambda s: s.text_unfinished or llm_waits(s),
+        # The shipped model asks the LLM only where the words do not end on "?" (TurnModel.asks_llm).
+        "text+llm (shipped)": lambda s: s.text_unfinished or (not s.text.rstrip().endswith("?") and llm_waits(s)),
         "audio": lambda s: s.p_complete is not None and s.p_complete < threshold,
         "both (either says unfinished)": lambda s: (
             s.text_unfinished or (s.p_complete is not None and s.p_complete < threshold)

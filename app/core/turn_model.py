@@ -154,6 +154,16 @@ class TurnModel:
             return EndJudgement(False, f"the voice sounds unfinished (p={p_audio:.2f})", **cues)
         return EndJudgement(True, "complete", **cues)
 
+    def asks_llm(self, judgement: EndJudgement, text: str) -> bool:
+        """Whether the LLM's reading is worth its cost for this pause.
+
+        Not when the other cues already hold the turn, nor after a "?": that is the recogniser
+        hearing a question end, and on the bench's set the LLM doubted no question the text cue
+        had passed (its holds there were statements and misheard words), while reading it
+        costs the reply a second prompt step (~15 ms to the first token).
+        """
+        return self.wants_llm and judgement.complete and not text.rstrip().endswith("?")
+
     def with_llm(self, judgement: EndJudgement, p_llm: float | None) -> EndJudgement:
         """``judgement`` with the LLM's P(end of turn) after the user's words."""
         if p_llm is None or not self.wants_llm:

@@ -87,7 +87,7 @@ class TurnTakingSide:
             return
         judgement = self.turn_model.judge(spec.transcript.text, audio)
         llm_cue = getattr(self.engines.llm, "end_of_turn_probability", None)
-        if judgement.complete and self.turn_model.wants_llm and llm_cue is not None:
+        if llm_cue is not None and self.turn_model.asks_llm(judgement, spec.transcript.text):
             spec.turn.end_cue = lambda p: self._on_llm_cue(spec, judgement, p)
         else:
             spec.judgement = judgement
