@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
 import pytest
 
 from app.core.engines import SpeechChunk
-from app.replica import NoFaceError, Replica
+from app.replica import NoFaceError, Replica, paint
+from app.replica import eyes as eyes_module
+from app.replica import rig as rig_module
 from app.replica.face import apply_affine, load_default_source, skin_mask
+from app.replica.fields import ramps, sample
+from app.replica.rig import FaceRig, Pose
 
 T0 = 10**12  # an arbitrary instant on the perf_counter_ns clock
 FRAME_NS = 40_000_000
@@ -196,3 +201,83 @@ def test_renders_in_real_time_on_one_core(replica: Replica) -> None:
         cv2.setNumThreads(threads)
     median_ms = 1000 * float(np.median(times))
     assert median_ms < 25.0, f"{median_ms:.1f} ms of CPU per frame leaves too little of a 33 ms frame"
+
+
+# --- the fast rig against the slow, obvious way ---------------------------------------------------------
+
+RIG_POSES = [
+    Pose(),
+    Pose(open=0.8, spread=0.5, tongue=0.4, head_rot_deg=0.9, head_dx=0.015, breath=0.7, gaze_x=0.05),
+    Pose(open=0.5, round=0.9, blink=0.6, gaze_x=-0.7, gaze_y=0.4, brow=0.8, head_dy=-0.01, breath=-0.9),
+    Pose(open=1.0, tongue=0.9, blink=1.0, gaze_x=0.5, head_rot_deg=-1.2, head_dx=-0.02, breath=0.3),
+    Pose(open=0.05, spread=0.2, gaze_y=-0.3, brow=0.3, head_rot_deg=0.4, breath=0.2),
+]
+
+
+def slow_ramps(y: np.ndarray, k_out: np.ndarray, k_src: np.ndarray) -> np.ndarray:
+    """Every segment's ramp over every pixel, in float64: what fields.ramps computes in bands."""
+    k_out, k_src = k_out.astype(np.float64), k_src.astype(np.float64)
+    d_out, d_src = np.diff(k_out, axis=0), np.diff(k_src, axis=0)
+    dy = np.zeros((y.shape[0], k_out.shape[1]))
+    for i in range(d_out.shape[0]):
+        dy += np.clip((y - k_out[i]) / np.maximum(d_out[i], 1e-3), 0.0, 1.0) * (d_src[i] - d_out[i])
+    return dy
+
+
+def test_banded_ramps_equal_every_segment_over_every_pixel() -> None:
+    rng = np.random.default_rng(7)
+    y = (np.arange(160) + 100.37)[:, None]
+    for trial in range(40):
+        cols = 70
+        k_out = np.sort(rng.uniform(80, 280, (7, cols)), axis=0)
+        k_out[0], k_out[-1] = 90.0, 270.0
+        k_src = k_out.copy()
+        k_src[1:-1] += rng.uniform(-15, 15, (5, cols)) * (rng.random((5, cols)) < 0.7)  # some columns unmoved
+        k_src[1:-1, :10] = k_out[1:-1, :10]
+        if trial % 2 == 0:
+            k_out[3] = k_out[2]  # lips shut: a zero-length segment, a jump in the source
+        if trial % 4 == 1:
+            k_out[[2, 3]] = k_out[[3, 2]]  # knots out of order
+        k_out, k_src = k_out.astype(np.float32), k_src.astype(np.float32)
+        fast = ramps(y, k_out, k_src)
+        assert fast.dtype == np.float32
+        # float32 rows: a jump (a 1e-3 px ramp) may land 1e-5 px off, so compare with rows moved by 1e-4 px.
+        below, above = slow_ramps(y - 1e-4, k_out, k_src), slow_ramps(y + 1e-4, k_out, k_src)
+        assert (fast >= np.minimum(below, above) - 1e-3).all() and (fast <= np.maximum(below, above) + 1e-3).all()
+
+
+def test_sample_equals_np_interp() -> None:
+    table = np.random.default_rng(3).normal(size=(3, 40)).cumsum(axis=1)
+    at = np.linspace(-5.0, 45.0, 301)
+    got = sample(table, at.copy())
+    for row, values in zip(got, table, strict=True):
+        assert np.allclose(row, np.interp(at, np.arange(40.0), values), rtol=0, atol=1e-12)
+
+
+def test_draw_equals_the_whole_frame_warped_and_painted_the_obvious_way(monkeypatch) -> None:
+    """The rig remaps only where the face can move and paints only inside the lips: nothing else may change."""
+    rig = FaceRig(Replica.from_assets().face)
+    fast = [rig.draw(pose) for pose in RIG_POSES]
+    monkeypatch.setattr(paint, "_band", lambda rows, on, lo, hi: ((0, rows.size), (0, on.size)))
+    for pose, image in zip(RIG_POSES, fast, strict=True):
+        map_x, map_y, gap = rig._maps(pose)
+        slow = cv2.remap(rig.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        rig.painter.paint(slow[rig._mroi.slice], gap.col, gap.y, gap.top, gap.bottom, pose.tongue)
+        assert np.array_equal(image, slow), pose
+    # And with every ramp evaluated over every pixel in float64: within the map's 1/32-pixel steps.
+    slow_f32 = lambda y, k_out, k_src: slow_ramps(y, k_out, k_src).astype(np.float32)  # noqa: E731
+    monkeypatch.setattr(rig_module, "ramps", slow_f32)
+    monkeypatch.setattr(eyes_module, "ramps", slow_f32)
+    for pose, image in zip(RIG_POSES, fast, strict=True):
+        diff = np.abs(rig.draw(pose).astype(int) - image)
+        assert diff.max() <= 2 and diff.mean() < 1e-3, (pose, diff.max(), diff.mean())
+        assert not np.array_equal(image, fast[0]) or pose == RIG_POSES[0]
+
+
+def test_one_rig_draws_from_two_threads_at_once() -> None:
+    rig = FaceRig(Replica.from_assets().face)
+    poses = RIG_POSES * 4
+    alone = [rig.draw(pose) for pose in poses]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(rig.draw, poses))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))

@@ -1,4 +1,4 @@
-"""The face rig: one backward-warp map per frame, one cv2.remap, then the inner mouth.
+"""The face rig: one backward-warp map per frame, remapped where it moves, then the inner mouth.
 
 The map is built in three layers, cheapest first:
 
@@ -15,19 +15,28 @@ The map is built in three layers, cheapest first:
 The mouth and eye maps are evaluated at head-compensated coordinates, so the
 head can move without the lips drifting off their painted gap. The gap
 between the lips is then painted (cavity, teeth, tongue) in the same coordinates.
+
+A frame's CPU is taken from the LLM decoding beside it, so the work is kept to
+where something moves: the local layers are patches over their own rectangles,
+the remap skips the frame's corners (the photo as it is), and the ramps and
+the painter compute only the rows and columns they change (app/replica/fields.py).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from app.replica.eyes import Brows, Eyes
 from app.replica.face import FRAME_SIZE, JAW, Face, skin_mask
+from app.replica.fields import Patch, Roi, ramps, sample, unit
 from app.replica.paint import UPPER_SHARE, MouthPainter
 
 _LOWRES = 4  # quarter-resolution head fields
+_STRIP = 32  # rows of the frame remapped at once (see FaceRig._moving_strips)
 
 
 @dataclass(frozen=True)
@@ -59,37 +68,8 @@ def _curve(points: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return np.interp(cols, points[order, 0], points[order, 1])
 
 
-class _Roi:
-    """A rectangle of the frame with its pixel-centre coordinates."""
-
-    def __init__(self, x0: float, y0: float, x1: float, y1: float) -> None:
-        self.x0, self.y0 = max(int(x0), 0), max(int(y0), 0)
-        self.x1, self.y1 = min(int(np.ceil(x1)), FRAME_SIZE), min(int(np.ceil(y1)), FRAME_SIZE)
-        self.slice = (slice(self.y0, self.y1), slice(self.x0, self.x1))
-        self.cols = np.arange(self.x0, self.x1, dtype=np.float64)
-        self.rows = np.arange(self.y0, self.y1, dtype=np.float64)
-
-
-def _ramps(y: np.ndarray, k_out: np.ndarray, k_src: np.ndarray) -> np.ndarray:
-    """Map output rows to source rows, piecewise linear between per-column knots.
-
-    ``y`` is (rows, 1), knots are (k, cols) with identical first and last
-    knots (identity outside them). A zero-length output segment is a jump in
-    the source: that is how lips close over teeth and a lid covers an eye.
-    """
-    out = np.repeat(y, k_out.shape[1], axis=1).astype(np.float32)
-    d_out, d_src = np.diff(k_out, axis=0), np.diff(k_src, axis=0)
-    inv = 1.0 / np.maximum(d_out, 1e-3)
-    for i in range(d_out.shape[0]):
-        if not np.any(d_src[i] != d_out[i]):
-            continue  # a segment that is not stretched adds nothing
-        r = np.clip((y - k_out[i]) * inv[i], 0.0, 1.0)
-        out += r * (d_src[i] - d_out[i])
-    return out
-
-
 class FaceRig:
-    """Draws a Face in any Pose. Immutable after construction, so thread-safe."""
+    """Draws a Face in any Pose. Immutable after construction but for per-thread scratch, so thread-safe."""
 
     def __init__(self, face: Face) -> None:
         self.face = face
@@ -99,12 +79,13 @@ class FaceRig:
         luma = cv2.cvtColor(self.base, cv2.COLOR_BGR2GRAY)
         skin = luma[skin_mask(p, luma.shape)]
         self.light = float(np.clip(np.median(skin) / 185.0, 0.35, 1.1)) if skin.size else 1.0
-        gy, gx = np.mgrid[0:FRAME_SIZE, 0:FRAME_SIZE].astype(np.float32)
-        self._grid_x, self._grid_y = gx, gy
+        self._grid = np.arange(FRAME_SIZE, dtype=np.float32)  # pixel coordinates along either axis
+        self._scratch = threading.local()  # per-thread map buffers: the one state draw writes
         self._init_head(p, iod)
         self._init_mouth(p, iod)
-        self._eyes = [_Eye(p[36:42], iod), _Eye(p[42:48], iod)]
-        self._brows = _Brows(p, iod, float(p[[37, 38, 43, 44], 1].min()))
+        self._eyes = Eyes(p, iod)
+        self._brows = Brows(p, iod, float(p[[37, 38, 43, 44], 1].min()))
+        self._strips = self._moving_strips()
 
     # --- head and breathing -------------------------------------------------
 
@@ -129,12 +110,40 @@ class FaceRig:
         ).astype(np.float32)
 
     def _head_map(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+        """The backward map of the head and chest alone, at full resolution."""
         coef = np.array([np.deg2rad(pose.head_rot_deg), pose.head_dx, pose.head_dy, pose.breath], dtype=np.float32)
         fwd = np.tensordot(coef, self._basis, axes=1)  # forward motion (2, n, n)
+        # The maps never leave draw, so each thread reuses its own: two fresh 1 MB arrays a frame cost
+        # ~500 page faults whenever the allocator has handed the memory back to the system.
+        maps = getattr(self._scratch, "maps", None)
+        if maps is None:
+            maps = self._scratch.maps = np.empty((2, FRAME_SIZE, FRAME_SIZE), np.float32)
         size = (FRAME_SIZE, FRAME_SIZE)
-        map_x = self._grid_x - cv2.resize(fwd[0], size, interpolation=cv2.INTER_LINEAR)
-        map_y = self._grid_y - cv2.resize(fwd[1], size, interpolation=cv2.INTER_LINEAR)
+        map_x = cv2.resize(fwd[0], size, maps[0], interpolation=cv2.INTER_LINEAR)
+        map_y = cv2.resize(fwd[1], size, maps[1], interpolation=cv2.INTER_LINEAR)
+        # In place, and against a row (column) of coordinates rather than a full grid: half the memory traffic.
+        np.subtract(self._grid[None, :], map_x, out=map_x)
+        np.subtract(self._grid[:, None], map_y, out=map_y)
         return map_x, map_y
+
+    def _moving_strips(self) -> list[tuple[slice, slice]]:
+        """Strips of rows and, in each, the columns the warp can move.
+
+        Elsewhere the frame is the photo: the head fields are exactly zero in the frame's corners,
+        where remapping would only copy it (about a fifth of the frame).
+        """
+        still = (self._basis == 0).all(axis=(0, 1)).astype(np.float32)
+        size = (FRAME_SIZE, FRAME_SIZE)
+        moving = cv2.resize(still, size, interpolation=cv2.INTER_LINEAR) < 1.0
+        moving = cv2.dilate(moving.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # a pixel to spare
+        for roi in (self._mroi, self._brows.roi, *self._eyes.rois):
+            moving[roi.slice] = True
+        strips = []
+        for r0 in range(0, FRAME_SIZE, _STRIP):
+            cols = np.flatnonzero(moving[r0 : r0 + _STRIP].any(axis=0))
+            if cols.size:
+                strips.append((slice(r0, r0 + _STRIP), slice(int(cols[0]), int(cols[-1]) + 1)))
+        return strips
 
     # --- mouth and jaw ------------------------------------------------------
 
@@ -142,7 +151,7 @@ class FaceRig:
         jaw = p[JAW]
         top = p[48:55, 1].min() - 0.33 * iod
         bottom = p[8, 1] + 0.7 * iod
-        self._mroi = roi = _Roi(jaw[2:15, 0].min() - 0.1 * iod, top - 4, jaw[2:15, 0].max() + 0.1 * iod, bottom + 4)
+        self._mroi = roi = Roi(jaw[2:15, 0].min() - 0.1 * iod, top - 4, jaw[2:15, 0].max() + 0.1 * iod, bottom + 4)
         cols = roi.cols
         corners = p[[48, 54]]
         outer_up = _curve(p[48:55], cols)
@@ -154,7 +163,10 @@ class FaceRig:
         # so a closed mouth shows lip against lip rather than a line of tooth pixels.
         inset = 0.8 * np.clip(inner_lo - inner_up, 0.0, 1.0)
         inner_up, inner_lo = inner_up - inset, inner_lo + inset
-        self._m_src = {"uo": outer_up, "su": inner_up, "sl": inner_lo, "lb": outer_lo, "c": chin}
+        # Source knots (upper lip, inner edges, lower lip, chin) per column, then the lip and jaw profiles.
+        self._m_table = np.stack(
+            [outer_up, inner_up, inner_lo, outer_lo, chin, np.zeros_like(cols), np.zeros_like(cols)]
+        )
         self._m_top, self._m_bottom = top, bottom
         self._mouth_w = float(corners[1, 0] - corners[0, 0])
         self._cx = float(p[[60, 64], 0].mean())
@@ -162,31 +174,30 @@ class FaceRig:
         self._my = float(p[[48, 54, 60, 64], 1].mean())
         self._open_max = 0.36 * self._mouth_w
         half_face = max((jaw[12, 0] - jaw[4, 0]) / 2, 1.0)
-        self._jaw_prof = np.clip(1 - ((cols - p[8, 0]) / half_face) ** 2, 0, 1) ** 0.6
-        self._lip_prof = np.clip(1 - ((cols - self._cx) / (self._mouth_w / 2)) ** 2, 0, 1)
+        self._m_table[5] = np.clip(1 - ((cols - self._cx) / (self._mouth_w / 2)) ** 2, 0, 1)  # lips pout
+        self._m_table[6] = np.clip(1 - ((cols - p[8, 0]) / half_face) ** 2, 0, 1) ** 0.6  # jaw drops
         self.painter = MouthPainter(self._cx, self._hw, 0.13 * self._mouth_w, self.light)
 
     def _mouth_knots(self, pose: Pose, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Output and source knots per (source) column, and the lip-gap profile."""
-        s = {k: np.interp(cols, self._mroi.cols, v) for k, v in self._m_src.items()}
-        prof = np.clip(1 - ((cols - self._cx) / self._hw) ** 2, 0, 1) ** 0.55
+        uo, su, sl, lb, c, lip, jaw = sample(self._m_table, cols - self._mroi.x0)
+        prof = unit(1 - ((cols - self._cx) / self._hw) ** 2) ** 0.55
         gap = self._open_max * pose.open * prof
-        mid = (s["su"] + s["sl"]) / 2
-        su_o = mid - UPPER_SHARE * gap
-        sl_o = mid + (1.0 - UPPER_SHARE) * gap
-        lip = np.interp(cols, self._mroi.cols, self._lip_prof)
+        mid = (su + sl) / 2
+        k_out = np.empty((7, cols.size), np.float32)
+        k_src = np.empty((7, cols.size), np.float32)
+        k_out[[0, -1]] = k_src[[0, -1]] = [[self._m_top], [self._m_bottom]]
+        k_src[1:6] = uo, su, sl, lb, c
+        k_out[2] = su_o = mid - UPPER_SHARE * gap
+        k_out[3] = sl_o = mid + (1.0 - UPPER_SHARE) * gap
         pout = pose.round * 0.03 * self.iod * lip
-        uo_o = s["uo"] + (su_o - s["su"]) - pout
-        lb_o = s["lb"] + (sl_o - s["sl"]) + pout
-        jaw = np.interp(cols, self._mroi.cols, self._jaw_prof)
-        c_o = np.maximum(s["c"] + 0.8 * self._open_max * pose.open * jaw, lb_o + 2.0)
-        top, bottom = np.full_like(cols, self._m_top), np.full_like(cols, self._m_bottom)
-        k_out = np.stack([top, uo_o, su_o, sl_o, lb_o, c_o, bottom]).astype(np.float32)
-        k_src = np.stack([top, s["uo"], s["su"], s["sl"], s["lb"], s["c"], bottom]).astype(np.float32)
+        k_out[1] = uo + (su_o - su) - pout
+        k_out[4] = lb_o = lb + (sl_o - sl) + pout
+        k_out[5] = np.maximum(c + 0.8 * self._open_max * pose.open * jaw, lb_o + 2.0)
         return k_out, k_src, gap
 
-    def _warp_mouth(self, pose: Pose, shift: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> _Gap:
-        """Add the mouth/jaw displacement to the head map inside the mouth region.
+    def _warp_mouth(self, pose: Pose, shift: np.ndarray) -> tuple[_Gap, list[Patch]]:
+        """The mouth/jaw displacement inside the mouth region.
 
         ``shift`` is the head's motion at the mouth: the displacement is
         evaluated in head coordinates so the lips ride along with the head.
@@ -203,26 +214,40 @@ class FaceRig:
         shift_x = np.sign(u) * np.minimum(np.abs(u), 0.5 * self._mouth_w) * np.exp(-0.5 * beyond**2) * k
         col = x - shift_x  # the source column at the mouth row
         k_out, k_src, gap = self._mouth_knots(pose, col)
-        dy = _ramps(y, k_out, k_src) - y
-        map_y[roi.slice] += dy
+        patches = [Patch(roi.y0, roi.x0, 1, ramps(y, k_out, k_src))]
         if k != 0.0:
             fy = np.exp(-(((y - self._my) / (0.34 * self._mouth_w)) ** 2))
-            map_x[roi.slice] -= shift_x[None, :] * fy
-        return _Gap(col=col, y=y, top=k_out[2], bottom=k_out[3], gap=gap)
+            # Rows where the squeeze is under 1e-8 of a mouth would add less than the maps' float32 can hold.
+            rows = np.flatnonzero(fy[:, 0] > 1e-8)
+            fy = fy[rows[0] : rows[-1] + 1].astype(np.float32)
+            patches.append(Patch(roi.y0 + int(rows[0]), roi.x0, 0, np.multiply(fy, -shift_x.astype(np.float32))))
+        return _Gap(col=col, y=y, top=k_out[2], bottom=k_out[3], gap=gap), patches
 
     # --- drawing ------------------------------------------------------------
 
     def draw(self, pose: Pose) -> np.ndarray:
+        map_x, map_y, gap = self._maps(pose)
+        strokes = self.painter.plan(
+            gap.col, gap.y, gap.top, gap.bottom, pose.tongue
+        )  # before the remap sweeps the cache
+        frame = self.base.copy()
+        for rows, cols in self._strips:
+            dst = frame[rows, cols]
+            cv2.remap(self.base, map_x[rows, cols], map_y[rows, cols], cv2.INTER_LINEAR, dst, cv2.BORDER_REPLICATE)
+        strokes.apply(frame[self._mroi.slice])
+        return frame
+
+    def _maps(self, pose: Pose) -> tuple[np.ndarray, np.ndarray, _Gap]:
+        """This frame's backward map (in the thread's buffers, so valid until its next frame) and lip gap."""
         map_x, map_y = self._head_map(pose)
         cy, cx = int(self._my), int(self._cx)
         shift = np.array([cx - map_x[cy, cx], cy - map_y[cy, cx]])
-        gap = self._warp_mouth(pose, shift, map_x, map_y)
-        self._brows.warp(pose, shift, map_y)
-        for eye in self._eyes:
-            eye.warp(pose, shift, map_x, map_y)
-        frame = cv2.remap(self.base, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        self.painter.paint(frame[self._mroi.slice], gap.col, gap.y, gap.top, gap.bottom, pose.tongue)
-        return frame
+        gap, patches = self._warp_mouth(pose, shift)
+        patches += self._brows.warp(pose, shift)
+        patches += self._eyes.warp(pose, shift)
+        for y0, x0, axis, d in patches:
+            (map_x, map_y)[axis][y0 : y0 + d.shape[0], x0 : x0 + d.shape[1]] += d
+        return map_x, map_y, gap
 
     @property
     def mouth_box(self) -> tuple[int, int, int, int]:
@@ -240,84 +265,3 @@ class _Gap:
     top: np.ndarray  # (cols,) inner edge of the upper lip
     bottom: np.ndarray  # (cols,) inner edge of the lower lip
     gap: np.ndarray
-
-
-class _Eye:
-    """Lids and iris of one eye, from its six landmarks (corner, 2 upper, corner, 2 lower)."""
-
-    def __init__(self, pts: np.ndarray, iod: float) -> None:
-        c0, c1 = pts[0], pts[3]
-        self.c0, self.c1 = (c0, c1) if c0[0] < c1[0] else (c1, c0)
-        width = self.c1[0] - self.c0[0]
-        cols = np.arange(int(self.c0[0] - 0.3 * width), int(np.ceil(self.c1[0] + 0.3 * width)), dtype=np.float64)
-        inside = (cols > self.c0[0]) & (cols < self.c1[0])
-        line = np.interp(cols, [self.c0[0], self.c1[0]], [self.c0[1], self.c1[1]])
-        up = np.polyfit(pts[[0, 1, 2, 3], 0], pts[[0, 1, 2, 3], 1], 3)
-        lo = np.polyfit(pts[[0, 5, 4, 3], 0], pts[[0, 5, 4, 3], 1], 3)
-        self._cols = cols
-        self.up = np.where(inside, np.minimum(np.polyval(up, cols), line), line)
-        self.lo = np.where(inside, np.maximum(np.polyval(lo, cols), line), line)
-        self.height = float((self.lo - self.up).max())
-        y0 = self.up.min() - 1.2 * self.height - 0.02 * iod
-        y1 = self.lo.max() + 0.9 * self.height + 0.02 * iod
-        self.roi = _Roi(cols[0], y0 - 3, cols[-1] + 1, y1 + 3)
-        self.width = width
-        self.lash = 0.05 * iod  # lashes and lid margin, squeezed to a third when shut
-
-    def warp(self, pose: Pose, shift: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> None:
-        blink = max(pose.blink, 0.35 * max(pose.gaze_y, 0.0))
-        if blink <= 1e-3 and not (pose.gaze_x or pose.gaze_y):
-            return
-        roi = self.roi
-        x = roi.cols - shift[0]
-        y = (roi.rows - shift[1])[:, None]
-        up, lo = np.interp(x, self._cols, self.up), np.interp(x, self._cols, self.lo)
-        meet = up + 0.78 * (lo - up)
-        ub, db = up + blink * (meet - up), lo - blink * (lo - meet)
-        top, bot = up - 1.2 * self.height, lo + 0.9 * self.height
-        # The lid skin above the lashes stretches down, the lash line rides on its edge at its own
-        # thickness, and the opening is squeezed shut under it: a closed eye shows lid and lashes, not
-        # a squashed dark eye (measured lids sit on the lash line, so the lashes must move as a band).
-        lash = np.minimum(self.lash, 0.45 * (up - top))
-        k_out = np.stack([top, ub - lash * (1.0 - 0.65 * blink), ub, db, bot]).astype(np.float32)
-        k_src = np.stack([top, up - lash, up, lo, bot]).astype(np.float32)
-        dy = _ramps(y, k_out, k_src) - y
-        if pose.gaze_x or pose.gaze_y:
-            across = np.clip((x - self.c0[0]) / self.width, 0, 1)
-            down = np.clip((y - ub) / np.maximum(db - ub, 1e-3), 0, 1)
-            # The iris moves as a whole; only the last pixels at the lids shear.
-            bump = np.sin(np.pi * across) ** 1.2 * np.clip(np.minimum(down, 1 - down) / 0.18, 0, 1)
-            map_x[roi.slice] -= (0.11 * self.width * pose.gaze_x) * bump
-            dy -= (0.25 * self.height * pose.gaze_y) * bump
-        map_y[roi.slice] += dy
-
-
-class _Brows:
-    """Both brows and the forehead above them lift together; the skin down to the lids stretches."""
-
-    def __init__(self, p: np.ndarray, iod: float, lids: float) -> None:
-        """``lids``: the highest point of the upper lids, where the lift has faded out."""
-        brows = p[17:27]
-        self.lift = 0.07 * iod
-        x0, x1 = brows[:, 0].min() - 0.15 * iod, brows[:, 0].max() + 0.15 * iod
-        top = brows[:, 1].min() - 0.7 * iod
-        self.roi = _Roi(x0, top, x1, lids)
-        cols = self.roi.cols
-        self._line = np.interp(cols, *zip(*sorted(brows.tolist()), strict=True))  # brow line y per column
-        self._top, self._bottom = top, lids
-        # Full lift over each brow, less between them and at the outer ends.
-        centres = [brows[:5, 0].mean(), brows[5:, 0].mean()]
-        self._prof = np.clip(sum(np.exp(-(((cols - c) / (0.42 * iod)) ** 2)) for c in centres), 0.0, 1.0)
-
-    def warp(self, pose: Pose, shift: np.ndarray, map_y: np.ndarray) -> None:
-        if pose.brow <= 1e-3 or self.roi.y1 <= self.roi.y0:
-            return
-        roi = self.roi
-        x = roi.cols - shift[0]
-        y = (roi.rows - shift[1])[:, None]
-        line = np.interp(x, roi.cols, self._line)
-        lift = pose.brow * self.lift * np.interp(x, roi.cols, self._prof)
-        top, bottom = np.full_like(x, self._top), np.full_like(x, self._bottom)
-        k_out = np.stack([top, line - lift, bottom]).astype(np.float32)
-        k_src = np.stack([top, line, bottom]).astype(np.float32)
-        map_y[roi.slice] += _ramps(y, k_out, k_src) - y
