@@ -14,7 +14,7 @@ import pytest
 from app.core import events as ev
 from app.core.audio_io import PlayTag, SourceItem
 from app.core.fillers import is_backchannel
-from app.core.turn_model import SENTENCE_PAUSE_MS, TurnModel, text_says_unfinished
+from app.core.turn_model import SENTENCE_PAUSE_MS, UNSURE_LAST_WORD_P, TurnModel, text_says_unfinished
 from app.replica.replica import Replica
 from tests.conftest import trim_silence
 from tests.test_conversation import run_session
@@ -101,6 +101,35 @@ def test_an_ending_that_may_go_on_waits_the_sentence_pause(text: str, goes_on: b
         assert not judged.text_unfinished and judged.text_may_go_on
     with pytest.raises(ValueError, match="Smart Turn"):
         TurnModel("text+audio")
+
+
+@pytest.mark.parametrize(
+    ("text", "last_word_p", "held"),
+    [
+        ("When you make tea, do you port?", 0.33, True),  # "...do you put | the milk in first?"
+        ("When you make tea, do you port?", 0.95, False),
+        ("When you make tea, do you port?", None, False),  # an engine that does not score words
+        ("I'd like some advice on growing tomatoes.", 0.2, False),  # no "?": the LLM reads statements
+    ],
+)
+def test_a_question_whose_last_word_the_recogniser_doubts_waits_the_sentence_pause(
+    text: str, last_word_p: float | None, held: bool
+) -> None:
+    model = TurnModel("text+llm")
+    judged = model.judge(text, None, last_word_p)
+    assert judged.complete is not held
+    assert judged.unsure_ending is held
+    if held:
+        assert not model.asks_llm(judged, text)
+        assert model.wait_ms(judged) == SENTENCE_PAUSE_MS
+    assert TurnModel("off").judge(text, None, last_word_p).complete  # the fixed window ignores every cue
+
+
+def test_the_recogniser_scores_a_questions_last_word(asr, speak16k) -> None:
+    heard = asr.transcribe(speak16k("How long should I boil an egg?"))
+    assert heard.text.endswith("?")
+    assert heard.last_word_p is not None and UNSURE_LAST_WORD_P < heard.last_word_p <= 1.0
+    assert asr.transcribe(speak16k("I like tea with milk.")).last_word_p is None  # only after a "?"
 
 
 def test_a_hesitation_is_held_and_answered_once_whole(config, engines, speak16k, tmp_path) -> None:

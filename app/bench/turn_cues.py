@@ -16,7 +16,7 @@ import numpy as np
 
 from app.bench.turn_set import TURN_CASES, case_audio
 from app.core.engines import AsrEngine, ChatMessage, TurnEndModel
-from app.core.turn_model import text_may_go_on, text_says_unfinished
+from app.core.turn_model import text_may_go_on, text_says_unfinished, unsure_question_ending
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ def sample_cues(
         else:
             continue
         for clip, should_wait in inputs:
-            text = asr.transcribe(clip).text
+            transcript = asr.transcribe(clip)
+            text = transcript.text
             p, ms = None, None
             if audio_model is not None:
                 started = time.perf_counter()
@@ -59,7 +60,12 @@ def sample_cues(
                 started = time.perf_counter()
                 p_llm = llm.end_of_turn_probability([ChatMessage("system", system_prompt), ChatMessage("user", text)])
                 llm_ms = (time.perf_counter() - started) * 1000
-            held = text_says_unfinished(text) or text_may_go_on(text)  # a long or a short hold
+            # a long or a short hold (an ending that may go on, a last word the recogniser doubts)
+            held = (
+                text_says_unfinished(text)
+                or text_may_go_on(text)
+                or unsure_question_ending(text, transcript.last_word_p)
+            )
             samples.append(CueSample(case.id, should_wait, text, held, p, ms, p_llm, llm_ms))
     return samples
 

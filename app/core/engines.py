@@ -32,6 +32,9 @@ class Transcript:
     # Mean log-probability per token, when the engine knows it: how much the decoder trusts its text.
     mean_logprob: float | None = None
     doubtful: bool = False  # the engine flagged it (a loop, a decode cut at its length bound)
+    # How sure the decoder is of the last word (its least likely token), when the engine measured it:
+    # a word cut short by a pause is often misheard ("do you put..." heard as "do you port?").
+    last_word_p: float | None = None
     engine: str = ""
     draft: tuple[int, ...] = ()  # the engine's own token ids, to seed a decode of the same, longer utterance
 

@@ -75,6 +75,15 @@ def text_says_unfinished(text: str) -> bool:
     return last in CONTINUING_WORDS
 
 
+def unsure_question_ending(text: str, last_word_p: float | None) -> bool:
+    """A question whose last word the recogniser barely heard: often a phrase cut off by a pause.
+
+    After a "?" the LLM is not asked (``TurnModel.asks_llm``), so this is the cue that
+    catches "do you put | the milk in first?" heard as "do you port?" at the pause.
+    """
+    return last_word_p is not None and last_word_p < UNSURE_LAST_WORD_P and text.rstrip().endswith("?")
+
+
 @dataclass(frozen=True)
 class TurnWindow:
     """Silence that ends a turn judged complete (min) and one judged unfinished (max), in ms."""
@@ -84,6 +93,10 @@ class TurnWindow:
 
 
 CUES = ("text", "llm", "audio")
+# Below this the recogniser is unsure of a question's last word. Whisper tiny.en scored the last words of
+# the turn bench's finished questions 0.69-1.00, and a question cut off before its object 0.33 ("When you
+# make tea, do you port?" for "...do you put | the milk in first?").
+UNSURE_LAST_WORD_P = 0.4
 # The pause between two sentences of one turn runs ~0.3-0.6 s: a turn the LLM doubts waits it out.
 SENTENCE_PAUSE_MS = 600
 
@@ -96,6 +109,7 @@ class EndJudgement:
     reason: str
     text_unfinished: bool | None = None  # None: the cue was not consulted
     text_may_go_on: bool = False  # an ending that usually goes on ("do you think that?"): a short hold
+    unsure_ending: bool = False  # the recogniser doubts the last word before the "?": a short hold
     p_llm: float | None = None  # P(end-of-turn token) after the user's words
     p_audio: float | None = None  # Smart Turn's P(complete)
     cost_ms: float = 0.0  # the audio model's time (the LLM's is part of its prompt evaluation)
@@ -135,8 +149,11 @@ class TurnModel:
     def fixed(self) -> bool:
         return not self.cues
 
-    def judge(self, text: str, audio: np.ndarray | None) -> EndJudgement:
-        """The text and audio cues; the LLM's, when wanted, is added by ``with_llm`` as it arrives."""
+    def judge(self, text: str, audio: np.ndarray | None, last_word_p: float | None = None) -> EndJudgement:
+        """The text and audio cues; the LLM's, when wanted, is added by ``with_llm`` as it arrives.
+
+        ``last_word_p``: the recogniser's confidence in the last word, part of the text cue.
+        """
         if self.fixed:
             return EndJudgement(True, "fixed window")
         text_unfinished = text_says_unfinished(text) if "text" in self.cues else None
@@ -150,6 +167,9 @@ class TurnModel:
             return EndJudgement(False, f"the words stop mid-thought: {text.strip()[-30:]!r}", **cues)
         if text_unfinished is not None and text_may_go_on(text):
             return EndJudgement(False, f"the words may go on: {text.strip()[-30:]!r}", text_may_go_on=True, **cues)
+        if text_unfinished is not None and unsure_question_ending(text, last_word_p):
+            reason = f"the recogniser doubts the last word (p={last_word_p:.2f}): {text.strip()[-30:]!r}"
+            return EndJudgement(False, reason, unsure_ending=True, **cues)
         if p_audio is not None and p_audio < self.audio_threshold:
             return EndJudgement(False, f"the voice sounds unfinished (p={p_audio:.2f})", **cues)
         return EndJudgement(True, "complete", **cues)
@@ -190,7 +210,8 @@ class TurnModel:
         if judgement.text_unfinished:
             return window.max_silence_ms
         if judgement.p_llm is None:
-            return SENTENCE_PAUSE_MS if judgement.text_may_go_on else window.max_silence_ms
+            short_hold = judgement.text_may_go_on or judgement.unsure_ending
+            return SENTENCE_PAUSE_MS if short_hold else window.max_silence_ms
         doubt = min(1.0, max(0.0, 1.0 - judgement.p_llm / self.llm_threshold))
         graded = round(window.min_silence_ms + doubt * (window.max_silence_ms - window.min_silence_ms))
         return min(window.max_silence_ms, max(graded, SENTENCE_PAUSE_MS))
