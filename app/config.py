@@ -66,6 +66,10 @@ class Config:
     max_reply_tokens: int = 96
     temperature: float = 0.3
     context_tokens: int = 2048
+    # The most prompt (persona + history + the new message) a reply starts from. Every token of
+    # history is read again for each token of the reply: at 2,048 the long session decoded ~30 %
+    # slower by its last turns. Trimmed oldest-first, between turns (docs/cpu-plan.md).
+    history_tokens: int = 640
     # Drop trimmed history from the KV cache instead of evaluating the rest again: a trim then
     # costs ~0.7 s instead of ~3 s, but a fixed reply's log-likelihood came out 6-8 % worse
     # (docs/bench/levers.md), so it is off unless chosen.
@@ -128,6 +132,7 @@ _SECTIONS = {
         "max_reply_tokens": "max_reply_tokens",
         "temperature": "temperature",
         "context_tokens": "context_tokens",
+        "history_tokens": "history_tokens",
         "context_shift": "context_shift",
         "threads": "llm_threads",
     },
@@ -159,6 +164,7 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "max_reply_tokens": (1, 4096),
     "temperature": (0.0, 2.0),
     "context_tokens": (512, 131072),
+    "history_tokens": (256, 131072),
     "silence_ms": (32, 5000),
     "max_silence_ms": (32, 5000),
     "turn_llm_threshold": (0.0, 1.0),

@@ -114,6 +114,7 @@ def test_barge_in_stops_reply_and_keeps_only_what_was_heard(config, engines, spe
     barge = rec.of(ev.BargeIn)
     assert barge and barge[0].silent_ns >= barge[0].onset_ns
     assert first["metrics"]["barge_in_ms"] is not None
+    assert conversation.history.history_tokens == config.history_tokens  # the budget reaches the conversation
     history = conversation.history.snapshot()
     told = heard_for_history(first["reply"])  # what was heard, in whole sentences
     if told:

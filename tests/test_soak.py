@@ -62,3 +62,20 @@ def test_the_history_prefilled_between_turns_fits_and_is_the_next_prompts_prefix
     assert all(m.content != pasted for m in prefill)
     following = history.messages_for("What was that about?")
     assert following[: len(prefill)] == prefill
+
+
+def test_the_history_budget_bounds_the_past_but_not_a_long_new_message(llm) -> None:
+    """Past turns stay within ``history_tokens`` (fast replies); a long message may still use the context."""
+    history = History("You are Joe.", 1500, llm.count_tokens, history_tokens=300)
+    past_sizes = []
+    for i in range(30):
+        history.messages_for(f"Question {i}: what do you think about topic number {i}?")
+        past_sizes.append(llm.count_tokens(history.snapshot()))
+        history.record(f"Question {i}: what do you think about topic number {i}?", "I think it is lovely. " * 5)
+    assert max(past_sizes) <= 300
+    assert past_sizes[-1] > 0.4 * 300  # trimmed to a low-water mark, not emptied
+    long_message = " ".join(f"word{i}" for i in range(200))
+    prompt = history.messages_for(long_message)
+    assert llm.count_tokens(prompt[-1:]) > 300  # beyond the history budget
+    assert prompt[-1].content == long_message  # whole: within the context
+    assert llm.count_tokens(prompt) <= 1500

@@ -115,15 +115,19 @@ def run_typed(
                 persona = apply_variant(variant, llm, config)
                 if hasattr(llm, "reseed"):
                     llm.reseed(1234 + r)
-                scores[variant.label] += _typed_script(llm, persona, script, f"[{variant.label}]", progress)
+                scores[variant.label] += _typed_script(
+                    llm, persona, script, f"[{variant.label}]", progress, config.history_tokens
+                )
     return scores
 
 
-def _typed_script(llm: Any, persona: str, script: Script, label: str, progress: Progress) -> list[Score]:
+def _typed_script(
+    llm: Any, persona: str, script: Script, label: str, progress: Progress, history_tokens: int
+) -> list[Score]:
     budget = max(256, llm.context_tokens - llm.max_tokens - 64)
     examples = tuple(m.content for m in getattr(getattr(llm, "style", None), "examples", ()) if m.role == "assistant")
     scores: list[Score] = []
-    history = History(persona, budget, llm.count_tokens)
+    history = History(persona, budget, llm.count_tokens, history_tokens)
     previous = ""
     for turn in script.turns:
         reply, finish, timing = ask(llm, history, turn.text)

@@ -80,7 +80,7 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         self.audio_gaps = 0  # sentences that started after the one before had finished playing
         self._ducked_ns: int | None = None  # when the replica's speech was muted for early voice
         budget = max(256, engines.llm.context_tokens - config.max_reply_tokens - 64)
-        self.history = History(config.system_prompt, budget, engines.llm.count_tokens)
+        self.history = History(config.system_prompt, budget, engines.llm.count_tokens, config.history_tokens)
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._active: Turn | None = None

@@ -32,16 +32,29 @@ class History:
 
     LOW_WATER = 0.6
 
-    def __init__(self, system_prompt: str, budget_tokens: int, count_tokens: Callable[[Sequence[ChatMessage]], int]):
+    def __init__(
+        self,
+        system_prompt: str,
+        budget_tokens: int,
+        count_tokens: Callable[[Sequence[ChatMessage]], int],
+        history_tokens: int | None = None,
+    ):
+        """``budget_tokens``: the whole prompt; ``history_tokens``: the persona and past turns within it.
+
+        A smaller history keeps every reply fast (each of its tokens attends to the whole
+        prompt) while a long new message may still use the rest of the context.
+        """
         self.system = ChatMessage("system", system_prompt)
         self.turns: list[ChatMessage] = []
         self.budget_tokens = budget_tokens
+        self.history_tokens = min(budget_tokens, history_tokens or budget_tokens)
         self._count = count_tokens
         self._lock = threading.Lock()
 
     def messages_for(self, user_text: str) -> list[ChatMessage]:
         """The prompt for a new user message (trims old turns, then the message itself, if needed)."""
         with self._lock:
+            self._trim_past()
             limit = self.budget_tokens
             while True:
                 msgs = [self.system, *self.turns, ChatMessage("user", user_text)]
@@ -51,7 +64,7 @@ class History:
                     if self._count(msgs) <= self.budget_tokens:
                         return msgs
                     return [self.system, ChatMessage("user", self._fit(user_text))]
-                del self.turns[:2]
+                del self.turns[:2]  # a long message: room for it before the history
                 limit = int(self.budget_tokens * self.LOW_WATER)  # trimming anyway: make room for several turns
 
     def fit(self, user_text: str) -> str:
@@ -97,11 +110,15 @@ class History:
         evaluating 2,048 tokens, which shutdown could not interrupt).
         """
         with self._lock:
-            limit = self.budget_tokens
-            while self.turns and self._count([self.system, *self.turns]) > limit:
-                del self.turns[:2]
-                limit = int(self.budget_tokens * self.LOW_WATER)
+            self._trim_past()
             return [self.system, *self.turns]
+
+    def _trim_past(self) -> None:
+        """Drop the oldest pairs once the past outgrows ``history_tokens``, down to ``LOW_WATER`` of it."""
+        limit = self.history_tokens
+        while self.turns and self._count([self.system, *self.turns]) > limit:
+            del self.turns[:2]
+            limit = int(self.history_tokens * self.LOW_WATER)  # trimming anyway: make room for several turns
 
 
 def _cut(text: str, n: int) -> str:
