@@ -164,6 +164,19 @@ def test_detector_early_voice_then_onset_or_blip() -> None:
     assert _run(det, [0.9] * 5) == [VadDecision.EARLY_ONSET, VadDecision.ONSET]  # the user, barging in
     assert _run(det, [0.1] * 8) == [VadDecision.PAUSE, VadDecision.END_OF_TURN]
     assert _run(TurnDetector(TurnDetectorSettings(min_speech_ms=160)), [0.9] * 5) == [VadDecision.ONSET]  # off
+    assert _run(det, [0.1] * 3 + [0.9] * 5) == [VadDecision.EARLY_ONSET, VadDecision.ONSET]  # a new turn: counts anew
+
+
+def test_an_unvoiced_onset_mutes_early_at_the_lower_bar_but_opens_no_turn_by_itself() -> None:
+    """'Stop.' begins with an "s" Silero scores 0.25-0.45: it mutes the replica, the vowel opens the turn."""
+    stop = [0.25, 0.28, 0.42, 0.36, 0.80, 0.92, 0.93, 0.94, 0.95]  # espeak's "Stop.", frame by frame
+    lower = TurnDetector(TurnDetectorSettings(min_speech_ms=160, early_speech_ms=64, early_threshold=0.25))
+    same_bar = TurnDetector(TurnDetectorSettings(min_speech_ms=160, early_speech_ms=64))
+    at_lower, at_same = [lower.push(p) for p in stop], [same_bar.push(p) for p in stop]
+    assert at_lower.index(VadDecision.EARLY_ONSET) == 1 and at_same.index(VadDecision.EARLY_ONSET) == 5  # 128 ms sooner
+    assert at_lower.index(VadDecision.ONSET) == at_same.index(VadDecision.ONSET) == 8  # the turn opens on voice alone
+    hiss = TurnDetector(TurnDetectorSettings(min_speech_ms=160, early_speech_ms=64, early_threshold=0.25))
+    assert _run(hiss, [0.3, 0.3, 0.1, 0.0]) == [VadDecision.EARLY_ONSET, VadDecision.BLIP]  # muted 64 ms, let go
 
 
 def test_ducked_playout_keeps_its_pace_unheard() -> None:

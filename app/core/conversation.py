@@ -42,6 +42,7 @@ from app.core.workers import Worker
 log = logging.getLogger(__name__)
 FIRST_AUDIO_YIELD_S = 1.0
 EARLY_VOICE_MS = 64  # voice this long while the replica talks mutes it; the onset (160 ms) then stops the reply
+EARLY_VOICE_P = 0.25  # ...counted at this lower bar: an unvoiced "s" ("Stop.") scores 0.25-0.45
 
 
 class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
@@ -112,7 +113,10 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         self._warmup = CancelToken()
         if source is not None:
             settings = TurnDetectorSettings(
-                silence_ms=config.silence_ms, min_speech_ms=config.min_speech_ms, early_speech_ms=EARLY_VOICE_MS
+                silence_ms=config.silence_ms,
+                min_speech_ms=config.min_speech_ms,
+                early_speech_ms=EARLY_VOICE_MS,
+                early_threshold=EARLY_VOICE_P,
             )
             self._listener = Listener(
                 settings,
@@ -269,6 +273,9 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         messages = self.history.messages_for(turn.user_text)
         if turn.end_cue is not None:
             turn.end_cue(self._end_of_turn_probability(messages))
+        if turn.fixed_reply:
+            self._say_fixed(turn)
+            return
         chunker = Chunker()
         pieces = turn.llm_pieces
         self.cpu.llm_started()
@@ -298,6 +305,13 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         tail = chunker.flush()
         if tail and not turn.cancel.cancelled:
             self._queue_tts(turn, tail)
+        self._tts.submit(TtsJob(turn, -1))
+
+    def _say_fixed(self, turn: Turn) -> None:
+        """A line that needs no LLM (asking again): straight to TTS; no token events, so no TTFT or TPS."""
+        turn.llm_pieces.append(turn.fixed_reply)
+        self._emit(turn, ev.LlmDone(turn.id, turn.llm_text, 0))
+        self._queue_tts(turn, turn.fixed_reply)
         self._tts.submit(TtsJob(turn, -1))
 
     def _queue_tts(self, turn: Turn, text: str) -> None:

@@ -28,12 +28,21 @@ _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 _LABEL = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
 
 
+# "Why do cats purr?" heard as "Why do cats do?" (doubted): silence would leave the user waiting,
+# an answer to the misheard words would be wrong. Short doubted lines are noise (Whisper's
+# "I'll see you in the next video." over a hiss) and stay unanswered.
+ASK_AGAIN = "Sorry, I didn't quite catch that. Could you say it again?"
+ASK_AGAIN_MIN_WORDS = 3
+ASK_AGAIN_MIN_SPEECH_S = 1.0
+
+
 @dataclass(frozen=True)
 class Verdict:
     """``is_turn`` False means: log it, do not reply. ``reason`` says why, for the log."""
 
     is_turn: bool
     reason: str = ""
+    fixed_reply: str = ""  # a turn answered with this line, not the LLM's (speech the recogniser doubts)
 
 
 def words_of(text: str) -> list[str]:
@@ -48,11 +57,13 @@ def is_filler(word: str) -> bool:
     return word in FILLER_WORDS or _HUM.fullmatch(word) is not None
 
 
-def judge(text: str, doubtful: bool = False) -> Verdict:
+def judge(text: str, doubtful: bool = False, audio_s: float = 0.0) -> Verdict:
     """Whether the user's transcript deserves a reply.
 
     ``doubtful`` is the recogniser's own flag (a low mean log-probability, a loop,
     a decode cut at its length bound): an invented line is not something the user said.
+    A doubted decode of a real sentence (several words, ``audio_s`` of speech) is asked
+    again, as a person would, rather than met with silence or answered as misheard.
     """
     words = words_of(text)
     if not words:
@@ -62,7 +73,10 @@ def judge(text: str, doubtful: bool = False) -> Verdict:
     if all(is_filler(w) for w in words):
         return Verdict(False, f"only filler: {' '.join(words)[:40]!r}")
     if doubtful:
-        return Verdict(False, f"the recogniser doubts {text.strip()[:60]!r}")
+        doubted = f"the recogniser doubts {text.strip()[:60]!r}"
+        if len(words) >= ASK_AGAIN_MIN_WORDS and audio_s >= ASK_AGAIN_MIN_SPEECH_S:
+            return Verdict(True, f"{doubted}: asked again", fixed_reply=ASK_AGAIN)
+        return Verdict(False, doubted)
     return Verdict(True)
 
 

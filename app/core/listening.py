@@ -269,8 +269,8 @@ class ListeningSide:
         transcript = self._transcribe(job.turn_id, job.utterance.audio)
         backchannel = self._settle_paused(transcript.text, transcript.doubtful)
         verdict = _verdict(job.turn_id, transcript)
-        reason = BACKCHANNEL if backchannel else verdict.reason
-        turn = Turn(job.turn_id, user_text=self._with_carried(transcript.text))
+        reason = BACKCHANNEL if backchannel else "" if verdict.is_turn else verdict.reason
+        turn = Turn(job.turn_id, user_text=self._with_carried(transcript.text), fixed_reply=verdict.fixed_reply)
         proceeds = self._hand_over(turn if verdict.is_turn and not backchannel else None)
         self.bus.publish(
             ev.TranscriptFinal(job.turn_id, transcript.text, asr_ms=transcript.compute_ms, not_a_turn=reason)
@@ -297,9 +297,14 @@ class ListeningSide:
                 return
             spec.transcript, spec.transcript_ns = transcript, ev.now_ns()
             verdict = _verdict(spec.turn_id, transcript)
-            spec.not_a_turn = BACKCHANNEL if backchannel else verdict.reason
+            spec.not_a_turn = BACKCHANNEL if backchannel else "" if verdict.is_turn else verdict.reason
             if verdict.is_turn and not backchannel:
-                spec.turn = Turn(spec.turn_id, user_text=self._with_carried(transcript.text), cancel=spec.cancel)
+                spec.turn = Turn(
+                    spec.turn_id,
+                    user_text=self._with_carried(transcript.text),
+                    cancel=spec.cancel,
+                    fixed_reply=verdict.fixed_reply,
+                )
                 spec.turn.outbox = Outbox(held=True)  # opened by the commit, on the turn model's verdict
         self._judge_end(spec, utt.audio)
         if spec.turn is not None:
@@ -371,7 +376,9 @@ class ListeningSide:
 
 def _verdict(turn_id: int, transcript: Transcript) -> Verdict:
     """Whether the transcript is a turn; a filler, noise or a doubted decode is logged and gets no reply."""
-    verdict = judge(transcript.text, transcript.doubtful)
+    verdict = judge(transcript.text, transcript.doubtful, transcript.audio_s)
+    if verdict.fixed_reply:
+        log.info("turn %d: %s (%s)", turn_id, verdict.reason, transcript.engine)
     if not verdict.is_turn:
         log.info(
             "turn %d is not a turn: %s (%s, %.0f ms)", turn_id, verdict.reason, transcript.engine, transcript.compute_ms

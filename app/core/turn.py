@@ -31,6 +31,7 @@ class Turn:
 
     id: int
     user_text: str = ""
+    fixed_reply: str = ""  # said instead of the LLM's reply (asking again after a doubted hearing)
     cancel: CancelToken = field(default_factory=CancelToken)
     texts: list[str] = field(default_factory=list)  # chunk texts as sent to TTS
     segments: list[Segment] = field(default_factory=list)

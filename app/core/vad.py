@@ -71,6 +71,9 @@ class TurnDetectorSettings:
     early_speech_ms: int = 0  # >0: report EARLY_ONSET after this much voice (0: off), BLIP if it fades before onset
     threshold: float = 0.5
     neg_threshold: float = 0.35  # hysteresis: lower bar to stay in speech
+    # The early onset's bar: a "Stop." opens on an unvoiced "s" that Silero scores 0.25-0.45 for
+    # ~100 ms, so at 0.5 the replica fell silent ~200 ms after the user began (docs/turn-taking.md).
+    early_threshold: float = 0.5
 
 
 class TurnDetector:
@@ -90,6 +93,7 @@ class TurnDetector:
         self._silent_run = 0
         self._paused = False
         self._early = False  # EARLY_ONSET reported for the current run
+        self._early_run = 0  # frames in a row at or above the early bar
         self.frames_seen = 0
         self.last_voiced_frame = -1
 
@@ -111,35 +115,43 @@ class TurnDetector:
         self.frames_seen += 1
         holding = self.in_speech and not self._paused
         voiced = prob >= (s.neg_threshold if holding else s.threshold)
+        if not self.in_speech:
+            return self._before_onset(prob, voiced)
         if voiced:
             self.last_voiced_frame = self.frames_seen - 1
             self._silent_run = 0
-            self._voiced_run += 1
-            if not self.in_speech:
-                if self._voiced_run >= self._min_speech_frames:
-                    self.in_speech, self._early = True, False
-                    return VadDecision.ONSET
-                if self._voiced_run == self._early_frames:
-                    self._early = True
-                    return VadDecision.EARLY_ONSET
-                return VadDecision.NONE
             if self._paused:
                 self._paused = False
                 return VadDecision.RESUMED
-            return VadDecision.NONE
-        self._voiced_run = 0
-        if not self.in_speech:
-            if self._early:
-                self._early = False
-                return VadDecision.BLIP
             return VadDecision.NONE
         self._silent_run += 1
         if self._silent_run >= self._silence_frames:
             self.in_speech = False
             self._paused = False
-            self._silent_run = 0
+            self._silent_run = self._voiced_run = self._early_run = 0
             return VadDecision.END_OF_TURN
         if not self._paused:
             self._paused = True
             return VadDecision.PAUSE
+        return VadDecision.NONE
+
+    def _before_onset(self, prob: float, voiced: bool) -> VadDecision:
+        """No turn open: count voice towards the onset, and (lower bar) towards the early onset."""
+        s = self.settings
+        early_voiced = prob >= min(s.threshold, s.early_threshold)
+        self._early_run = self._early_run + 1 if early_voiced else 0
+        if voiced:
+            self.last_voiced_frame = self.frames_seen - 1
+            self._voiced_run += 1
+            if self._voiced_run >= self._min_speech_frames:
+                self.in_speech, self._early, self._silent_run = True, False, 0
+                return VadDecision.ONSET
+        else:
+            self._voiced_run = 0
+        if self._early and not early_voiced:
+            self._early = False
+            return VadDecision.BLIP
+        if not self._early and self._early_frames and self._early_run >= self._early_frames:
+            self._early = True
+            return VadDecision.EARLY_ONSET
         return VadDecision.NONE
