@@ -69,6 +69,7 @@ def load_local_llm(config: Config) -> LlmEngine:
             max_tokens=config.max_reply_tokens,
             temperature=config.temperature,
             context_shift=config.context_shift,
+            kv_cache=config.llm_kv_cache,
         )
 
     try:

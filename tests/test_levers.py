@@ -190,3 +190,26 @@ def test_the_fast_copy_is_made_once_loads_and_generates(tmp_path) -> None:
     reply = "".join(t.text for t in llm.stream_chat([ChatMessage("user", "What is the capital of France?")]))
     assert llm.last_stats.completion_tokens >= 3
     assert sum(ch.isalpha() for ch in reply) >= 8, reply  # words, not a failed load's noise or nothing
+
+
+def test_the_kv_cache_is_8_bit_by_default_and_answers_like_f16(config, llm) -> None:
+    """q8_0 K and V with flash attention (the default): same greedy reply as the f16 cache."""
+    import llama_cpp
+
+    from app.bench.levers_llm import tuned
+    from app.core.engines import ChatMessage
+    from app.engines.llm_llama import GGML_TYPE_Q8_0, LlamaCppLlm
+
+    params = llm._llm.context_params
+    assert params.type_k == params.type_v == GGML_TYPE_Q8_0
+    assert params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    f16 = LlamaCppLlm(llm.model_path, threads=config.llm_threads, kv_cache="f16")
+    assert f16._llm.context_params.type_k != GGML_TYPE_Q8_0
+    ask = [ChatMessage("system", config.system_prompt), ChatMessage("user", "What is the capital of France?")]
+    replies = []
+    for model in (llm, f16):
+        with tuned(model, 12):
+            model.reset()
+            pieces = [t.text for t in model.stream_chat(ask)]
+        replies.append("".join(pieces))
+    assert replies[0] == replies[1] and "Paris" in replies[0], replies

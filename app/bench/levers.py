@@ -121,6 +121,7 @@ class Rig:
 def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
     """In run order (imported here: the lever modules build on this one)."""
     from app.bench.levers_cpu import lever_cpu_plan
+    from app.bench.levers_kv import lever_kv_cache
     from app.bench.levers_llm import lever_prefix_cache, lever_repack, lever_requant, lever_speculative_prefill
     from app.bench.levers_shift import lever_context_shift
     from app.bench.levers_speech import lever_asr_window, lever_first_clause, lever_thread_plan
@@ -128,6 +129,7 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
     return (
         lever_repack,
         lever_requant,
+        lever_kv_cache,
         lever_prefix_cache,
         lever_speculative_prefill,
         lever_context_shift,

@@ -32,9 +32,17 @@ class Perplexity:
 
 
 def perplexity(
-    model_path: Path, text: str = TEXT, n_ctx: int = PPL_CONTEXT, threads: int = 2, text_id: str = TEXT_ID
+    model_path: Path,
+    text: str = TEXT,
+    n_ctx: int = PPL_CONTEXT,
+    threads: int = 2,
+    text_id: str = TEXT_ID,
+    **llama_options: object,
 ) -> Perplexity:
-    """exp(mean negative log-likelihood) of ``text`` under the GGUF at ``model_path``."""
+    """exp(mean negative log-likelihood) of ``text`` under the GGUF at ``model_path``.
+
+    ``llama_options`` go to ``Llama`` (the KV cache's type, for its lever).
+    """
     from llama_cpp import Llama
 
     started = time.perf_counter()
@@ -46,6 +54,7 @@ def perplexity(
         n_threads_batch=threads,
         logits_all=True,
         verbose=False,
+        **llama_options,  # type: ignore[arg-type]
     )
     try:
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=False)

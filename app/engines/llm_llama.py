@@ -27,6 +27,18 @@ from app.model_registry import ModelError
 DEFAULT_SAMPLING = {"temp": 0.3, "top_k": 40, "top_p": 0.9, "min_p": 0.05, "repeat_penalty": 1.15}
 
 
+GGML_TYPE_Q8_0 = 8
+
+
+def kv_cache_options(kind: str) -> dict[str, object]:
+    """``Llama`` arguments for the KV cache: "q8_0" (8-bit K and V, which needs flash attention) or "f16"."""
+    if kind == "q8_0":
+        return {"flash_attn": True, "type_k": GGML_TYPE_Q8_0, "type_v": GGML_TYPE_Q8_0}
+    if kind == "f16":
+        return {}
+    raise ValueError(f"unknown KV cache type {kind!r} (q8_0 or f16)")
+
+
 class LlamaCppLlm:
     """``stream_chat`` over llama-cpp-python's low-level ``generate`` with prefix reuse."""
 
@@ -43,6 +55,7 @@ class LlamaCppLlm:
         seed: int = 1234,
         context_shift: bool = False,
         style: PromptStyle | None = None,
+        kv_cache: str = "f16",
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -59,6 +72,7 @@ class LlamaCppLlm:
                 n_ubatch=128,
                 seed=seed,
                 verbose=False,
+                **kv_cache_options(kv_cache),
             )
         except Exception as exc:
             raise ModelError(

@@ -1,0 +1,69 @@
+"""The KV cache's type as a lever: 8-bit K and V with flash attention vs the f16 cache, interleaved.
+
+Every token of a reply reads the whole cache, so its bytes cost decode speed
+more as the conversation grows: the lever is measured on the turn-3 prompt
+and on one of ~600 tokens (the history budget's size), with perplexity as the
+quality guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.bench.levers import Lever, Rig, interleave
+from app.bench.levers_llm import LONG_ASK, PROMPT_MAX_TOKENS, forget, timed_reply, tuned
+from app.bench.perplexity import perplexity
+from app.core.engines import ChatMessage
+
+
+def lever_kv_cache(rig: Rig) -> Lever:
+    from app.engines.llm_llama import LlamaCppLlm, kv_cache_options
+    from app.model_registry import resolve
+
+    cfg = rig.config
+    path = resolve("llm", cfg.llm_model)
+    lever = Lever(
+        "KV cache q8_0 + flash attention",
+        "f16 KV cache",
+        "q8_0 K and V, flash attention",
+        (
+            ("ttft_ms", "cold TTFT, turn 3 (ms)"),
+            ("tps", "TPS over 40 tokens, turn 3"),
+            ("long_tps", "TPS over 40 tokens, ~600-token prompt"),
+        ),
+    )
+    models = {
+        arm: rig.on_llm(lambda kind=kind: LlamaCppLlm(path, threads=cfg.llm_threads, kv_cache=kind, temperature=0))
+        for arm, kind in (("off", "f16"), ("on", "q8_0"))
+    }
+    turn3 = [*rig.history(), ChatMessage("user", LONG_ASK)]
+    long_prompt = [*rig.history() * 5, ChatMessage("user", LONG_ASK)]
+    sizes = {name: models["off"].count_tokens(p) for name, p in (("turn3", turn3), ("long", long_prompt))}
+
+    def arm(name: str) -> Callable[[int], dict]:
+        llm = models[name]
+
+        def run(_i: int) -> dict:
+            with tuned(llm, PROMPT_MAX_TOKENS):
+                forget(llm)
+                short = rig.on_llm(lambda: timed_reply(llm, turn3, PROMPT_MAX_TOKENS))
+                forget(llm)
+                long = rig.on_llm(lambda: timed_reply(llm, long_prompt, PROMPT_MAX_TOKENS))
+            return {**short, "long_tps": long["tps"], "long_first": long["first"]}
+
+        return run
+
+    interleave(lever, rig.reps, arm("off"), arm("on"))
+    models.clear()
+    ppl = {
+        arm: rig.on_llm(lambda kind=kind: perplexity(path, threads=cfg.llm_threads, **kv_cache_options(kind)))
+        for arm, kind in (("off", "f16"), ("on", "q8_0"))
+    }
+    change = (ppl["on"].ppl / ppl["off"].ppl - 1) * 100
+    same = sum(a["first"] == b["first"] for a, b in zip(lever.off, lever.on, strict=True))
+    lever.quality = (
+        f"PPL {ppl['off'].ppl:.3f} → {ppl['on'].ppl:.3f} ({change:+.2f}%); "
+        f"same first token (greedy) {same}/{len(lever.off)}"
+    )
+    lever.extra = {"perplexity": {k: vars(v) for k, v in ppl.items()}, "prompt_tokens": sizes}
+    return lever
