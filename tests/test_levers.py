@@ -213,3 +213,17 @@ def test_the_kv_cache_is_8_bit_by_default_and_answers_like_f16(config, llm) -> N
             pieces = [t.text for t in model.stream_chat(ask)]
         replies.append("".join(pieces))
     assert replies[0] == replies[1] and "Paris" in replies[0], replies
+
+
+def test_a_model_that_cannot_take_the_8_bit_cache_loads_with_f16(config, llm, monkeypatch, caplog) -> None:
+    """A context that fails with the chosen cache (an architecture without flash attention) falls back, and says so."""
+    import app.engines.llm_llama as llm_llama
+
+    # An 8-bit V cache without flash attention: llama.cpp refuses the context, as for a model without it.
+    eight_bit_v = {"type_k": llm_llama.GGML_TYPE_Q8_0, "type_v": llm_llama.GGML_TYPE_Q8_0}
+    monkeypatch.setattr(llm_llama, "kv_cache_options", lambda kind: {} if kind == "f16" else eight_bit_v)
+    with caplog.at_level("WARNING"):
+        fallback = llm_llama.LlamaCppLlm(llm.model_path, threads=config.llm_threads, kv_cache="q8_0")
+    assert fallback.kv_cache == "f16" and "using the f16 cache" in caplog.text
+    assert "".join(t.text for t in fallback.stream_chat([ChatMessage("user", "Say hello.")]))
+    assert llm.kv_cache == "q8_0"

@@ -9,10 +9,12 @@ user's silence window runs), so the real request finds it cached.
 from __future__ import annotations
 
 import codecs
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +41,21 @@ def kv_cache_options(kind: str) -> dict[str, object]:
     raise ValueError(f"unknown KV cache type {kind!r} (q8_0 or f16)")
 
 
+def _open(options: dict[str, object], kv_cache: str, model_path: Path) -> tuple[Any, str]:
+    """The ``Llama`` and the KV cache it got: a model whose context cannot take the chosen one gets f16."""
+    from llama_cpp import Llama
+
+    try:
+        return Llama(**options, **kv_cache_options(kv_cache)), kv_cache  # type: ignore[arg-type]
+    except ValueError:
+        if kv_cache == "f16":
+            raise
+        logging.getLogger(__name__).warning(
+            "%s: no context with the %s KV cache (flash attention); using the f16 cache", model_path.name, kv_cache
+        )
+        return Llama(**options), "f16"  # type: ignore[arg-type]
+
+
 class LlamaCppLlm:
     """``stream_chat`` over llama-cpp-python's low-level ``generate`` with prefix reuse."""
 
@@ -57,23 +74,22 @@ class LlamaCppLlm:
         style: PromptStyle | None = None,
         kv_cache: str = "f16",
     ) -> None:
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        options = {
+            "model_path": str(model_path),
+            "n_ctx": context_tokens,
+            "n_threads": threads,
+            "n_threads_batch": threads,
+            "n_batch": 512,
+            # The attention scratch grows with the micro-batch times the context: 128 instead of
+            # 512 keeps 23 MB fewer resident once a long prompt is evaluated, at the same speed.
+            "n_ubatch": 128,
+            "seed": seed,
+            "verbose": False,
+        }
         try:
-            self._llm = Llama(
-                model_path=str(model_path),
-                n_ctx=context_tokens,
-                n_threads=threads,
-                n_threads_batch=threads,
-                n_batch=512,
-                # The attention scratch grows with the micro-batch times the context: 128 instead of
-                # 512 keeps 23 MB fewer resident once a long prompt is evaluated, at the same speed.
-                n_ubatch=128,
-                seed=seed,
-                verbose=False,
-                **kv_cache_options(kv_cache),
-            )
+            self._llm, self.kv_cache = _open(options, kv_cache, model_path)
         except Exception as exc:
             raise ModelError(
                 f"The LLM {model_path} could not be loaded ({exc}). It must be a language model in GGUF "
