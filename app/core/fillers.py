@@ -44,6 +44,11 @@ class Verdict:
     reason: str = ""
     fixed_reply: str = ""  # a turn answered with this line, not the LLM's (speech the recogniser doubts)
 
+    @property
+    def not_a_turn(self) -> str:
+        """Why it gets no reply ("" for a turn, even one answered with ``fixed_reply``)."""
+        return "" if self.is_turn else self.reason
+
 
 def words_of(text: str) -> list[str]:
     """Lower-case words with labels and punctuation removed ("Mm-hmm." -> ["mm-hmm"])."""

@@ -269,7 +269,7 @@ class ListeningSide:
         transcript = self._transcribe(job.turn_id, job.utterance.audio)
         backchannel = self._settle_paused(transcript.text, transcript.doubtful)
         verdict = _verdict(job.turn_id, transcript)
-        reason = BACKCHANNEL if backchannel else "" if verdict.is_turn else verdict.reason
+        reason = BACKCHANNEL if backchannel else verdict.not_a_turn
         turn = Turn(job.turn_id, user_text=self._with_carried(transcript.text), fixed_reply=verdict.fixed_reply)
         proceeds = self._hand_over(turn if verdict.is_turn and not backchannel else None)
         self.bus.publish(
@@ -297,7 +297,7 @@ class ListeningSide:
                 return
             spec.transcript, spec.transcript_ns = transcript, ev.now_ns()
             verdict = _verdict(spec.turn_id, transcript)
-            spec.not_a_turn = BACKCHANNEL if backchannel else "" if verdict.is_turn else verdict.reason
+            spec.not_a_turn = BACKCHANNEL if backchannel else verdict.not_a_turn
             if verdict.is_turn and not backchannel:
                 spec.turn = Turn(
                     spec.turn_id,
