@@ -237,7 +237,11 @@ def test_a_real_interruption_stops_the_reply(config, engines, speak16k, tmp_path
     assert barge[0].silent_ns < rec.of(ev.TranscriptFinal)[1].t_ns
     interrupted = [r for r in records if r["interrupted"]]
     assert len(interrupted) == 1 and interrupted[0]["cancel_reason"] == "barge-in"
-    assert len(records) == 2 and "year" in records[1]["user"].lower() and records[1]["reply"]
+    # "Wait," may end a turn of its own at its pause; the rest then overtakes it, is answered with its
+    # words carried in, and the fragment is logged with no reply (nothing lost, nothing said twice).
+    fragments = [r for r in records[1:-1] if (r.get("cancel_reason") or "").startswith("overtaken")]
+    assert all(not r["reply"] for r in fragments) and len(records) == 2 + len(fragments), records
+    assert "year" in records[-1]["user"].lower() and records[-1]["reply"]
     assert not leftover
 
 
