@@ -52,7 +52,7 @@ def load_tts(config: Config, deterministic: bool = False) -> TtsEngine:
 def load_local_llm(config: Config) -> LlmEngine:
     from app.engines.llm_choices import path_for
     from app.engines.llm_llama import LlamaCppLlm
-    from app.engines.llm_quantize import repacked, requantized
+    from app.engines.llm_quantize import repacked, requantized, untied
 
     source = resolve("llm", path_for(config.llm_model))  # a model's name ("gemma") or any GGUF path
     path = source
@@ -60,6 +60,8 @@ def load_local_llm(config: Config) -> LlmEngine:
         path = requantized(source, cache_dir() / "models", threads=config.llm_threads)
     elif config.repack_llm:
         path = repacked(source, cache_dir() / "models", threads=config.llm_threads)
+    if config.untie_llm:
+        path = untied(path, cache_dir() / "models")
 
     def load(model: Path) -> LlmEngine:
         return LlamaCppLlm(

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from app.config import Config
 from app.model_registry import MODEL_KINDS, ModelError, asr_kind, resolve
@@ -29,6 +30,35 @@ def _size(path: os.PathLike[str] | str) -> str:
     return f"{total / 1e6:.0f} MB"
 
 
+def _llm_copies(report: Report, config: Config, path: Path) -> None:
+    """Which cached copy of the GGUF the app runs (a re-quantized one, then its untied output layer)."""
+    from app.config import cache_dir
+    from app.engines.gguf_untie import is_tied
+    from app.engines.llm_quantize import (
+        UNTIED_KIND,
+        copy_path_for,
+        q8_path_for,
+        repack_path_for,
+        wants_repack,
+        wants_requantize,
+    )
+
+    models = cache_dir() / "models"
+    if config.requantize_llm and wants_requantize(path):
+        path = q8_path_for(path, models)
+        report.line("", f"runs as its Q8_0 copy {path}")
+    elif config.repack_llm and not config.requantize_llm and wants_repack(path):
+        path = repack_path_for(path, models)
+        report.line("", f"runs as its IQ4_NL copy {path} (repacked by llama.cpp)")
+    if config.untie_llm and (is_tied(path) or not path.exists()):
+        if not path.exists():  # the re-quantized copy is made first; its untied copy after it
+            report.line("", "output layer untied, in a copy made from that one (--no-untie: as it is)")
+            return
+        untied = copy_path_for(path, models, UNTIED_KIND)
+        state = "" if untied.exists() else ", made on first use"
+        report.line("", f"output layer untied: {untied}{state} (--no-untie runs the file as it is)")
+
+
 def check_models(config: Config, report: Report, load: bool = True) -> None:
     from app import compose
 
@@ -49,15 +79,8 @@ def check_models(config: Config, report: Report, load: bool = True) -> None:
             continue
         source = "your path" if user_paths[kind] else "bundled"
         report.line(kind, f"{path} ({_size(path)}, {source})")
-        if kind == "llm" and (config.requantize_llm or config.repack_llm):
-            from app.config import cache_dir
-            from app.engines.llm_quantize import q8_path_for, repack_path_for, wants_repack, wants_requantize
-
-            models = cache_dir() / "models"
-            if config.requantize_llm and wants_requantize(path):
-                report.line("", f"runs as its Q8_0 copy {q8_path_for(path, models)}")
-            elif not config.requantize_llm and wants_repack(path):
-                report.line("", f"runs as its IQ4_NL copy {repack_path_for(path, models)} (repacked by llama.cpp)")
+        if kind == "llm":
+            _llm_copies(report, config, path)
         if not load:
             continue
         started = time.perf_counter()

@@ -115,6 +115,8 @@ def _models(config: Config, remote: Any | None) -> dict:
         models["llm"]["title"] += " (run as a cached Q8_0 copy)"
     elif config.repack_llm:
         models["llm"]["title"] += " (run as a cached IQ4_NL copy, repacked)"
+    if config.untie_llm:
+        models["llm"]["title"] += " (output layer untied)"
     if remote is not None:
         models["remote llm"] = {"title": f"{remote.model or '(server default)'} at {remote.base_url}"}
     return models
@@ -310,6 +312,7 @@ def _settings(config: Config, plan: Plan, order: list[Question], direct_qs: list
         "context_tokens",
         "requantize_llm",
         "repack_llm",
+        "untie_llm",
         "yield_to_first_audio",
         "llm_backend",
     )

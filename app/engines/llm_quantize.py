@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ LLAMA_FTYPE_MOSTLY_Q8_0 = 7
 LLAMA_FTYPE_MOSTLY_Q4_0 = 2
 LLAMA_FTYPE_MOSTLY_IQ4_NL = 25
 FTYPES = {"Q8_0": LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_0": LLAMA_FTYPE_MOSTLY_Q4_0, "IQ4_NL": LLAMA_FTYPE_MOSTLY_IQ4_NL}
+UNTIED_KIND = "untied"  # a copy with its own output layer (gguf_untie)
 REPACK_KIND = "IQ4_NL"  # the type llama.cpp repacks that kept the most right answers (see above)
 # Sources a fast copy is made from: not a repackable type already, nor k-/i-quants (a second 4-bit
 # rounding of those loses more).
@@ -150,7 +152,7 @@ def requantized(model_path: Path, cache: Path, threads: int = 2) -> Path:
     """The Q8_0 copy of ``model_path`` (made now if missing or damaged); the source on any failure."""
     if not wants_requantize(model_path):
         return model_path
-    return _cached_copy(model_path, cache, "Q8_0", threads)
+    return _cached_copy(model_path, cache, "Q8_0", _quantizer(model_path, threads, LLAMA_FTYPE_MOSTLY_Q8_0))
 
 
 def repacked(model_path: Path, cache: Path, threads: int = 2) -> Path:
@@ -158,10 +160,25 @@ def repacked(model_path: Path, cache: Path, threads: int = 2) -> Path:
     missing or damaged); the source if it is repackable already, a k-/i-quant, or on any failure."""
     if not wants_repack(model_path):
         return model_path
-    return _cached_copy(model_path, cache, REPACK_KIND, threads)
+    return _cached_copy(model_path, cache, REPACK_KIND, _quantizer(model_path, threads, FTYPES[REPACK_KIND]))
 
 
-def _cached_copy(model_path: Path, cache: Path, kind: str, threads: int) -> Path:
+def untied(model_path: Path, cache: Path, threads: int = 2) -> Path:
+    """A copy of ``model_path`` whose output layer is its own tensor (``gguf_untie``: same weights, faster
+    decode); the source when it has an output layer already, or on any failure."""
+    from app.engines.gguf_untie import is_tied, untie
+
+    if not is_tied(model_path):
+        return model_path
+    return _cached_copy(model_path, cache, UNTIED_KIND, lambda partial: untie(model_path, partial))
+
+
+def _quantizer(model_path: Path, threads: int, ftype: int) -> Callable[[Path], None]:
+    return lambda partial: _quantize(model_path, partial, threads, ftype)
+
+
+def _cached_copy(model_path: Path, cache: Path, kind: str, write: Callable[[Path], None]) -> Path:
+    """The cached ``kind`` copy of ``model_path``, made by ``write(partial_path)`` when missing or damaged."""
     target = copy_path_for(model_path, cache, kind)
     if target.exists():
         problem = check_cached(target, model_path)
@@ -169,9 +186,9 @@ def _cached_copy(model_path: Path, cache: Path, kind: str, threads: int) -> Path
             return target
         _log.warning("cached %s %s; converting it again", target.name, problem)
     try:
-        _convert(model_path, target, threads, FTYPES[kind])
+        _convert(model_path, target, write)
     except Exception as exc:  # an optimisation only: fall back to the original file
-        _log.warning("could not re-quantize %s (%s); using it as it is", model_path, exc)
+        _log.warning("could not make the %s copy of %s (%s); using it as it is", kind, model_path, exc)
         return model_path
     # Copies of an older install go, but only once unused for a week: two installs of the same model
     # (say the app from source and a frozen build) must not delete each other's copy mid-load.
@@ -181,26 +198,16 @@ def _cached_copy(model_path: Path, cache: Path, kind: str, threads: int) -> Path
             with contextlib.suppress(OSError):
                 if stale.stat().st_atime < week_ago and stale.stat().st_mtime < week_ago:
                     stale.unlink()
-    _log.info("re-quantized %s to %s", model_path.name, target)
+    _log.info("made the %s copy of %s: %s", kind, model_path.name, target)
     return target
 
 
-def _convert(model_path: Path, target: Path, threads: int, ftype: int = LLAMA_FTYPE_MOSTLY_Q8_0) -> None:
-    """Quantize into a partial file, hash it, then move file and sidecar into place."""
-    import llama_cpp
-    from llama_cpp._utils import suppress_stdout_stderr
-
+def _convert(model_path: Path, target: Path, write: Callable[[Path], None]) -> None:
+    """Write into a partial file, hash it, then move file and sidecar into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".partial-{os.getpid()}")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
-    params.allow_requantize = True
-    params.nthread = threads
     try:
-        with suppress_stdout_stderr(disable=False):  # llama.cpp prints one line per tensor
-            status = llama_cpp.llama_model_quantize(str(model_path).encode(), str(partial).encode(), params)
-        if status != 0:
-            raise RuntimeError(f"llama_model_quantize returned {status}")
+        write(partial)
         own, source = sha256_of(partial), sha256_of(model_path)
         partial.replace(target)
     finally:
@@ -208,3 +215,17 @@ def _convert(model_path: Path, target: Path, threads: int, ftype: int = LLAMA_FT
     _write_sidecar(target, own, model_path, source)
     with _verified_lock:
         _verified.add(_identity(target, model_path))
+
+
+def _quantize(model_path: Path, partial: Path, threads: int, ftype: int) -> None:
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    params.nthread = threads
+    with suppress_stdout_stderr(disable=False):  # llama.cpp prints one line per tensor
+        status = llama_cpp.llama_model_quantize(str(model_path).encode(), str(partial).encode(), params)
+    if status != 0:
+        raise RuntimeError(f"llama_model_quantize returned {status}")
