@@ -122,11 +122,18 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
     """In run order (imported here: the lever modules build on this one)."""
     from app.bench.levers_cpu import lever_cpu_plan
     from app.bench.levers_kv import lever_kv_cache
-    from app.bench.levers_llm import lever_prefix_cache, lever_repack, lever_requant, lever_speculative_prefill
+    from app.bench.levers_llm import (
+        lever_prefix_cache,
+        lever_repack,
+        lever_requant,
+        lever_speculative_prefill,
+        lever_untie,
+    )
     from app.bench.levers_shift import lever_context_shift
     from app.bench.levers_speech import lever_asr_window, lever_first_clause, lever_thread_plan
 
     return (
+        lever_untie,
         lever_repack,
         lever_requant,
         lever_kv_cache,

@@ -1,4 +1,4 @@
-"""The LLM levers: Q8_0 and repacked IQ4_NL copies, the KV prefix cache, and speculative prefill.
+"""The LLM levers: Q8_0, repacked IQ4_NL and untied copies, the KV prefix cache, and speculative prefill.
 
 Each arm empties the KV cache first (``forget``) and then builds exactly the
 cache state the app would have at that moment; the prompt-cache arms decode
@@ -91,6 +91,16 @@ def lever_repack(rig: Rig) -> Lever:
     from app.engines.llm_quantize import repacked
 
     return _lever_copy(rig, "IQ4_NL copy, repacked", "cached IQ4_NL copy (repacked)", repacked)
+
+
+def lever_untie(rig: Rig) -> Lever:
+    """Shipped file (output layer tied to the embeddings) vs its untied copy: the same weights, so greedy
+    tokens must match and the perplexity must not move."""
+    from app.engines.llm_quantize import untied
+
+    lever = _lever_copy(rig, "output layer untied", "cached untied copy (same weights)", untied)
+    lever.quality = f"{lever.quality}; {_same_first(lever)}"
+    return lever
 
 
 def _lever_copy(rig: Rig, title: str, label: str, make_copy: Callable[..., Path]) -> Lever:
