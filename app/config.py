@@ -49,7 +49,7 @@ class Config:
     # (73-79 vs 68-72 tok/s, four interleaved rounds, docs/cpu-plan.md); the copy stays an option.
     requantize_llm: bool = False
     repack_llm: bool = False  # run a Q4_1/Q5/Q8 GGUF as a cached IQ4_NL copy llama.cpp repacks (docs/cpu-plan.md)
-    # Tied embeddings get an output layer of their own (a cached copy, same weights): 1.2x faster decode.
+    # Tied embeddings get an output layer of their own (a cached copy, same weights): ~5 % faster decode.
     untie_llm: bool = True
     # LLM backend
     llm_backend: str = "local"  # "local" | "openai"

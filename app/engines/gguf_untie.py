@@ -3,13 +3,14 @@
 SmolLM2 ties its output projection to its token embeddings: the file holds one
 Q8_0 ``token_embd.weight`` (49,152 x 576) and llama.cpp uses it both to look up
 input tokens and as the output layer, the largest matrix multiplied at every
-token.  Measured with the bundled Q4_1 file, 2 threads, bare ``llama_decode``
-at 250 tokens of context, nine interleaved rounds in one process (2026-12-06
-05:17 UTC, load 1.1-1.8): 15.15 ms per token tied, 12.40 ms with the same
-bytes as a separate ``output.weight`` (faster in 9/9 rounds).  The weights are
-the same, so the perplexity (28.120) and greedy replies are unchanged; the
-file grows by the copied tensor (~30 MB).  Why llama.cpp's tied path is
-slower was not traced; the lever in ``doppel bench --levers`` re-measures it.
+token.  With the same bytes as a separate ``output.weight``, bare
+``llama_decode`` (2 threads, 250 tokens of context) ran 11.7-11.8 ms per token
+against 12.2-12.4 tied (5 interleaved rounds each, load order swapped between
+two processes, 2026-12-06 05:40 UTC): ~5 % faster.  A first run that loaded
+the tied file first showed 22 %; the order was most of that.  The weights are
+the same, so the perplexity and greedy replies are unchanged; the file grows by
+the copied tensor (~30 MB on disk, ~28 MB of RSS).  ``doppel bench --levers``
+re-measures it ("output layer untied").
 
 Only the header is rewritten: the tensor data is copied as it is, with the
 embedding's bytes appended once more at the end.
