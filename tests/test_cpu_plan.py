@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import replace
@@ -31,8 +32,29 @@ def test_phase_switches_call_every_applier_once_and_are_journalled() -> None:
     ]
 
 
-def test_the_llm_drops_to_one_thread_while_a_sentence_is_synthesized_beside_it() -> None:
+def test_the_llm_waits_while_a_sentence_is_synthesized_beside_it() -> None:
     plan = CpuPlan(CpuPlanSettings())
+    seen: list[int] = []
+    plan.on_change(lambda budget: seen.append(budget.llm_threads))
+    plan.enter(Phase.SPEAKING, 3)
+    assert plan.wait_while_tts(lambda: False) == 0.0  # nothing synthesized: no wait
+    plan.tts_started()
+    ended = threading.Timer(0.15, plan.tts_finished)
+    ended.start()
+    waited = plan.wait_while_tts(lambda: False)
+    ended.join()
+    assert 100 <= waited < 1000  # held until the synthesis ended, not to the 2 s cap
+    assert seen == [2, 2]  # the thread count never changes: the LLM stands aside instead
+    plan.tts_started()
+    assert plan.wait_while_tts(lambda: True) < 50  # a cancelled turn does not wait
+    plan.tts_finished()
+    off = CpuPlan(CpuPlanSettings.off(2))
+    off.tts_started()
+    assert off.wait_while_tts(lambda: False) == 0.0  # no plan: the LLM goes on
+
+
+def test_the_llm_can_drop_to_one_thread_beside_a_synthesis_instead() -> None:
+    plan = CpuPlan(replace(CpuPlanSettings(), llm_threads_beside_tts=1))
     seen: list[int] = []
     plan.on_change(lambda budget: seen.append(budget.llm_threads))
     plan.enter(Phase.SPEAKING, 3)
@@ -99,7 +121,9 @@ def test_a_turn_goes_thinking_speaking_listening_and_the_stage_threads_follow_th
     assert conversation.cpu.phase is Phase.LISTENING
     assert {"vad", "asr", "llm", "tts"} <= set(threads)
     assert engines.llm.threads == config.llm_threads  # the engine is back at the plan's thread count
-    assert 1 in applied and applied[-1] == config.llm_threads  # ...after one thread beside the first clause's TTS
+    assert set(applied) == {config.llm_threads}  # the LLM waits for a synthesis rather than losing a thread
+    record = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[-1])
+    assert record["metrics"]["llm_yield_ms"] > 0  # it stood aside for the first clause's audio
 
 
 @pytest.mark.slow

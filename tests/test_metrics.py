@@ -89,3 +89,22 @@ def test_tps_leaves_out_the_pause_for_first_audio_and_the_twentieth_token_is_mea
     assert m["llm_yield_ms"] == pytest.approx(300)
     assert m["twentieth_token_ms"] == pytest.approx(stamps[19])  # measured, the pause included
     assert m["llm_latency_ms"] == pytest.approx(20 / m["tps"] * 1000 + 10)
+
+
+def test_tps_also_leaves_out_waits_for_later_sentences_and_shows_them_apart() -> None:
+    observer = MetricsObserver()
+    observer(ev.LlmRequest(6, t_ns=0))
+    # 3 tokens every 10 ms, 100 ms for the first clause, 3 more, 200 ms while sentence 2 is synthesized, 3 more.
+    stamps = [10, 20, 30, 130, 140, 150, 350, 360, 370]
+    for i, t in enumerate(stamps):
+        if t == 130:
+            observer(ev.LlmYielded(6, paused_ms=90.0, t_ns=120 * MS))
+        if t == 350:
+            observer(ev.LlmYielded(6, paused_ms=190.0, for_first_clause=False, t_ns=340 * MS))
+        observer(ev.LlmToken(6, "x", i, t_ns=t * MS))
+    m = observer.compute(6)
+    assert m["tps"] == pytest.approx(8 / (0.360 - 0.090 - 0.190))  # 80 ms of decoding for 8 tokens
+    assert m["llm_yield_ms"] == pytest.approx(90)
+    assert m["llm_tts_wait_ms"] == pytest.approx(190)
+    observer(ev.LlmRequest(7, t_ns=0))
+    assert observer.compute(7)["llm_tts_wait_ms"] is None  # no wait: nothing to show

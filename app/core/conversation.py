@@ -293,6 +293,10 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
                         turn.first_audio_ready.wait(FIRST_AUDIO_YIELD_S)
                         paused_ms = (time.perf_counter() - paused) * 1000
                         self._emit(turn, ev.LlmYielded(turn.id, paused_ms=paused_ms))
+                # A sentence being synthesized has the cores (the plan): the rest of the reply can wait.
+                waited_ms = self.cpu.wait_while_tts(lambda: turn.cancel.cancelled)
+                if waited_ms:
+                    self._emit(turn, ev.LlmYielded(turn.id, paused_ms=waited_ms, for_first_clause=False))
                 if turn.cancel.cancelled:
                     break
         except Exception as exc:  # a backend failure ends the turn cleanly, with a message

@@ -53,10 +53,12 @@ class CpuPlanSettings:
     speaking: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=30.0, later_tts_waits_for_llm=True)
     # A later sentence is synthesized anyway when less than this much reply audio is left to play.
     tts_low_water_s: float = 1.2
-    # LLM decode threads while a sentence is synthesized beside it (the low-water case, or the first
-    # clause without the yield): Piper's and llama.cpp's thread teams on two cores made single tokens
-    # wait out scheduler slices at the LLM's spin barriers (one took 728 ms in the bench pipeline).
-    llm_threads_beside_tts: int = 1
+    # LLM decode threads while a sentence is synthesized beside it (the low-water case, or the rest of
+    # the first clause): Piper's and llama.cpp's thread teams on two cores made single tokens wait out
+    # scheduler slices at the LLM's spin barriers (one took 728 ms in the bench pipeline).  0: the LLM
+    # waits for the synthesis instead; one thread beside Piper's two ran ~40 ms tokens (docs/cpu-plan.md).
+    llm_threads_beside_tts: int = 0
+    llm_wait_for_tts_max_s: float = 2.0  # a synthesis longer than this no longer holds the LLM
     # Niceness added to threads that are never on the critical path (the face; the GUI paints from its own).
     background_nice: int = 4
     enabled: bool = True
@@ -133,7 +135,8 @@ class CpuPlan:
     def budget(self) -> PhaseBudget:
         """The phase's budget, with the LLM's threads cut while a sentence is synthesized beside it."""
         budget = self.settings.budget(self._phase)
-        if self._tts_busy and budget.llm_threads > self.settings.llm_threads_beside_tts:
+        beside = self.settings.llm_threads_beside_tts
+        if self._tts_busy and 1 <= beside < budget.llm_threads:
             budget = replace(budget, llm_threads=self.settings.llm_threads_beside_tts)
         return budget
 
@@ -179,8 +182,23 @@ class CpuPlan:
             self._llm_busy = False
             self._lock.notify_all()
 
+    def wait_while_tts(self, stop: Callable[[], bool]) -> float:
+        """The LLM's side of a synthesis running beside it: wait for it to end when the plan says so.
+
+        Returns the milliseconds waited (0 when nothing ran, or the plan keeps the LLM going).
+        """
+        if self.settings.llm_threads_beside_tts > 0:
+            return 0.0
+        started = time.perf_counter()
+        deadline = started + self.settings.llm_wait_for_tts_max_s
+        with self._lock:
+            while self._tts_busy and not stop() and time.perf_counter() < deadline:
+                self._lock.wait(0.01)
+        waited = time.perf_counter() - started
+        return waited * 1000 if waited > 0.001 else 0.0
+
     def tts_started(self) -> None:
-        """A sentence's synthesis begins: the LLM goes to its beside-TTS thread count until it ends."""
+        """A sentence's synthesis begins: the LLM waits, or drops to its beside-TTS thread count, until it ends."""
         self._tts_step(+1)
 
     def tts_finished(self) -> None:
@@ -191,6 +209,7 @@ class CpuPlan:
             before = self.budget
             self._tts_busy = max(0, self._tts_busy + step)
             after = self.budget
+            self._lock.notify_all()  # an LLM waiting for the synthesis to end
             if after == before:
                 return
             appliers = list(self._appliers)

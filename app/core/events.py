@@ -97,13 +97,14 @@ class LlmToken(DataEvent):
 
 @dataclass(frozen=True)
 class LlmYielded(DataEvent):
-    """The LLM stood aside (``paused_ms``) so TTS had both cores for the first clause.
+    """The LLM stood aside (``paused_ms``) so TTS had both cores: for the first clause, or a later sentence.
 
-    TPS is the LLM's speed while it runs, so this pause is taken out of it and
-    shown on its own.
+    TPS is the LLM's speed while it runs, so these pauses are taken out of it and
+    shown on their own.
     """
 
     paused_ms: float
+    for_first_clause: bool = True
 
 
 @dataclass(frozen=True)

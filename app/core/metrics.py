@@ -30,6 +30,7 @@ METRIC_NAMES = (
     "llm_total_ms",
     "n_tokens",
     "llm_yield_ms",
+    "llm_tts_wait_ms",
     "twentieth_token_ms",
     "barge_in_ms",
 )
@@ -48,7 +49,8 @@ class _TurnRecord:
         self.n_tokens = 0
         self.first_token_ns: int | None = None
         self.last_token_ns: int | None = None
-        self.paused: tuple[int, float] | None = None  # (when the pause ended, its length in ms)
+        self.paused: tuple[int, float] | None = None  # the first clause's pause: (when it ended, its length in ms)
+        self.pauses: list[tuple[int, float]] = []  # every pause for TTS, the first clause's included
         self.asr_ms: float | None = None
         self.server_tps: float | None = None
         self.finished = False
@@ -101,8 +103,10 @@ class MetricsObserver:
                 if rec.n_tokens == 20:  # the seed's "tokens needed before TTS can start", measured
                     mark("twentieth_token", event.t_ns)
                 return rec.n_tokens in (1, 2, 5) or rec.n_tokens % 10 == 0
-            case ev.LlmYielded(paused_ms=paused_ms):
-                rec.paused = (event.t_ns, paused_ms)
+            case ev.LlmYielded(paused_ms=paused_ms, for_first_clause=first):
+                rec.pauses.append((event.t_ns, paused_ms))
+                if first:
+                    rec.paused = (event.t_ns, paused_ms)
             case ev.LlmDone(server_tps=server_tps):
                 rec.server_tps = server_tps
                 mark("llm_done", event.t_ns)
@@ -148,6 +152,9 @@ class MetricsObserver:
             "llm_total_ms": c.ms_between("llm_request", "llm_done"),
             "n_tokens": float(rec.n_tokens),
             "llm_yield_ms": rec.paused[1] if rec.paused else None,
+            "llm_tts_wait_ms": (sum(ms for _, ms in rec.pauses) - (rec.paused[1] if rec.paused else 0.0))
+            if len(rec.pauses) > (rec.paused is not None)
+            else None,
             "twentieth_token_ms": c.ms_between("llm_request", "twentieth_token"),
             "barge_in_ms": c.ms_between("barge_in_onset", "barge_in_silent"),
             "final": 1.0 if rec.finished else 0.0,
@@ -156,14 +163,13 @@ class MetricsObserver:
 
     @staticmethod
     def _tps(rec: _TurnRecord) -> float | None:
-        """Tokens after the first divided by the time after the first, less any pause for TTS."""
+        """Tokens after the first divided by the time after the first, less the pauses for TTS in it."""
         if rec.server_tps:
             return rec.server_tps
         if rec.n_tokens < 2 or rec.first_token_ns is None or rec.last_token_ns is None:
             return None
         span_s = (rec.last_token_ns - rec.first_token_ns) / 1e9
-        if rec.paused is not None and rec.paused[0] <= rec.last_token_ns:
-            span_s -= rec.paused[1] / 1000.0
+        span_s -= sum(ms for end, ms in rec.pauses if rec.first_token_ns < end <= rec.last_token_ns) / 1000.0
         return (rec.n_tokens - 1) / span_s if span_s > 0 else None
 
     def forget(self, turn_id: int) -> None:

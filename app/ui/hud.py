@@ -30,6 +30,7 @@ ROWS = (
     Row("20/TPS + TTFT", "llm_latency_ms", headline=True),
     Row("20th token (measured)", "twentieth_token_ms"),
     Row("LLM pause for first audio", "llm_yield_ms"),
+    Row("LLM waits for later TTS", "llm_tts_wait_ms"),
     Row("VAD end of turn", "vad_end_of_turn_ms"),
     Row("ASR", "asr_final_ms"),
     Row("LLM → first TTS chunk", "first_chunk_to_tts_ms"),
