@@ -72,6 +72,7 @@ def load_local_llm(config: Config) -> LlmEngine:
             temperature=config.temperature,
             context_shift=config.context_shift,
             kv_cache=config.llm_kv_cache,
+            source_path=source,
         )
 
     try:

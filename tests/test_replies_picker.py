@@ -25,6 +25,8 @@ def _pick(dialog: SettingsDialog, value: str) -> None:
 
 def test_picker_switches_models_without_restarting(qtbot, config, asr, tts, tmp_path: Path) -> None:
     from app.compose import Engines, load_local_llm
+    from app.config import cache_dir
+    from app.engines.llm_quantize import UNTIED_KIND, copy_path_for
 
     other = tmp_path / "my-model.gguf"
     other.symlink_to(resolve("llm"))  # any GGUF on disk, chosen by path once before
@@ -34,7 +36,7 @@ def test_picker_switches_models_without_restarting(qtbot, config, asr, tts, tmp_
 
     def load(cfg, _progress):  # the real LLM loader with the picked model; ASR and voice as loaded
         llm = load_local_llm(cfg)
-        loads.append((llm.model_path, threading.current_thread().name))
+        loads.append((llm.source_path, threading.current_thread().name))
         return Engines(asr=asr, llm=llm, tts=tts, load_s={})
 
     window = build_app(config, settings, DeviceProvider.none(), load=load, replica=False)
@@ -53,7 +55,9 @@ def test_picker_switches_models_without_restarting(qtbot, config, asr, tts, tmp_
         window.apply_settings(dialog.values())
         qtbot.waitUntil(lambda: window.session.is_ready and window.session.conversation is not first, timeout=30_000)
         conversation = window.session.conversation
-        assert conversation.engines.llm.model_path == other
+        assert conversation.engines.llm.source_path == other
+        # ...run as its untied copy (same weights, its own output layer).
+        assert conversation.engines.llm.model_path == copy_path_for(other, cache_dir() / "models", UNTIED_KIND)
         done: list[ev.LlmDone] = []
         conversation.bus.subscribe(lambda e: done.append(e) if isinstance(e, ev.LlmDone) else None)
         window.session.say("What is the capital of France?")
@@ -67,7 +71,7 @@ def test_picker_switches_models_without_restarting(qtbot, config, asr, tts, tmp_
         window.apply_settings(back.values())
         reloaded = lambda: window.session.is_ready and window.session.conversation is not conversation  # noqa: E731
         qtbot.waitUntil(reloaded, timeout=30_000)
-        assert window.session.conversation.engines.llm.model_path == resolve("llm")
+        assert window.session.conversation.engines.llm.source_path == resolve("llm")
         assert [p for p, _ in loads] == [resolve("llm"), other, resolve("llm")]
         assert all(name != threading.main_thread().name for _, name in loads)  # never on the GUI thread
         assert settings.text(SettingKey.LLM_MODEL) == "" and recent_llms(settings) == [str(other)]

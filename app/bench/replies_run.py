@@ -243,7 +243,7 @@ def run_variant(
     persona = apply_variant(variant, llm, config)
     doc: dict[str, Any] = {
         "variant": variant.__dict__ | {"sampling": dict(variant.sampling)},
-        "model": str(getattr(llm, "model_path", "")),
+        "model": str(getattr(llm, "source_path", getattr(llm, "model_path", ""))),
         "style": getattr(getattr(llm, "style", None), "name", ""),
         "sampling": dict(getattr(llm, "sampling", {})),
         "typed": {"summary": summary(typed), "latency": latency(typed), "replies": [_row(s) for s in typed]},

@@ -30,7 +30,11 @@ DEFAULT_ALIGNMENT = 32
 _SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 _STRING, _ARRAY, _UINT32 = 8, 9, 4
 # ggml types the copy may meet as embeddings: id -> (bytes per block, values per block).
-_BLOCKS = {0: (4, 1), 1: (2, 1), 30: (2, 1), 2: (18, 32), 3: (20, 32), 6: (22, 32), 7: (24, 32), 8: (34, 32)}
+_BLOCKS = {
+    **{0: (4, 1), 1: (2, 1), 30: (2, 1)},  # f32, f16, bf16
+    **{2: (18, 32), 3: (20, 32), 6: (22, 32), 7: (24, 32), 8: (34, 32), 20: (18, 32)},  # q4_0 ... q8_0, iq4_nl
+    **{10: (84, 256), 11: (110, 256), 12: (144, 256), 13: (176, 256), 14: (210, 256)},  # q2_K ... q6_K
+}
 
 
 class GgufError(ValueError):
@@ -137,7 +141,8 @@ def is_tied(path: Path) -> bool:
             header = read_header(fh.read(64 << 20))  # the tensor table sits well inside the first MBs
     except (OSError, GgufError, UnicodeDecodeError):
         return False
-    return header.tensor(EMBEDDINGS) is not None and header.tensor(OUTPUT) is None
+    embeddings = header.tensor(EMBEDDINGS)
+    return embeddings is not None and embeddings.ggml_type in _BLOCKS and header.tensor(OUTPUT) is None
 
 
 def untie(source: Path, target: Path) -> None:

@@ -73,7 +73,9 @@ class LlamaCppLlm:
         context_shift: bool = False,
         style: PromptStyle | None = None,
         kv_cache: str = "f16",
+        source_path: Path | None = None,
     ) -> None:
+        """``source_path``: the file the user chose, when ``model_path`` is a cached copy of it."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         options = {
@@ -104,6 +106,7 @@ class LlamaCppLlm:
             bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode("utf-8", "ignore")
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self.model_path = Path(model_path)
+        self.source_path = Path(source_path or model_path)
         self._stop_ids = {self._llm.token_eos()}
         for stop in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
             ids = self._llm.tokenize(stop.encode(), add_bos=False, special=True)
