@@ -66,7 +66,7 @@ def _common_options() -> argparse.ArgumentParser:
         dest="untie_llm",
         action=argparse.BooleanOptionalAction,
         default=s,
-        help="give a GGUF with tied embeddings its own output layer (a cached copy, same weights): ~5%% faster",
+        help="give a GGUF with tied embeddings its own output layer (a cached copy, same weights): ~5%% faster decode",
     )
     g.add_argument("--llm", dest="llm_backend", choices=["local", "openai"], default=s, help="LLM backend")
     g.add_argument(

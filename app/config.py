@@ -49,8 +49,9 @@ class Config:
     # (73-79 vs 68-72 tok/s, four interleaved rounds, docs/cpu-plan.md); the copy stays an option.
     requantize_llm: bool = False
     repack_llm: bool = False  # run a Q4_1/Q5/Q8 GGUF as a cached IQ4_NL copy llama.cpp repacks (docs/cpu-plan.md)
-    # Tied embeddings get an output layer of their own (a cached copy, same weights): ~5 % faster decode.
-    untie_llm: bool = True
+    # Tied embeddings get an output layer of their own (a cached copy, same weights): ~5 % faster bare
+    # decode, but no change in the levers' TPS (84 vs 84 tok/s, 2026-12-06), so it is opt-in.
+    untie_llm: bool = False
     # LLM backend
     llm_backend: str = "local"  # "local" | "openai"
     base_url: str = "http://127.0.0.1:8080/v1"

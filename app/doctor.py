@@ -56,7 +56,7 @@ def _llm_copies(report: Report, config: Config, path: Path) -> None:
             return
         untied = copy_path_for(path, models, UNTIED_KIND)
         state = "" if untied.exists() else ", made on first use"
-        report.line("", f"output layer untied: {untied}{state} (--no-untie runs the file as it is)")
+        report.line("", f"output layer untied: {untied}{state} (--no-untie: the file as it is)")
 
 
 def check_models(config: Config, report: Report, load: bool = True) -> None:

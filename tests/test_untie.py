@@ -4,7 +4,7 @@
 * llama.cpp loads it, and a greedy reply is token for token the shipped file's;
 * it is made once, checksummed, and made again when damaged; a file that has its own output layer,
   or is not a GGUF, runs as it is (with a warning for a broken one);
-* ``[models] untie = false`` and ``--no-untie`` run the shipped file itself.
+* it is opt-in: ``[models] untie = true`` or ``--untie``; otherwise the shipped file runs itself.
 """
 
 from __future__ import annotations
@@ -98,15 +98,15 @@ def test_a_broken_or_foreign_file_runs_as_it_is(tmp_path) -> None:
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").glob("*.gguf"))
 
 
-def test_untie_can_be_switched_off(tmp_path, monkeypatch) -> None:
+def test_untie_is_opt_in(tmp_path, monkeypatch) -> None:
     from app.cli import build_parser
 
     cfg_file = tmp_path / "doppel.toml"
-    cfg_file.write_text("[models]\nuntie = false\n", encoding="utf-8")
-    assert load_config(cfg_file).untie_llm is False
-    assert Config().untie_llm is True
-    args = build_parser().parse_args(["--no-untie", "doctor"])
-    assert args.untie_llm is False
+    cfg_file.write_text("[models]\nuntie = true\n", encoding="utf-8")
+    assert load_config(cfg_file).untie_llm is True
+    assert Config().untie_llm is False  # opt-in: the levers' TPS did not move
+    assert build_parser().parse_args(["--untie", "doctor"]).untie_llm is True
+    assert build_parser().parse_args(["--no-untie", "doctor"]).untie_llm is False
 
     from app import compose
 
