@@ -13,18 +13,15 @@ import logging
 import threading
 import time
 
-import numpy as np
-
 from app.config import Config
 from app.core import events as ev
 from app.core.audio import resample
-from app.core.audio_io import AudioSink, AudioSource, PlayTag
+from app.core.audio_io import AudioSink, AudioSource
 from app.core.bus import EventBus
 from app.core.cancel import CancelToken
 from app.core.chunker import Chunker, speakable
 from app.core.cpu_plan import CpuPlan, Phase, plan_settings
 from app.core.duplex import BargeInGate, MicFilter
-from app.core.engines import SpeechChunk
 from app.core.history import History, JsonlLog
 from app.core.jobs import EngineSet, Face, LlmJob, Speculation, TtsJob
 from app.core.listener import Listener
@@ -33,7 +30,7 @@ from app.core.memory import release_free_memory
 from app.core.metrics import MetricsObserver
 from app.core.replica_stage import FrameCallback, ReplicaStage
 from app.core.speaking import SpeakingSide
-from app.core.turn import Segment, Turn, heard_for_history
+from app.core.turn import Turn, heard_for_history
 from app.core.turn_model import TurnModel
 from app.core.turn_taking import TurnTakingSide, turn_model_for
 from app.core.vad import TurnDetectorSettings
@@ -351,22 +348,6 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
                     turn.outbox.run(lambda a=audio, c=chunk: self._play(turn, job.index, a, c))
         finally:
             self.cpu.tts_finished()
-
-    def _play(self, turn: Turn, text_index: int, audio: np.ndarray, chunk: SpeechChunk) -> None:
-        assert self.sink is not None
-        with self._lock:
-            if turn.cancel.cancelled:
-                return
-            seg_index = len(turn.segments)
-            if seg_index and self.sink.played_samples(PlayTag(turn.id, seg_index - 1)) >= turn.segments[-1].n_samples:
-                self.audio_gaps += 1  # the last sentence had ended before this one was ready: a gap was heard
-            turn.segments.append(Segment(text_index, len(audio), chunk))
-            start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
-            paused = turn.paused  # the face gets it when the reply resumes
-        if self.face is not None and not paused:
-            self.face.push_audio(chunk, start_ns)
-            if self.replica_stage is not None:
-                self.replica_stage.wake()
 
     def _tts_finished(self, turn: Turn) -> None:
         turn.tts_done = True

@@ -10,21 +10,45 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+import numpy as np
+
 from app.core import events as ev
 from app.core.audio_io import AudioSink, PlayTag
 from app.core.bus import EventBus
-from app.core.turn import Turn
+from app.core.engines import SpeechChunk
+from app.core.jobs import Face
+from app.core.replica_stage import ReplicaStage
+from app.core.turn import Segment, Turn
 
 
 class SpeakingSide:
-    """Mixed into ``Conversation``; runs on the sink and replica threads."""
+    """Mixed into ``Conversation``; runs on the sink and replica threads (``_play``: on the TTS worker's)."""
 
     sink: AudioSink | None
+    face: Face | None
+    replica_stage: ReplicaStage | None
+    audio_gaps: int
     bus: EventBus
     _lock: threading.RLock
     _active: Turn | None
     _finish: Callable[[Turn], None]
     _set_state: Callable[[ev.AgentState], None]
+
+    def _play(self, turn: Turn, text_index: int, audio: np.ndarray, chunk: SpeechChunk) -> None:
+        assert self.sink is not None
+        with self._lock:
+            if turn.cancel.cancelled:
+                return
+            seg_index = len(turn.segments)
+            if seg_index and self.sink.played_samples(PlayTag(turn.id, seg_index - 1)) >= turn.segments[-1].n_samples:
+                self.audio_gaps += 1  # the last sentence had ended before this one was ready: a gap was heard
+            turn.segments.append(Segment(text_index, len(audio), chunk))
+            start_ns = self.sink.play(audio, PlayTag(turn.id, seg_index))
+            paused = turn.paused  # the face gets it when the reply resumes
+        if self.face is not None and not paused:
+            self.face.push_audio(chunk, start_ns)
+            if self.replica_stage is not None:
+                self.replica_stage.wake()
 
     def _unplayed_s(self, turn: Turn) -> float:
         """Reply audio made but not yet heard (all of it while the turn is held or there is no speaker)."""
