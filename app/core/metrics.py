@@ -49,8 +49,8 @@ class _TurnRecord:
         self.n_tokens = 0
         self.first_token_ns: int | None = None
         self.last_token_ns: int | None = None
-        self.paused: tuple[int, float] | None = None  # the first clause's pause: (when it ended, its length in ms)
-        self.pauses: list[tuple[int, float]] = []  # every pause for TTS, the first clause's included
+        # Every pause for TTS: (when it ended, its length in ms, whether it was for the first clause).
+        self.pauses: list[tuple[int, float, bool]] = []
         self.asr_ms: float | None = None
         self.server_tps: float | None = None
         self.finished = False
@@ -104,9 +104,7 @@ class MetricsObserver:
                     mark("twentieth_token", event.t_ns)
                 return rec.n_tokens in (1, 2, 5) or rec.n_tokens % 10 == 0
             case ev.LlmYielded(paused_ms=paused_ms, for_first_clause=first):
-                rec.pauses.append((event.t_ns, paused_ms))
-                if first:
-                    rec.paused = (event.t_ns, paused_ms)
+                rec.pauses.append((event.t_ns, paused_ms, first))
             case ev.LlmDone(server_tps=server_tps):
                 rec.server_tps = server_tps
                 mark("llm_done", event.t_ns)
@@ -151,10 +149,8 @@ class MetricsObserver:
             "speech_end_to_first_frame_ms": c.ms_between("voice_end", "first_replica_frame"),
             "llm_total_ms": c.ms_between("llm_request", "llm_done"),
             "n_tokens": float(rec.n_tokens),
-            "llm_yield_ms": rec.paused[1] if rec.paused else None,
-            "llm_tts_wait_ms": (sum(ms for _, ms in rec.pauses) - (rec.paused[1] if rec.paused else 0.0))
-            if len(rec.pauses) > (rec.paused is not None)
-            else None,
+            "llm_yield_ms": next((ms for _, ms, first in reversed(rec.pauses) if first), None),
+            "llm_tts_wait_ms": sum(later) if (later := [ms for _, ms, first in rec.pauses if not first]) else None,
             "twentieth_token_ms": c.ms_between("llm_request", "twentieth_token"),
             "barge_in_ms": c.ms_between("barge_in_onset", "barge_in_silent"),
             "final": 1.0 if rec.finished else 0.0,
@@ -169,7 +165,7 @@ class MetricsObserver:
         if rec.n_tokens < 2 or rec.first_token_ns is None or rec.last_token_ns is None:
             return None
         span_s = (rec.last_token_ns - rec.first_token_ns) / 1e9
-        span_s -= sum(ms for end, ms in rec.pauses if rec.first_token_ns < end <= rec.last_token_ns) / 1000.0
+        span_s -= sum(ms for end, ms, _ in rec.pauses if rec.first_token_ns < end <= rec.last_token_ns) / 1000.0
         return (rec.n_tokens - 1) / span_s if span_s > 0 else None
 
     def forget(self, turn_id: int) -> None:

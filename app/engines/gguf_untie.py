@@ -18,6 +18,7 @@ embedding's bytes appended once more at the end.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ class Header:
 
 
 class _Reader:
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes | mmap.mmap) -> None:
         self.raw, self.pos = raw, 0
 
     def take(self, n: int) -> bytes:
@@ -108,7 +109,7 @@ class _Reader:
             raise GgufError(f"unknown metadata value type {kind}")
 
 
-def read_header(raw: bytes) -> Header:
+def read_header(raw: bytes | mmap.mmap) -> Header:
     """The metadata and tensor table of the GGUF in ``raw``."""
     reader = _Reader(raw)
     if reader.take(4) != MAGIC:
@@ -137,9 +138,9 @@ def read_header(raw: bytes) -> Header:
 def is_tied(path: Path) -> bool:
     """Whether the GGUF at ``path`` has embeddings and no output layer of its own (False if unreadable)."""
     try:
-        with open(path, "rb") as fh:
-            header = read_header(fh.read(64 << 20))  # the tensor table sits well inside the first MBs
-    except (OSError, GgufError, UnicodeDecodeError):
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            header = read_header(mapped)  # only the header's pages are read, not the weights
+    except (OSError, ValueError, UnicodeDecodeError):  # GgufError is a ValueError; so is an empty file's mmap
         return False
     embeddings = header.tensor(EMBEDDINGS)
     return embeddings is not None and embeddings.ggml_type in _BLOCKS and header.tensor(OUTPUT) is None
