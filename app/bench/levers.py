@@ -120,7 +120,7 @@ class Rig:
 
 def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
     """In run order (imported here: the lever modules build on this one)."""
-    from app.bench.levers_cpu import lever_cpu_plan
+    from app.bench.levers_cpu import lever_cpu_plan, lever_thread_team
     from app.bench.levers_kv import lever_kv_cache
     from app.bench.levers_llm import (
         lever_prefix_cache,
@@ -144,6 +144,7 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
         lever_first_clause,
         lever_thread_plan,
         lever_cpu_plan,
+        lever_thread_team,
     )
 
 

@@ -53,6 +53,43 @@ def lever_cpu_plan(rig: Rig) -> Lever:
     return lever
 
 
+def lever_thread_team(rig: Rig) -> Lever:
+    """A persistent ggml thread team vs a worker started per token, in whole turns with the plan on."""
+    from app.replica import Replica
+
+    lever = Lever(
+        "persistent thread team",
+        "a decode worker started per token (llama-cpp-python's default)",
+        "one ggml thread team for the context's life, asleep between replies",
+        (
+            ("tps", "pipeline TPS (tok/s)"),
+            ("llm_latency_ms", "20/TPS + TTFT (ms)"),
+            ("first_audio_ms", "message -> first audio (ms)"),
+            ("talking_fps", "face fps while talking"),
+        ),
+    )
+    switch = getattr(rig.llm, "use_thread_team", None)
+    if switch is None:
+        lever.quality = "skipped: the LLM is not llama.cpp"
+        return lever
+    face = Replica.from_assets()
+
+    def arm(on: bool):
+        def run(i: int) -> dict:
+            rig.on_llm(lambda: switch(on))
+            return plan_turn(rig, face, PLAN_QUESTIONS[i % len(PLAN_QUESTIONS)], True)
+
+        return run
+
+    arm(True)(len(PLAN_QUESTIONS) - 1)  # warm-up, not kept
+    try:
+        interleave(lever, rig.reps, arm(False), arm(True))
+    finally:
+        rig.on_llm(lambda: switch(True))
+    lever.quality = "same tokens: the team only changes which threads run the same graph (tests/test_ggml_pool.py)"
+    return lever
+
+
 def plan_turn(rig: Rig, face: Any, question: str, plan_on: bool) -> dict:
     """One typed turn through a fresh conversation with the face and a paced speaker; its numbers."""
     from app.core.audio_io import WavWriterSink

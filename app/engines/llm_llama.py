@@ -12,6 +12,7 @@ import codecs
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
+from app.engines.ggml_pool import ThreadTeam
 from app.engines.kv_shift import shift_out_dropped
 from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
 from app.engines.llm_threads import SpinGuard
@@ -74,8 +76,13 @@ class LlamaCppLlm:
         style: PromptStyle | None = None,
         kv_cache: str = "f16",
         source_path: Path | None = None,
+        thread_team: bool = True,
     ) -> None:
-        """``source_path``: the file the user chose, when ``model_path`` is a cached copy of it."""
+        """``source_path``: the file the user chose, when ``model_path`` is a cached copy of it.
+
+        ``thread_team``: decode on a persistent ggml thread team (app/engines/ggml_pool.py)
+        instead of a worker started per token.
+        """
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         options = {
@@ -123,6 +130,32 @@ class LlamaCppLlm:
         self.shifted_tokens = 0  # how many cached tokens were dropped that way
         self.threads = self._applied_threads = threads
         self.spin_guard = SpinGuard()
+        self._team: ThreadTeam | None = None
+        if thread_team:
+            team = ThreadTeam(threads)
+            if team.attach(self._llm.ctx):
+                self._team = team
+                weakref.finalize(self, team.free)
+
+    @property
+    def thread_team(self) -> bool:
+        """Whether decoding runs on a persistent thread team."""
+        return self._team is not None and self._team.active
+
+    def use_thread_team(self, on: bool) -> None:
+        """Switch between the persistent team and a worker per token (the bench's lever); between calls only."""
+        if self._team is None:
+            return
+        with self._lock:
+            if on:
+                self._team.attach(self._llm.ctx)
+            else:
+                self._team.detach()
+
+    def _rest(self) -> None:
+        """The LLM stops for now: its team's workers sleep instead of polling beside the other stages."""
+        if self._team is not None:
+            self._team.pause()
 
     def set_style(self, style: PromptStyle) -> None:
         """Template, few-shot turns, stop rule and sampling (a base model has no template: transcripts only)."""
@@ -188,7 +221,10 @@ class LlamaCppLlm:
                 return 0
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             self._llm.n_tokens = reused
-            self._llm.eval(tokens[reused:])
+            try:
+                self._llm.eval(tokens[reused:])
+            finally:
+                self._rest()
             return len(tokens) - reused
 
     def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
@@ -216,7 +252,10 @@ class LlamaCppLlm:
             reused = min(self.cached_prefix(tokens[:end]), end - 1)
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             self._llm.n_tokens = reused
-            self._llm.eval(tokens[reused:end])
+            try:
+                self._llm.eval(tokens[reused:end])
+            finally:
+                self._rest()
             n_vocab = self._llm.n_vocab()
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(n_vocab,))
             logits = logits.astype(np.float64)
@@ -242,42 +281,45 @@ class LlamaCppLlm:
             stats.finish_reason = "length"
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             tokens_out = self._llm.generate(tokens, reset=True, **self.sampling)
-            while True:
-                # The plan may change the count mid-reply (a sentence synthesized beside the LLM).
-                wanted = self.spin_guard.threads_to_start(self.threads)
-                if wanted != self._applied_threads:
-                    self._apply_threads(wanted)
-                started = time.perf_counter()
-                token_id = next(tokens_out, None)
-                if token_id is None:
-                    break
-                if stats.completion_tokens and self.spin_guard.slow(
-                    self._applied_threads, time.perf_counter() - started
-                ):
-                    self._apply_threads(1)  # the other core is busy elsewhere: spinning for it only loses
-                if token_id in self._stop_ids:
-                    stats.finish_reason = "stop"
-                    break
-                piece = decoder.decode(self._llm.detokenize([token_id]))
-                if self.style.stop_at_newline and "\n" in piece:
-                    if not stats.completion_tokens and not piece.strip():
-                        continue  # a line break before the reply starts
-                    head = piece.split("\n", 1)[0]
-                    if head:
-                        stats.completion_tokens += 1
-                        yield Token(head, stats.completion_tokens - 1)
-                    stats.finish_reason = "stop"
-                    break
-                if sentences.full_before(piece):
-                    stats.finish_reason = "stop"  # the persona's sentences are said: stop before another
-                    break
-                stats.completion_tokens += 1
-                yield Token(piece, stats.completion_tokens - 1)
-                if cancel.cancelled:
-                    stats.finish_reason = "cancelled"
-                    break
-                if stats.completion_tokens >= budget:
-                    break
+            try:
+                while True:
+                    # The plan may change the count mid-reply (a sentence synthesized beside the LLM).
+                    wanted = self.spin_guard.threads_to_start(self.threads)
+                    if wanted != self._applied_threads:
+                        self._apply_threads(wanted)
+                    started = time.perf_counter()
+                    token_id = next(tokens_out, None)
+                    if token_id is None:
+                        break
+                    if stats.completion_tokens and self.spin_guard.slow(
+                        self._applied_threads, time.perf_counter() - started
+                    ):
+                        self._apply_threads(1)  # the other core is busy elsewhere: spinning for it only loses
+                    if token_id in self._stop_ids:
+                        stats.finish_reason = "stop"
+                        break
+                    piece = decoder.decode(self._llm.detokenize([token_id]))
+                    if self.style.stop_at_newline and "\n" in piece:
+                        if not stats.completion_tokens and not piece.strip():
+                            continue  # a line break before the reply starts
+                        head = piece.split("\n", 1)[0]
+                        if head:
+                            stats.completion_tokens += 1
+                            yield Token(head, stats.completion_tokens - 1)
+                        stats.finish_reason = "stop"
+                        break
+                    if sentences.full_before(piece):
+                        stats.finish_reason = "stop"  # the persona's sentences are said: stop before another
+                        break
+                    stats.completion_tokens += 1
+                    yield Token(piece, stats.completion_tokens - 1)
+                    if cancel.cancelled:
+                        stats.finish_reason = "cancelled"
+                        break
+                    if stats.completion_tokens >= budget:
+                        break
+            finally:
+                self._rest()
 
     # -- the engine's ceiling --------------------------------------------------------------
 
@@ -301,6 +343,7 @@ class LlamaCppLlm:
                 if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
                     raise RuntimeError(f"llama_decode failed at position {position + i}")
             elapsed = time.perf_counter() - started
+            self._rest()
             self._llm.reset()
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
             return n_tokens / elapsed
