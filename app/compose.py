@@ -42,11 +42,20 @@ def load_asr(config: Config) -> AsrEngine:
     return WhisperAsr(path, threads=config.asr_threads)
 
 
-def load_tts(config: Config, deterministic: bool = False) -> TtsEngine:
-    """Piper; `deterministic` turns its prosody noise off (tests and benchmarks want repeatable audio)."""
+def load_tts(config: Config, deterministic: bool = False, workers: str | None = None) -> TtsEngine:
+    """Piper; `deterministic` turns its prosody noise off (tests and benchmarks want repeatable audio).
+
+    ``workers`` (how ONNX Runtime's idle workers wait) defaults to the CPU plan's choice.
+    """
+    from app.core.cpu_plan import ENGINE_THREADING
     from app.engines.tts_piper import PiperTts
 
-    return PiperTts(resolve("voice", config.voice), threads=config.tts_threads, deterministic=deterministic)
+    return PiperTts(
+        resolve("voice", config.voice),
+        threads=config.tts_threads,
+        deterministic=deterministic,
+        workers=workers or ENGINE_THREADING.tts_workers,
+    )
 
 
 def load_local_llm(config: Config) -> LlmEngine:

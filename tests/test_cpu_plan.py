@@ -200,3 +200,13 @@ def test_the_spin_guard_drops_to_one_thread_on_stalled_tokens_and_remembers_it()
     assert guard.fallbacks == 1 and guard.threads_to_start(2) == 1
     now[0] += REMEMBER_S + 0.1
     assert guard.threads_to_start(2) == 2  # tried again once the contention is old
+
+
+def test_pipers_workers_sleep_between_sentences_by_the_plan(tts) -> None:
+    """ORT's spinning workers took the LLM's cores after every sentence: the plan builds Piper without it."""
+    from app.core.cpu_plan import ENGINE_THREADING
+
+    assert ENGINE_THREADING.tts_workers != "spin"
+    assert tts.workers == ENGINE_THREADING.tts_workers
+    chunks = list(tts.synthesize("Hello there."))  # and it still speaks
+    assert chunks and chunks[0].audio.size > 0

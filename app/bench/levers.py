@@ -120,7 +120,12 @@ class Rig:
 
 def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
     """In run order (imported here: the lever modules build on this one)."""
-    from app.bench.levers_cpu import lever_cpu_plan, lever_thread_team
+    from app.bench.levers_cpu import (
+        lever_cpu_plan,
+        lever_thread_team,
+        lever_tts_sleep,
+        lever_tts_spin_in_run,
+    )
     from app.bench.levers_kv import lever_kv_cache
     from app.bench.levers_llm import (
         lever_prefix_cache,
@@ -145,6 +150,8 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
         lever_thread_plan,
         lever_cpu_plan,
         lever_thread_team,
+        lever_tts_sleep,
+        lever_tts_spin_in_run,
     )
 
 

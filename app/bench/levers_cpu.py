@@ -53,41 +53,81 @@ def lever_cpu_plan(rig: Rig) -> Lever:
     return lever
 
 
+TURN_ROWS = (
+    ("tps", "pipeline TPS (tok/s)"),
+    ("llm_latency_ms", "20/TPS + TTFT (ms)"),
+    ("first_audio_ms", "message -> first audio (ms)"),
+    ("talking_fps", "face fps while talking"),
+)
+
+
 def lever_thread_team(rig: Rig) -> Lever:
     """A persistent ggml thread team vs a worker started per token, in whole turns with the plan on."""
-    from app.replica import Replica
-
     lever = Lever(
         "persistent thread team",
         "a decode worker started per token (llama-cpp-python's default)",
         "one ggml thread team for the context's life, asleep between replies",
-        (
-            ("tps", "pipeline TPS (tok/s)"),
-            ("llm_latency_ms", "20/TPS + TTFT (ms)"),
-            ("first_audio_ms", "message -> first audio (ms)"),
-            ("talking_fps", "face fps while talking"),
-        ),
+        TURN_ROWS,
     )
     switch = getattr(rig.llm, "use_thread_team", None)
     if switch is None:
         lever.quality = "skipped: the LLM is not llama.cpp"
         return lever
-    face = Replica.from_assets()
-
-    def arm(on: bool):
-        def run(i: int) -> dict:
-            rig.on_llm(lambda: switch(on))
-            return plan_turn(rig, face, PLAN_QUESTIONS[i % len(PLAN_QUESTIONS)], True)
-
-        return run
-
-    arm(True)(len(PLAN_QUESTIONS) - 1)  # warm-up, not kept
     try:
-        interleave(lever, rig.reps, arm(False), arm(True))
+        _plan_turns(rig, lever, lambda on: rig.on_llm(lambda: switch(on)))
     finally:
         rig.on_llm(lambda: switch(True))
     lever.quality = "same tokens: the team only changes which threads run the same graph (tests/test_ggml_pool.py)"
     return lever
+
+
+def lever_tts_workers(rig: Rig, workers: str) -> Lever:
+    """Piper's ONNX Runtime workers spinning after every run (ORT's default) vs ``workers``, in whole turns."""
+    from app.compose import load_tts
+
+    lever = Lever(
+        f"Piper's workers: {workers}",
+        "ONNX Runtime's default: Piper's workers keep spinning after each sentence",
+        {"sleep": "they never spin", "spin-in-run": "they spin inside a synthesis and stop when it returns"}[workers],
+        (*TURN_ROWS, ("tts_first_audio_ms", "TTS first audio (ms)")),
+    )
+    voices = {on: load_tts(rig.config, deterministic=True, workers=workers if on else "spin") for on in (False, True)}
+    kept = rig.tts
+
+    def use(on: bool) -> None:
+        rig.tts = voices[on]
+
+    try:
+        _plan_turns(rig, lever, use)
+    finally:
+        rig.tts = kept
+    lever.quality = "same audio: only how Piper's idle workers wait changes"
+    return lever
+
+
+def lever_tts_sleep(rig: Rig) -> Lever:
+    return lever_tts_workers(rig, "sleep")
+
+
+def lever_tts_spin_in_run(rig: Rig) -> Lever:
+    return lever_tts_workers(rig, "spin-in-run")
+
+
+def _plan_turns(rig: Rig, lever: Lever, switch: Any) -> None:
+    """Warm up, then OFF/ON typed turns with the plan on; ``switch(on)`` sets the arm."""
+    from app.replica import Replica
+
+    face = Replica.from_assets()
+
+    def arm(on: bool):
+        def run(i: int) -> dict:
+            switch(on)
+            return plan_turn(rig, face, PLAN_QUESTIONS[i % len(PLAN_QUESTIONS)], True)
+
+        return run
+
+    arm(True)(len(PLAN_QUESTIONS) - 1)  # warm-up, not kept: the face's and Piper's first calls are slow
+    interleave(lever, rig.reps, arm(False), arm(True))
 
 
 def plan_turn(rig: Rig, face: Any, question: str, plan_on: bool) -> dict:
@@ -126,6 +166,7 @@ def plan_turn(rig: Rig, face: Any, question: str, plan_on: bool) -> dict:
         "llm_latency_ms": metrics["llm_latency_ms"],
         "first_audio_ms": metrics["speech_end_to_first_audio_ms"],
         "talking_fps": len(talking) / talking_s if talking_s > 0.5 else None,
+        "tts_first_audio_ms": metrics["tts_first_audio_ms"],
         "underruns": conversation.audio_gaps,
         "n_tokens": metrics["n_tokens"],
     }

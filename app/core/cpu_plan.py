@@ -80,6 +80,20 @@ class CpuPlanSettings:
         )
 
 
+@dataclass(frozen=True)
+class EngineThreading:
+    """What the plan fixes when an engine is built (a session's thread pool cannot change per phase)."""
+
+    # How Piper's ONNX Runtime workers wait (app/engines/tts_piper.py, WORKER_WAITS).  ORT's default
+    # keeps them spinning after every run: after each sentence Piper's two spun beside the LLM and
+    # pipeline TPS fell to 69 tok/s, against 85 with "sleep" and 82 with "spin-in-run" (30 typed
+    # turns each, interleaved; docs/cpu-plan.md).  Piper's first audio was the same in all three.
+    tts_workers: str = "sleep"
+
+
+ENGINE_THREADING = EngineThreading()
+
+
 def plan_settings(config: Config) -> CpuPlanSettings:
     """The plan for ``config``: its LLM thread count in every phase, or no plan when switched off."""
     if not config.cpu_plan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import numpy as np
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import PhonemeTiming, SpeechChunk
 from app.model_registry import ModelError
+
+# How ONNX Runtime's intra-op workers wait for work.  ORT's default ("spin") keeps them polling
+# after every run: after each sentence they took cores from the LLM decoding beside them.
+WORKER_WAITS: dict[str, dict[str, str]] = {
+    "spin": {},
+    "sleep": {"session.intra_op.allow_spinning": "0"},  # never poll
+    "spin-in-run": {"session.force_spinning_stop": "1"},  # poll inside a synthesis, stop when it returns
+}
+_WAIT_KEYS = ("session.intra_op.allow_spinning", "session.force_spinning_stop")
 
 
 class PiperTts:
@@ -22,8 +32,14 @@ class PiperTts:
     """
 
     def __init__(
-        self, voice_path: Path, threads: int = 1, deterministic: bool = False, memory_arena: bool = False
+        self,
+        voice_path: Path,
+        threads: int = 1,
+        deterministic: bool = False,
+        memory_arena: bool = False,
+        workers: str = "sleep",
     ) -> None:
+        """``workers``: how ONNX Runtime's idle workers wait (``WORKER_WAITS``; the CPU plan chooses)."""
         import json
 
         import onnxruntime
@@ -34,6 +50,8 @@ class PiperTts:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+            for key, value in WORKER_WAITS[workers].items():
+                options.add_session_config_entry(key, value)
             # ONNX Runtime's arena never shrinks and kept growing with each long sentence
             # (232 -> 581 MB over eight sentences); without it, freed tensors go back to
             # malloc and the process stays at ~206 MB after release_free_memory().
@@ -55,6 +73,16 @@ class PiperTts:
 
             self._syn_config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
         self.sample_rate: int = voice.config.sample_rate
+
+    @property
+    def workers(self) -> str:
+        """How ONNX Runtime's idle workers wait, read back from the live session's options."""
+        options = self._voice.session.get_session_options()
+        entries = {}
+        for key in _WAIT_KEYS:
+            with contextlib.suppress(RuntimeError):  # ORT raises for a key that was never set
+                entries[key] = options.get_session_config_entry(key)
+        return next(name for name, wanted in WORKER_WAITS.items() if entries == wanted)
 
     def phonemize(self, text: str) -> list[list[str]]:
         return self._voice.phonemize(text)
