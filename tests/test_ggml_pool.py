@@ -47,8 +47,9 @@ def test_one_thread_on_a_two_thread_team_says_the_same(greedy_llm) -> None:
     assert two and one == two
 
 
-def test_the_bare_decode_ceiling_runs_on_the_team(greedy_llm) -> None:
+def test_the_bare_decode_ceiling_runs_on_the_team_at_any_depth(greedy_llm) -> None:
     assert greedy_llm.raw_decode_tps(8) > 0
+    assert greedy_llm.raw_decode_tps(8, depth=200) > 0  # llama-bench's -d: a prompt's worth of cache first
     assert _greedy_reply(greedy_llm), "the context is usable after the ceiling's decodes"
 
 

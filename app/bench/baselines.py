@@ -110,6 +110,10 @@ def direct_chain(config: Config, engines: EngineSet, q: Question, audio: np.ndar
     out["twentieth_token_ms"] = (stamps[19] - t) * 1000.0 if n >= 20 else None
     ceiling = getattr(engines.llm, "raw_decode_tps", None)  # bare llama_decode: llama-bench's tg, same library
     out["raw_decode_tps"] = ceiling() if ceiling is not None else None
+    if ceiling is not None:  # at the reply's own depth: llama-bench's tg with -d, the prompt's length
+        depth = len(engines.llm.prompt_tokens(messages))  # type: ignore[attr-defined]
+        out["raw_decode_tps_at_depth"] = ceiling(n_tokens=max(n, 16), depth=depth)
+        out["prompt_tokens"] = depth
     out["reply"] = reply
     if not reply:
         return out

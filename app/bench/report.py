@@ -104,7 +104,7 @@ def analyse(result: dict) -> dict:
     raw_keys = (
         {s.raw_key for s in STAGES if s.raw_key}
         | {n for _, _, n, _ in E2E}
-        | {"llm_total_ms", "tts_full_ms", "raw_decode_tps"}
+        | {"llm_total_ms", "tts_full_ms", "raw_decode_tps", "raw_decode_tps_at_depth", "prompt_tokens"}
     )
     direct = {k: summary(direct_values(result, k)) for k in sorted(raw_keys)}
     over_raw = {
@@ -189,17 +189,26 @@ def seed_table(results: dict[str, dict], seed: list[dict]) -> list[str]:
             ttft, tps = a[key]["p50"], a["tps"]["p50"]
             lat = ttft + 20_000.0 / tps if ttft is not None and tps else None
             lines.append(f"| Doppel {name}, {label} (p50) | {_fmt(ttft)} | {_fmt(tps, '')} | {_fmt(lat)} |")
-        ceiling = result["analysis"]["direct"].get("raw_decode_tps", {}).get("p50")
+        direct = result["analysis"]["direct"]
+        ceiling = direct.get("raw_decode_tps", {}).get("p50")
         if ceiling:
             a = result["analysis"]
             engine, pipeline = a["direct"]["tps"]["p50"], a["pipeline"]["tps"]["p50"]
+            at_depth = direct.get("raw_decode_tps_at_depth", {}).get("p50")
+            depth = direct.get("prompt_tokens", {}).get("p50")
             lines.append(
                 f"| Doppel {name}, bare `llama_decode` (llama-bench tg's measure) (p50) | – | {_fmt(ceiling, '')} | "
                 f"{_fmt(20_000.0 / ceiling)} |"
             )
+            if at_depth:
+                lines.append(
+                    f"| Doppel {name}, bare `llama_decode` after the reply's {_fmt(depth, '')}-token prompt "
+                    f"(tg with -d) (p50) | – | {_fmt(at_depth, '')} | {_fmt(20_000.0 / at_depth)} |"
+                )
             lines += [
                 "",
-                f"TPS ratios ({name}, same run): engine alone ÷ bare decode {_fmt(_ratio(engine, ceiling), 'x')}; "
+                f"TPS ratios ({name}, same run): engine alone ÷ bare decode {_fmt(_ratio(engine, ceiling), 'x')} "
+                f"(÷ bare decode at the same depth {_fmt(_ratio(engine, at_depth), 'x')}); "
                 f"pipeline ÷ engine alone {_fmt(_ratio(pipeline, engine), 'x')}.",
             ]
     return lines
