@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from app.config import Config
 from app.core import events as ev
@@ -97,6 +98,8 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         set_llm_threads = getattr(engines.llm, "set_threads", None)
         if set_llm_threads is not None:
             self.cpu.on_change(lambda budget: set_llm_threads(budget.llm_threads))
+        # While the LLM pauses for a synthesis, its thread team sleeps rather than polling beside Piper.
+        self._llm_rest: Callable[[], None] = getattr(engines.llm, "rest", None) or (lambda: None)
         self.replica_stage: ReplicaStage | None = None
         if face is not None and on_frame is not None:
             self.replica_stage = ReplicaStage(
@@ -287,11 +290,12 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
                         # Two cores: let Piper have them for the first clause. The rest of the
                         # reply is only needed before that clause finishes playing.
                         paused = time.perf_counter()
+                        self._llm_rest()
                         turn.first_audio_ready.wait(FIRST_AUDIO_YIELD_S)
                         paused_ms = (time.perf_counter() - paused) * 1000
                         self._emit(turn, ev.LlmYielded(turn.id, paused_ms=paused_ms))
                 # A sentence being synthesized has the cores (the plan): the rest of the reply can wait.
-                waited_ms = self.cpu.wait_while_tts(lambda: turn.cancel.cancelled)
+                waited_ms = self.cpu.wait_while_tts(lambda: turn.cancel.cancelled, before_wait=self._llm_rest)
                 if waited_ms:
                     self._emit(turn, ev.LlmYielded(turn.id, paused_ms=waited_ms, for_first_clause=False))
                 if turn.cancel.cancelled:

@@ -196,16 +196,19 @@ class CpuPlan:
             self._llm_busy = False
             self._lock.notify_all()
 
-    def wait_while_tts(self, stop: Callable[[], bool]) -> float:
+    def wait_while_tts(self, stop: Callable[[], bool], before_wait: Callable[[], None] | None = None) -> float:
         """The LLM's side of a synthesis running beside it: wait for it to end when the plan says so.
 
-        Returns the milliseconds waited (0 when nothing ran, or the plan keeps the LLM going).
+        ``before_wait`` runs once if it will wait (the LLM's workers go to sleep).  Returns the
+        milliseconds waited (0 when nothing ran, or the plan keeps the LLM going).
         """
         if self.settings.llm_threads_beside_tts > 0:
             return 0.0
         started = time.perf_counter()
         deadline = started + self.settings.llm_wait_for_tts_max_s
         with self._lock:
+            if self._tts_busy and before_wait is not None:
+                before_wait()
             while self._tts_busy and not stop() and time.perf_counter() < deadline:
                 self._lock.wait(0.01)
         waited = time.perf_counter() - started

@@ -152,8 +152,8 @@ class LlamaCppLlm:
             else:
                 self._team.detach()
 
-    def _rest(self) -> None:
-        """The LLM stops for now: its team's workers sleep instead of polling beside the other stages."""
+    def rest(self) -> None:
+        """The LLM stops for now (a reply's end, or a pause for TTS): its workers sleep instead of polling."""
         if self._team is not None:
             self._team.pause()
 
@@ -224,7 +224,7 @@ class LlamaCppLlm:
             try:
                 self._llm.eval(tokens[reused:])
             finally:
-                self._rest()
+                self.rest()
             return len(tokens) - reused
 
     def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
@@ -255,7 +255,7 @@ class LlamaCppLlm:
             try:
                 self._llm.eval(tokens[reused:end])
             finally:
-                self._rest()
+                self.rest()
             n_vocab = self._llm.n_vocab()
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(n_vocab,))
             logits = logits.astype(np.float64)
@@ -319,7 +319,7 @@ class LlamaCppLlm:
                     if stats.completion_tokens >= budget:
                         break
             finally:
-                self._rest()
+                self.rest()
 
     # -- the engine's ceiling --------------------------------------------------------------
 
@@ -346,7 +346,7 @@ class LlamaCppLlm:
                 if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
                     raise RuntimeError(f"llama_decode failed at position {position + i}")
             elapsed = time.perf_counter() - started
-            self._rest()
+            self.rest()
             self._llm.reset()
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
             return n_tokens / elapsed
