@@ -116,8 +116,11 @@ def analyse(result: dict) -> dict:
         "direct": direct,
         "ratios": {"pipeline_over_raw": over_raw, "naive_over_pipeline": naive_over},
     }
+    out["same_prompts"] = _same_prompts(result["session"], pipeline["tps"]["p50"])
     if result.get("long_session"):
         out["long_session"] = long_session_summary(result["long_session"]["turns"])
+        long_tps = out["long_session"]["tps"]["all"]["p50"]
+        out["long_session_same_prompts"] = _same_prompts(result["long_session"], long_tps)
     if result.get("gui_session"):
         window = {k: summary([t["metrics"].get(k) for t in result["gui_session"]["turns"]]) for k, _, _ in GUI_KEYS}
         out["gui"] = {
@@ -125,6 +128,17 @@ def analyse(result: dict) -> dict:
             "window_over_headless": {k: _ratio(window[k]["p50"], pipeline[k]["p50"]) for k, _, _ in GUI_KEYS},
         }
     return out
+
+
+def _same_prompts(session: dict, pipeline_tps: float | None) -> dict:
+    """The engine alone on the session's own prompts (app/bench/replay.py) and the pipeline's share of it."""
+    rows = session.get("same_prompts_alone") or []
+    tps = summary([r["tps"] for r in rows])
+    return {
+        "tps": tps,
+        "prompt_tokens": summary([r["prompt_tokens"] for r in rows]),
+        "pipeline_over_alone": _ratio(pipeline_tps, tps["p50"]),
+    }
 
 
 def median_turn(result: dict, key: str = "speech_end_to_first_audio_ms") -> dict | None:
@@ -205,13 +219,31 @@ def seed_table(results: dict[str, dict], seed: list[dict]) -> list[str]:
                     f"| Doppel {name}, bare `llama_decode` after the reply's {_fmt(depth, '')}-token prompt "
                     f"(tg with -d) (p50) | – | {_fmt(at_depth, '')} | {_fmt(20_000.0 / at_depth)} |"
                 )
+            same = a.get("same_prompts", {})
+            alone = same.get("tps", {}).get("p50")
+            if alone:
+                depth_p50 = same["prompt_tokens"]["p50"]
+                lines.append(
+                    f"| Doppel {name}, engine alone on the pipeline's own prompts ({_fmt(depth_p50, '')} tokens "
+                    f"p50) | – | {_fmt(alone, '')} | – |"
+                )
             lines += [
                 "",
                 f"TPS ratios ({name}, same run): engine alone ÷ bare decode {_fmt(_ratio(engine, ceiling), 'x')} "
                 f"(÷ bare decode at the same depth {_fmt(_ratio(engine, at_depth), 'x')}); "
-                f"pipeline ÷ engine alone {_fmt(_ratio(pipeline, engine), 'x')}.",
+                f"pipeline ÷ engine alone {_fmt(_ratio(pipeline, engine), 'x')} "
+                f"(÷ the engine alone on the pipeline's own prompts {_fmt(same.get('pipeline_over_alone'), 'x')}"
+                f"{_long_same(a)}).",
             ]
     return lines
+
+
+def _long_same(analysis: dict) -> str:
+    long = analysis.get("long_session_same_prompts") or {}
+    ratio = long.get("pipeline_over_alone")
+    if ratio is None:
+        return ""
+    return f"; long session {_fmt(ratio, 'x')} of {_fmt(long['tps']['p50'], '')} tok/s alone"
 
 
 def resource_table(results: dict[str, dict]) -> list[str]:

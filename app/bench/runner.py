@@ -24,6 +24,7 @@ from app.bench import report
 from app.bench.baselines import in_own_thread, run_direct, seed_rows
 from app.bench.cpu import engine_pools, peak_rss_mb
 from app.bench.questions import HELD_OUT, Question, ensure_audio, load_audio, play_order
+from app.bench.replay import with_replay
 from app.bench.session import Session, SessionPlan
 from app.compose import Engines
 from app.config import Config
@@ -181,10 +182,13 @@ def run_bench(
         calls = _warm_up_calls(eng, config, audio[order[0].id])
         pools = in_own_thread(partial(engine_pools, calls))
         progress(f"[{name}] conversation: {len(order)} inputs at real-time pace")
-        session = _session(
-            f"session-{name}", eng, config, order, audio, out_dir, plan.session, pools, replica, progress
-        )
-        session_record = session.run(release_until=time.monotonic() + plan.budget_s * plan.session_share)
+        release_until = time.monotonic() + plan.budget_s * plan.session_share
+
+        def headless(e: Engines, label: str = f"session-{name}", pools: dict = pools, until: float = release_until):
+            session = _session(label, e, config, order, audio, out_dir, plan.session, pools, replica, progress)
+            return session.run(release_until=until)
+
+        session_record = with_replay(eng, headless)
         progress(f"[{name}] engines called directly: {len(direct_qs)} questions")
         face = _make_face(replica)
         direct = in_own_thread(partial(run_direct, config, eng, direct_qs, audio, face, progress, deadline))
@@ -240,7 +244,10 @@ def _long_session(
     audio = {q.id: load_audio(paths[q.id]) for q in held}
     whole_replies = replace(plan.session, playout_cap_s=120.0, generation_grace_s=0.0)
     label = f"long-session-{name}"
-    return _session(label, engines, config, held, audio, out_dir, whole_replies, pools, replica, progress).run()
+    return with_replay(
+        engines,
+        lambda e: _session(label, e, config, held, audio, out_dir, whole_replies, pools, replica, progress).run(),
+    )
 
 
 def _session(
