@@ -55,6 +55,13 @@ def _common_options() -> argparse.ArgumentParser:
         help="run a Q4/Q5 GGUF as a cached Q8_0 copy (off: Q4_1 decodes faster here)",
     )
     g.add_argument(
+        "--pick-file",
+        dest="pick_llm_file",
+        action=argparse.BooleanOptionalAction,
+        default=s,
+        help="time the shipped GGUF against its Q8_0 copy once on this CPU and run the faster (default: on)",
+    )
+    g.add_argument(
         "--repack",
         dest="repack_llm",
         action=argparse.BooleanOptionalAction,

@@ -67,6 +67,10 @@ def load_local_llm(config: Config) -> LlmEngine:
     path = source
     if config.requantize_llm:
         path = requantized(source, cache_dir() / "models", threads=config.llm_threads)
+    elif config.pick_llm_file and not config.repack_llm:
+        from app.engines.llm_pick import picked
+
+        path = picked(source, cache_dir() / "models", threads=config.llm_threads)
     elif config.repack_llm:
         path = repacked(source, cache_dir() / "models", threads=config.llm_threads)
     if config.untie_llm:

@@ -48,6 +48,9 @@ class Config:
     # The shipped Q4_1 decodes 5-10 % faster than a Q8_0 copy since llama.cpp runs without OpenMP
     # (73-79 vs 68-72 tok/s, four interleaved rounds, docs/cpu-plan.md); the copy stays an option.
     requantize_llm: bool = False
+    # Unless --requantize forces the copy: measure the shipped file against its Q8_0 copy once per CPU
+    # and run the faster (app/engines/llm_pick.py); false runs the shipped file as it is.
+    pick_llm_file: bool = True
     repack_llm: bool = False  # run a Q4_1/Q5/Q8 GGUF as a cached IQ4_NL copy llama.cpp repacks (docs/cpu-plan.md)
     # Tied embeddings get an output layer of their own (a cached copy, same weights): ~5 % faster bare
     # decode, but no change in the levers' TPS (84 vs 84 tok/s, 2026-12-06), so it is opt-in.
@@ -124,6 +127,7 @@ _SECTIONS = {
         "llm": "llm_model",
         "voice": "voice",
         "requantize": "requantize_llm",
+        "pick_file": "pick_llm_file",
         "repack": "repack_llm",
         "untie": "untie_llm",
     },

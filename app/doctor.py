@@ -47,6 +47,17 @@ def _llm_copies(report: Report, config: Config, path: Path) -> None:
     if config.requantize_llm and wants_requantize(path):
         path = q8_path_for(path, models)
         report.line("", f"runs as its Q8_0 copy {path}")
+    elif config.pick_llm_file and not config.repack_llm and wants_requantize(path):
+        from app.engines.llm_pick import remembered
+
+        choice = remembered(path, models, config.llm_threads)
+        if choice is None:
+            report.line("", "the first start times it against its Q8_0 copy on this CPU and keeps the faster")
+        else:
+            ms = ", ".join(f"{name} {value:.0f} ms" for name, value in choice["ms"].items())
+            if choice["file"] == "q8_0":
+                path = q8_path_for(path, models)
+            report.line("", f"runs as {'its Q8_0 copy' if choice['file'] == 'q8_0' else 'shipped'}: faster here ({ms})")
     elif config.repack_llm and not config.requantize_llm and wants_repack(path):
         path = repack_path_for(path, models)
         report.line("", f"runs as its IQ4_NL copy {path} (repacked by llama.cpp)")

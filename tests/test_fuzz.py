@@ -173,7 +173,7 @@ def _toml(value: object) -> str:
 
 
 KNOWN_KEYS = [
-    "asr", "llm", "voice", "requantize", "repack", "untie", "backend", "base_url", "model", "api_key_env",
+    "asr", "llm", "voice", "requantize", "pick_file", "repack", "untie", "backend", "base_url", "model", "api_key_env",
     "fallback_to_local",
     "connect_timeout_s", "first_token_timeout_s", "stall_timeout_s", "max_reply_tokens", "temperature",
     "context_tokens", "history_tokens", "threads", "name", "system_prompt", "silence_ms", "min_speech_ms", "log_dir",

@@ -116,6 +116,13 @@ def _models(config: Config, remote: Any | None) -> dict:
         models["llm"]["title"] += " (run as a cached Q8_0 copy)"
     elif config.repack_llm:
         models["llm"]["title"] += " (run as a cached IQ4_NL copy, repacked)"
+    elif config.pick_llm_file:
+        from app.config import cache_dir
+        from app.engines.llm_pick import remembered
+
+        choice = remembered(resolve("llm", config.llm_model), cache_dir() / "models", config.llm_threads)
+        if choice and choice["file"] == "q8_0":
+            models["llm"]["title"] += " (run as its Q8_0 copy: faster on this CPU)"
     if config.untie_llm:
         models["llm"]["title"] += " (output layer untied)"
     if remote is not None:
@@ -318,6 +325,7 @@ def _settings(config: Config, plan: Plan, order: list[Question], direct_qs: list
         "temperature",
         "context_tokens",
         "requantize_llm",
+        "pick_llm_file",
         "repack_llm",
         "untie_llm",
         "yield_to_first_audio",

@@ -86,9 +86,10 @@ class EngineThreading:
 
     # How Piper's ONNX Runtime workers wait (app/engines/tts_piper.py, WORKER_WAITS).  ORT's default
     # keeps them spinning after every run: after each sentence Piper's two spun beside the LLM and
-    # pipeline TPS fell to 69 tok/s, against 85 with "sleep" and 82 with "spin-in-run" (30 typed
-    # turns each, interleaved; docs/cpu-plan.md).  Piper's first audio was the same in all three.
-    tts_workers: str = "sleep"
+    # pipeline TPS fell to 69-71 tok/s.  "spin-in-run" stops them when a synthesis returns: TPS
+    # 71 -> 85 and Piper's first audio 161 -> 142 ms in the levers' run; "sleep" (never spin) gave
+    # the TPS but slowed Piper's first audio in 7 of 7 pairs there (docs/cpu-plan.md).
+    tts_workers: str = "spin-in-run"
 
 
 ENGINE_THREADING = EngineThreading()

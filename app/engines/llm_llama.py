@@ -33,6 +33,8 @@ DEFAULT_SAMPLING = {"temp": 0.3, "top_k": 40, "top_p": 0.9, "min_p": 0.05, "repe
 
 GGML_TYPE_Q8_0 = 8
 
+_log = logging.getLogger(__name__)
+
 
 def kv_cache_options(kind: str) -> dict[str, object]:
     """``Llama`` arguments for the KV cache: "q8_0" (8-bit K and V, which needs flash attention) or "f16"."""
@@ -133,9 +135,40 @@ class LlamaCppLlm:
         self._team: ThreadTeam | None = None
         if thread_team:
             team = ThreadTeam(threads)
-            if team.attach(self._llm.ctx):
+            if team.attach(self._llm.ctx) and self._team_decodes_alike(team):
                 self._team = team
                 weakref.finalize(self, team.free)
+            else:
+                team.free()
+
+    def _team_decodes_alike(self, team: ThreadTeam) -> bool:
+        """The same logits with the team as without it; else the team is not used.
+
+        With llama.cpp's repacked weights (an IQ4_NL copy, ``--repack``) two threads on a
+        persistent team decoded nonsense on an AMD EPYC host, while Q4_1 and Q8_0 files
+        decode the same token for token; a 5-token check at load keeps any such file safe.
+        """
+        import llama_cpp
+
+        ctx = self._llm.ctx
+        probe = self._llm.tokenize(b"The capital of France is", add_bos=False)
+        logits = []
+        for attached in (True, False):
+            if not attached:
+                team.detach()
+            self._llm.reset()
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+            self._llm.eval(probe)
+            row = llama_cpp.llama_get_logits_ith(ctx, -1)
+            logits.append(np.ctypeslib.as_array(row, shape=(self._llm.n_vocab(),)).copy())
+        self._llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        alike = bool(np.allclose(logits[0], logits[1], rtol=1e-3, atol=1e-2))
+        if alike:
+            team.attach(ctx)
+        else:
+            _log.warning("%s: the thread team changed the logits; a worker per token decodes it", self.model_path)
+        return alike
 
     @property
     def thread_team(self) -> bool:

@@ -37,7 +37,7 @@ class PiperTts:
         threads: int = 1,
         deterministic: bool = False,
         memory_arena: bool = False,
-        workers: str = "sleep",
+        workers: str = "spin-in-run",
     ) -> None:
         """``workers``: how ONNX Runtime's idle workers wait (``WORKER_WAITS``; the CPU plan chooses)."""
         import json
