@@ -52,7 +52,7 @@ def _common_options() -> argparse.ArgumentParser:
         dest="requantize_llm",
         action=argparse.BooleanOptionalAction,
         default=s,
-        help="run a Q4/Q5 GGUF as a cached Q8_0 copy (off: Q4_1 decodes faster here)",
+        help="always run a Q4/Q5 GGUF as its cached Q8_0 copy (by default --pick-file times both once per CPU)",
     )
     g.add_argument(
         "--pick-file",

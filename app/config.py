@@ -45,8 +45,8 @@ class Config:
     asr_model: str | None = None  # a folder for the chosen engine (None: the bundled one)
     llm_model: str | None = None
     voice: str | None = None
-    # The shipped Q4_1 decodes 5-10 % faster than a Q8_0 copy since llama.cpp runs without OpenMP
-    # (73-79 vs 68-72 tok/s, four interleaved rounds, docs/cpu-plan.md); the copy stays an option.
+    # Always run a Q4/Q5 GGUF as its cached Q8_0 copy.  Which of the two is faster depends on the CPU
+    # (Xeon: the Q4_1 by 5-10 %; AMD EPYC: the copy by 7 %, prompts 2x; docs/cpu-plan.md).
     requantize_llm: bool = False
     # Unless --requantize forces the copy: measure the shipped file against its Q8_0 copy once per CPU
     # and run the faster (app/engines/llm_pick.py); false runs the shipped file as it is.

@@ -54,3 +54,12 @@ def test_a_file_with_nothing_to_compare_runs_as_it_is(tmp_path: Path) -> None:
     q8.write_bytes(b"GGUF")
     assert llm_pick.picked(q8, tmp_path / "cache", threads=2) == q8
     assert not (tmp_path / "cache" / llm_pick.CHOICES_FILE).exists()
+
+
+def test_a_failed_measurement_runs_the_shipped_file(source: Path, tmp_path: Path, monkeypatch) -> None:
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(llm_pick, "reply_start_ms", broken)
+    assert llm_pick.picked(source, tmp_path, threads=2) == source
+    assert llm_pick.remembered(source, tmp_path, threads=2) is None  # measured again next time

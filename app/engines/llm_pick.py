@@ -96,9 +96,13 @@ def picked(source: Path, cache: Path, threads: int, rounds: int = ROUNDS) -> Pat
     if copy == source:  # the copy could not be made: nothing to compare
         return source
     times: dict[str, list[float]] = {"shipped": [], "q8_0": []}
-    for _ in range(rounds):  # interleaved, so a change in the machine's load hits both alike
-        times["shipped"] += reply_start_ms(source, threads, 1)
-        times["q8_0"] += reply_start_ms(copy, threads, 1)
+    try:
+        for _ in range(rounds):  # interleaved, so a change in the machine's load hits both alike
+            times["shipped"] += reply_start_ms(source, threads, 1)
+            times["q8_0"] += reply_start_ms(copy, threads, 1)
+    except Exception as exc:  # a file that will not load here: the shipped one, as before this choice
+        _log.warning("could not time %s against its Q8_0 copy (%s); running it as shipped", source.name, exc)
+        return source
     medians = {name: statistics.median(ms) for name, ms in times.items()}
     winner = min(medians, key=lambda name: medians[name])
     choices[key] = {"file": winner, "ms": {k: round(v, 1) for k, v in medians.items()}, "measured": time.time()}
