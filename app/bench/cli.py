@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="measure every stage's latency with spoken questions (headless), against baselines",
         description="Feeds fixed spoken questions (Piper and espeak-ng voices) at real-time pace through the "
         "whole pipeline, then through the engines called directly and as a naive chain, and writes bench.json, "
-        "bench.md and bench.png. About 4 minutes on 2 cores; --quick takes about one.",
+        "bench.md and bench.png. About 9 minutes on 2 cores (10 with --gui); --quick takes about one.",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: 3 questions, 1 barge-in, 2 baseline questions")
     p.add_argument("--out", type=Path, default=Path("bench-out"), metavar="DIR", help="output folder (bench-out/)")
