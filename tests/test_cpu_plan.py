@@ -202,11 +202,24 @@ def test_the_spin_guard_drops_to_one_thread_on_stalled_tokens_and_remembers_it()
     assert guard.threads_to_start(2) == 2  # tried again once the contention is old
 
 
-def test_pipers_workers_sleep_between_sentences_by_the_plan(tts) -> None:
+def test_pipers_workers_sleep_between_sentences_by_the_plan(config, tts) -> None:
     """ORT's spinning workers took the LLM's cores after every sentence: the plan builds Piper without it."""
+    from app.compose import load_tts
     from app.core.cpu_plan import ENGINE_THREADING
 
     assert ENGINE_THREADING.tts_workers != "spin"
     assert tts.workers == ENGINE_THREADING.tts_workers
+    assert load_tts(config, workers="spin").workers == "spin"  # read back from the live session, not echoed
     chunks = list(tts.synthesize("Hello there."))  # and it still speaks
     assert chunks and chunks[0].audio.size > 0
+
+
+def test_the_llm_rests_once_before_it_waits_for_a_synthesis_and_not_otherwise() -> None:
+    plan = CpuPlan(CpuPlanSettings())
+    rests: list[int] = []
+    assert plan.wait_while_tts(lambda: False, before_wait=lambda: rests.append(1)) == 0.0
+    assert rests == []  # nothing synthesized: the LLM goes straight on
+    plan.tts_started()
+    threading.Timer(0.05, plan.tts_finished).start()
+    assert plan.wait_while_tts(lambda: False, before_wait=lambda: rests.append(1)) > 30
+    assert rests == [1]

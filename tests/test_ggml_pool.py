@@ -62,3 +62,29 @@ def test_without_the_threadpool_symbols_a_team_is_a_no_op(monkeypatch: pytest.Mo
     team.pause()
     team.detach()
     team.free()
+
+
+def test_a_team_that_decodes_differently_or_fails_is_not_used(greedy_llm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load check: a rejected or broken team leaves the context decoding with a worker per token."""
+    before = _greedy_reply(greedy_llm)
+    monkeypatch.setattr(ggml_pool, "_decodes_alike", lambda llm, team: False)
+    assert ggml_pool.checked_team(greedy_llm._llm, 2) is None
+
+    def broken(llm, team):
+        raise RuntimeError("decode failed")
+
+    monkeypatch.setattr(ggml_pool, "_decodes_alike", broken)
+    assert ggml_pool.checked_team(greedy_llm._llm, 2) is None
+    greedy_llm.use_thread_team(False)
+    assert _greedy_reply(greedy_llm) == before  # the context was left without any team attached
+
+
+def test_the_real_check_accepts_the_shipped_model(greedy_llm) -> None:
+    team = ggml_pool.checked_team(greedy_llm._llm, 2)
+    try:
+        assert team is not None and team.active
+    finally:
+        if team is not None:
+            team.detach()
+            team.free()
+        greedy_llm.use_thread_team(True)

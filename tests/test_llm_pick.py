@@ -63,3 +63,11 @@ def test_a_failed_measurement_runs_the_shipped_file(source: Path, tmp_path: Path
     monkeypatch.setattr(llm_pick, "reply_start_ms", broken)
     assert llm_pick.picked(source, tmp_path, threads=2) == source
     assert llm_pick.remembered(source, tmp_path, threads=2) is None  # measured again next time
+
+
+def test_the_copy_must_win_by_a_margin(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within noise the shipped file stays: the copy costs ~50 MB more resident memory."""
+    copy = q8_path_for(source, tmp_path)
+    fixed = {source: 300.0, copy: 295.0}
+    monkeypatch.setattr(llm_pick, "reply_start_ms", lambda model, threads, rounds: [fixed[Path(model)]])
+    assert llm_pick.picked(source, tmp_path, threads=2) == source

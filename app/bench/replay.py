@@ -11,7 +11,7 @@ separates what the pipeline costs from what the history costs.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
@@ -26,9 +26,12 @@ class PromptRecorder:
         self.prompts: list[list[ChatMessage]] = []
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (a copy or unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED):
+    def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
+        """The engine's reply, its prompt noted first."""
         self.prompts.append(list(messages))
         return self.inner.stream_chat(messages, cancel)
 
@@ -39,7 +42,11 @@ class PromptRecorder:
             if not text:
                 continue
             said = text.strip()
-            match = next((p for p in reversed(self.prompts) if p and p[-1].content.strip().endswith(said)), None)
+            spoken = [p for p in reversed(self.prompts) if p]
+            # The turn's own words first; a prompt that only ends with them carries words of an earlier turn.
+            match = next((p for p in spoken if p[-1].content.strip() == said), None) or next(
+                (p for p in spoken if p[-1].content.strip().endswith(said)), None
+            )
             if match is not None:
                 out.append(match)
         return out

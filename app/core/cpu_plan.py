@@ -208,8 +208,10 @@ class CpuPlan:
         started = time.perf_counter()
         deadline = started + self.settings.llm_wait_for_tts_max_s
         with self._lock:
-            if self._tts_busy and before_wait is not None:
-                before_wait()
+            busy = self._tts_busy
+        if busy and before_wait is not None:
+            before_wait()  # outside the plan's lock: it may take the engine's
+        with self._lock:
             while self._tts_busy and not stop() and time.perf_counter() < deadline:
                 self._lock.wait(0.01)
         waited = time.perf_counter() - started

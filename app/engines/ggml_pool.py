@@ -57,9 +57,10 @@ class _Libs:
 
 
 def _libraries() -> _Libs | None:
-    import llama_cpp
+    """The libraries llama-cpp-python loaded (its ``LLAMA_CPP_LIB_PATH`` override too); None without the API."""
+    import llama_cpp.llama_cpp as bindings
 
-    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    lib_dir = Path(getattr(bindings, "_base_path", Path(bindings.__file__).parent / "lib"))
     try:
         return _Libs(lib_dir)
     except (OSError, AttributeError) as exc:  # a build without these symbols (or on another OS)
@@ -84,6 +85,7 @@ class ThreadTeam:
 
     @property
     def active(self) -> bool:
+        """Attached to a context: its decodes run on this team."""
         return self._pool is not None and self._ctx is not None
 
     def attach(self, ctx: Any) -> bool:
@@ -110,3 +112,51 @@ class ThreadTeam:
         if self._libs is not None and self._pool is not None:
             self._libs.cpu.ggml_threadpool_free(self._pool)
         self._pool = self._ctx = None
+
+
+def checked_team(llm: Any, threads: int) -> ThreadTeam | None:
+    """A team attached to ``llm``'s context (a ``llama_cpp.Llama``) if it decodes what a worker per token does.
+
+    With llama.cpp's repacked weights (an IQ4_NL copy, ``--repack``) two threads on a persistent
+    team decoded nonsense on an AMD EPYC host, while Q4_1 and Q8_0 files decode the same tokens
+    either way; a 5-token batch and one single token, with and without the team, keep any such
+    file safe.  Any failure means no team: the engine decodes as llama-cpp-python does.
+    """
+    team: ThreadTeam | None = None
+    try:
+        team = ThreadTeam(threads)
+        if team.attach(llm.ctx) and _decodes_alike(llm, team):
+            return team
+    except Exception as exc:  # a team must never stop the model from loading
+        _log.warning("no persistent thread team (%s): one worker is started per token", exc)
+    if team is not None:
+        team.detach()
+        team.free()
+    return None
+
+
+def _decodes_alike(llm: Any, team: ThreadTeam) -> bool:
+    import llama_cpp
+    import numpy as np
+
+    probe = llm.tokenize(b"The capital of France is", add_bos=False)
+    runs = []
+    for attached in (True, False):
+        if not attached:
+            team.detach()
+        rows = []
+        llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        for tokens in (probe, probe[:1]):  # a batch, then a single token (the kernels differ)
+            llm.eval(tokens)
+            row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+            rows.append(np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).copy())
+        runs.append(rows)
+    llm.reset()
+    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+    alike = all(np.allclose(a, b, rtol=1e-3, atol=1e-2) for a, b in zip(*runs, strict=True))
+    if alike:
+        team.attach(llm.ctx)
+    else:
+        _log.warning("the ggml thread team changed the logits: one worker is started per token instead")
+    return alike

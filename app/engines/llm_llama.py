@@ -21,7 +21,7 @@ import numpy as np
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
-from app.engines.ggml_pool import ThreadTeam
+from app.engines.ggml_pool import checked_team
 from app.engines.kv_shift import shift_out_dropped
 from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
 from app.engines.llm_threads import SpinGuard
@@ -132,43 +132,10 @@ class LlamaCppLlm:
         self.shifted_tokens = 0  # how many cached tokens were dropped that way
         self.threads = self._applied_threads = threads
         self.spin_guard = SpinGuard()
-        self._team: ThreadTeam | None = None
-        if thread_team:
-            team = ThreadTeam(threads)
-            if team.attach(self._llm.ctx) and self._team_decodes_alike(team):
-                self._team = team
-                weakref.finalize(self, team.free)
-            else:
-                team.free()
-
-    def _team_decodes_alike(self, team: ThreadTeam) -> bool:
-        """The same logits with the team as without it; else the team is not used.
-
-        With llama.cpp's repacked weights (an IQ4_NL copy, ``--repack``) two threads on a
-        persistent team decoded nonsense on an AMD EPYC host, while Q4_1 and Q8_0 files
-        decode the same token for token; a 5-token check at load keeps any such file safe.
-        """
-        import llama_cpp
-
-        ctx = self._llm.ctx
-        probe = self._llm.tokenize(b"The capital of France is", add_bos=False)
-        logits = []
-        for attached in (True, False):
-            if not attached:
-                team.detach()
-            self._llm.reset()
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-            self._llm.eval(probe)
-            row = llama_cpp.llama_get_logits_ith(ctx, -1)
-            logits.append(np.ctypeslib.as_array(row, shape=(self._llm.n_vocab(),)).copy())
-        self._llm.reset()
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
-        alike = bool(np.allclose(logits[0], logits[1], rtol=1e-3, atol=1e-2))
-        if alike:
-            team.attach(ctx)
-        else:
-            _log.warning("%s: the thread team changed the logits; a worker per token decodes it", self.model_path)
-        return alike
+        self._team = checked_team(self._llm, threads) if thread_team else None
+        if self._team is not None:
+            # Not at exit: a daemon thread may still be decoding on the team then.
+            weakref.finalize(self, self._team.free).atexit = False
 
     @property
     def thread_team(self) -> bool:
@@ -186,7 +153,11 @@ class LlamaCppLlm:
                 self._team.detach()
 
     def rest(self) -> None:
-        """The LLM stops for now (a reply's end, or a pause for TTS): its workers sleep instead of polling."""
+        """The LLM stops for now (a reply's end, or a pause for TTS): its workers sleep instead of polling.
+
+        Only from the thread iterating a reply (between its tokens) or when nothing decodes: a
+        pause that lands inside another thread's decode would leave that graph's workers asleep.
+        """
         if self._team is not None:
             self._team.pause()
 

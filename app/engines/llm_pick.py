@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import statistics
 import time
@@ -27,6 +28,7 @@ CONTEXT_TOKENS = 170  # about the persona: every timed token attends to a prompt
 TAIL_TOKENS = 8  # what a reply evaluates at the end of the user's turn (last words, "?", header)
 DECODE_TOKENS = 20  # the seed's 20 tokens
 ROUNDS = 3
+MARGIN = 0.03  # the copy must be this much faster: it costs ~50 MB more resident memory
 
 
 def cpu_model() -> str:
@@ -41,10 +43,18 @@ def cpu_model() -> str:
 
 
 def _key(source: Path, threads: int) -> str:
-    return f"{cpu_model()} | {source.name} {source.stat().st_size} | {threads} threads"
+    """Per CPU model, file, thread count and llama.cpp build (a new build re-measures)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        build = version("llama_cpp_python")
+    except PackageNotFoundError:
+        build = "?"
+    return f"{cpu_model()} | {source.name} {source.stat().st_size} | {threads} threads | llama-cpp-python {build}"
 
 
 def _read(path: Path) -> dict:
+    """The stored choices; empty when the file is missing or damaged."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
@@ -61,11 +71,11 @@ def reply_start_ms(model: Path, threads: int, rounds: int = ROUNDS) -> list[floa
     llm = llama_cpp.Llama(
         str(model), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False, **kv_cache_options("q8_0")
     )
-    phrase = llm.tokenize(b"Tell me a story about the sea and the moon.", add_bos=False)
-    prompt = (phrase * (CONTEXT_TOKENS // len(phrase) + 1))[:CONTEXT_TOKENS]
-    tail = (phrase * 2)[:TAIL_TOKENS]
     out = []
     try:
+        phrase = llm.tokenize(b"Tell me a story about the sea and the moon.", add_bos=False)
+        prompt = (phrase * (CONTEXT_TOKENS // len(phrase) + 1))[:CONTEXT_TOKENS]
+        tail = (phrase * 2)[:TAIL_TOKENS]
         for _ in range(rounds):
             llm.reset()
             llm.eval(prompt)
@@ -86,7 +96,8 @@ def picked(source: Path, cache: Path, threads: int, rounds: int = ROUNDS) -> Pat
     choices_path = cache / CHOICES_FILE
     choices = _read(choices_path)
     key = _key(source, threads)
-    chosen = choices.get(key, {}).get("file")
+    entry = choices.get(key)
+    chosen = entry.get("file") if isinstance(entry, dict) else None
     copy = q8_path_for(source, cache)
     if chosen == "shipped":
         return source
@@ -104,11 +115,13 @@ def picked(source: Path, cache: Path, threads: int, rounds: int = ROUNDS) -> Pat
         _log.warning("could not time %s against its Q8_0 copy (%s); running it as shipped", source.name, exc)
         return source
     medians = {name: statistics.median(ms) for name, ms in times.items()}
-    winner = min(medians, key=lambda name: medians[name])
+    winner = "q8_0" if medians["q8_0"] < (1 - MARGIN) * medians["shipped"] else "shipped"
     choices[key] = {"file": winner, "ms": {k: round(v, 1) for k, v in medians.items()}, "measured": time.time()}
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        choices_path.write_text(json.dumps(choices, indent=1), encoding="utf-8")
+        partial = choices_path.with_name(choices_path.name + ".partial")
+        partial.write_text(json.dumps(choices, indent=1), encoding="utf-8")
+        os.replace(partial, choices_path)  # never a half-written file
     except OSError as exc:
         _log.warning("could not remember the LLM file choice in %s (%s)", choices_path, exc)
     _log.info("LLM file on this CPU: %s (reply start %s ms)", winner, choices[key]["ms"])

@@ -82,7 +82,7 @@ class PiperTts:
         for key in _WAIT_KEYS:
             with contextlib.suppress(RuntimeError):  # ORT raises for a key that was never set
                 entries[key] = options.get_session_config_entry(key)
-        return next(name for name, wanted in WORKER_WAITS.items() if entries == wanted)
+        return next((name for name, wanted in WORKER_WAITS.items() if entries == wanted), "custom")
 
     def phonemize(self, text: str) -> list[list[str]]:
         return self._voice.phonemize(text)
