@@ -97,7 +97,8 @@ def test_remote_backend_is_measured_the_same_way(engines, config, tmp_path) -> N
 
     with FakeOpenAiServer() as server:
         remote = OpenAiCompatLlm(server.base_url, "fake-model", None)
-        plan = Plan(questions=1, barge_ins=0, direct_questions=1, budget_s=30.0, mode="test")
+        # No long session: its rows have their own test, and 22 more turns here took 2 of the suite's 10 minutes.
+        plan = Plan(questions=1, barge_ins=0, direct_questions=1, budget_s=30.0, mode="test", long_session=0)
         doc = run_bench(engines, config, tmp_path, plan, remote_llm=remote, include_local=False, replica=False)
     assert set(doc["backends"]) == {"openai"}
     remote_result = doc["backends"]["openai"]
