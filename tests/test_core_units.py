@@ -216,3 +216,17 @@ def test_worker_flush_waits_for_the_jobs_queued_before_it() -> None:
     gate.set()
     assert worker.flush(5.0) and done == [0, 1, 2]
     assert worker.stop()
+
+
+def test_a_cancel_calls_its_callbacks_once_and_at_once_when_already_cancelled() -> None:
+    from app.core.cancel import CancelToken
+
+    token, calls = CancelToken(), []
+    token.on_cancel(lambda: calls.append("a"))
+    forget_b = token.on_cancel(lambda: calls.append("b"))
+    forget_b()  # the work finished before any cancel: it is not told
+    token.cancel("barge-in")
+    token.cancel("again")
+    assert calls == ["a"] and token.reason == "barge-in"
+    token.on_cancel(lambda: calls.append("late"))  # registered after the cancel: called right away
+    assert calls == ["a", "late"]

@@ -94,6 +94,33 @@ def test_later_tts_waits_for_the_llm_unless_the_queued_audio_runs_low() -> None:
     assert released.wait(1.0)
 
 
+def test_a_paused_reply_synthesizes_no_later_sentence_until_it_resumes_or_is_cut() -> None:
+    """The user talking over the reply: their words get the cores, not sentences nobody hears yet."""
+    plan = CpuPlan(CpuPlanSettings())
+    plan.enter(Phase.LISTENING)  # the LLM is done: nothing else would hold the sentence
+    paused, cut = [True], [False]
+    released = threading.Event()
+
+    def tts_worker() -> None:
+        plan.wait_for_tts_turn(lambda: 0.2, lambda: cut[0], held=lambda: paused[0])
+        released.set()
+
+    threading.Thread(target=tts_worker, daemon=True).start()
+    assert not released.wait(0.15)  # audio runs low, yet the paused reply waits
+    paused[0] = False  # a backchannel: the reply resumes
+    assert released.wait(1.0)
+
+    released.clear()
+    paused[0] = True
+    threading.Thread(target=tts_worker, daemon=True).start()
+    assert not released.wait(0.1)
+    cut[0] = True  # an interruption: the turn is cancelled
+    assert released.wait(1.0)
+
+    off = CpuPlan(CpuPlanSettings.off(2))
+    off.wait_for_tts_turn(lambda: 3.0, lambda: False, held=lambda: True)  # no plan: no wait
+
+
 def test_without_a_plan_nothing_waits_and_the_config_switch_turns_it_off(config) -> None:
     plan = CpuPlan(plan_settings(replace(config, cpu_plan=False)))
     plan.enter(Phase.SPEAKING)

@@ -105,3 +105,29 @@ def test_tts_cancel_stops_chunk_production(tts) -> None:
         cancel.cancel("test")
     assert produced == 1
     assert len(list(tts.synthesize(text))) == 4
+
+
+def test_a_cancel_stops_the_sentence_being_vocoded(tts) -> None:
+    """Barge-in: the cancelled reply's sentence stops inside ONNX Runtime, not after a second of vocoding."""
+    session = tts._voice.session
+    real_session = session._session
+    cancel = CancelToken()
+
+    class CancelOnceRunning:
+        def __getattr__(self, name):
+            return getattr(real_session, name)
+
+        def run(self, *args):
+            threading.Timer(0.01, cancel.cancel, ("barge-in",)).start()
+            return real_session.run(*args)
+
+    long_sentence = " ".join(["and the pistons move up and down inside the cylinders of the engine"] * 6)
+    stopped_before = session.stopped_runs
+    session._session = CancelOnceRunning()
+    try:
+        produced = list(tts.synthesize(long_sentence, cancel))
+    finally:
+        session._session = real_session
+    assert produced == []
+    assert session.stopped_runs == stopped_before + 1
+    assert len(list(tts.synthesize("The engine still speaks."))) == 1  # the session works after a stop

@@ -336,7 +336,9 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
             turn.outbox.run(lambda: self._tts_finished(turn))
             return
         if job.index > 0:  # later sentences wait for the LLM, unless the queued audio runs low
-            self.cpu.wait_for_tts_turn(lambda: self._unplayed_s(turn), lambda: turn.cancel.cancelled)
+            self.cpu.wait_for_tts_turn(
+                lambda: self._unplayed_s(turn), lambda: turn.cancel.cancelled, held=lambda: turn.paused
+            )
         self.cpu.tts_started()  # the LLM decodes on fewer threads meanwhile (the plan says how many)
         try:
             for chunk in self.engines.tts.synthesize(job.text, turn.cancel):

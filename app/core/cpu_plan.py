@@ -59,6 +59,9 @@ class CpuPlanSettings:
     # waits for the synthesis instead; one thread beside Piper's two ran ~40 ms tokens (docs/cpu-plan.md).
     llm_threads_beside_tts: int = 0
     llm_wait_for_tts_max_s: float = 2.0  # a synthesis longer than this no longer holds the LLM
+    # While the user talks over a reply (paused until their words say barge-in or backchannel), its
+    # later sentences wait: vocoding them beside the drafts' ASR and prefill made a 9-token prompt take 1.1 s.
+    tts_waits_while_held: bool = True
     # Niceness added to threads that are never on the critical path (the face; the GUI paints from its own).
     background_nice: int = 4
     enabled: bool = True
@@ -75,6 +78,7 @@ class CpuPlanSettings:
             thinking=free,
             speaking=free,
             background_nice=0,
+            tts_waits_while_held=False,
             enabled=False,
             llm_threads_beside_tts=llm_threads,
         )
@@ -235,18 +239,24 @@ class CpuPlan:
             appliers = list(self._appliers)
         self._apply(appliers, after)
 
-    def wait_for_tts_turn(self, queued_audio_s: Callable[[], float], stop: Callable[[], bool]) -> None:
+    def wait_for_tts_turn(
+        self, queued_audio_s: Callable[[], float], stop: Callable[[], bool], held: Callable[[], bool] = lambda: False
+    ) -> None:
         """Block a later sentence's TTS while the LLM runs, unless the queued audio runs low.
 
         ``queued_audio_s`` is how much reply audio is still to be played;
-        ``stop`` ends the wait early (the turn was cancelled).
+        ``stop`` ends the wait early (the turn was cancelled). While ``held()``
+        (the user talks over the reply, which is paused) nothing plays, so the
+        sentence waits for the pause to end: the user's new words have the cores.
         """
         with self._lock:
-            while (
-                self._llm_busy
-                and self.budget.later_tts_waits_for_llm
-                and not stop()
-                and queued_audio_s() > self.settings.tts_low_water_s
+            while not stop() and (
+                (self.settings.tts_waits_while_held and held())
+                or (
+                    self._llm_busy
+                    and self.budget.later_tts_waits_for_llm
+                    and queued_audio_s() > self.settings.tts_low_water_s
+                )
             ):
                 self._lock.wait(0.02)
 
