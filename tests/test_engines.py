@@ -77,7 +77,7 @@ def test_llm_prefill_makes_generation_hit_the_cache(llm) -> None:
     assert evaluated > 0
     tokens = list(llm.stream_chat(messages))
     assert tokens
-    assert llm.last_stats.evaluated_tokens == 1  # only the last prompt token is re-run for logits
+    assert llm.last_stats.evaluated_tokens == 0  # the prefill left the last logits: the first token is sampled at once
 
 
 def test_tts_twenty_words(tts) -> None:
@@ -131,3 +131,30 @@ def test_a_cancel_stops_the_sentence_being_vocoded(tts) -> None:
     assert produced == []
     assert session.stopped_runs == stopped_before + 1
     assert len(list(tts.synthesize("The engine still speaks."))) == 1  # the session works after a stop
+
+
+def test_the_end_of_turn_cue_leaves_the_reply_nothing_to_evaluate(llm) -> None:
+    """The cue's batch also evaluates the reply's header: the same probability, the same reply, no second batch."""
+    import llama_cpp
+    import numpy as np
+
+    messages = [*_greeting()[:1], ChatMessage("user", "Tell me about the moon")]
+    tokens = llm.prompt_tokens(messages)
+    end = max(i for i, t in enumerate(tokens) if t in llm._stop_ids)
+    llm.reset()
+    with llm._lock:  # the cue as it used to be read: the user's words alone, the last logits
+        llm._llm.eval(tokens[:end])
+        row = llama_cpp.llama_get_logits_ith(llm._llm.ctx, -1)
+        logits = np.ctypeslib.as_array(row, shape=(llm._llm.n_vocab(),)).astype(np.float64)
+        llm.rest()
+    weights = np.exp(logits - logits.max())
+    alone = float(weights[tokens[end]] / weights.sum())
+
+    llm.reset()
+    cue = llm.end_of_turn_probability(messages)
+    assert cue is not None and abs(cue - alone) < 0.02, (cue, alone)
+    after_cue = "".join(t.text for t in llm.stream_chat(messages))
+    assert llm.last_stats.evaluated_tokens == 0
+    llm.reset()
+    cold = "".join(t.text for t in llm.stream_chat(messages))
+    assert after_cue == cold
