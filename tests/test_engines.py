@@ -158,3 +158,22 @@ def test_the_end_of_turn_cue_leaves_the_reply_nothing_to_evaluate(llm) -> None:
     llm.reset()
     cold = "".join(t.text for t in llm.stream_chat(messages))
     assert after_cue == cold
+
+
+def test_prompt_tokens_by_message_equal_the_whole_prompt_tokenized(llm) -> None:
+    """Past messages are tokenized once; the ids must be exactly llama.cpp's for the whole text."""
+    assert llm._messages.marker == "<|im_start|>"
+    history = [*_greeting()[:1]]
+    for question, answer in [
+        ("What is the capital of France?", "Paris, of course!\n\nIt's lovely."),
+        ("  spaces   and ünïcödé… 🙂", "<|im_end|> is just text here, isn't it?"),
+        ("Tell me about the moon", "The moon orbits Earth every 27.3 days."),
+    ]:
+        history.append(ChatMessage("user", question))
+        for messages in (history, [*history, ChatMessage("user", "and the sun")]):
+            arranged = llm.style.arrange(messages)  # with the style's few-shot turns, as the engine renders it
+            rendered = llm._formatter(messages=[{"role": m.role, "content": m.content} for m in arranged]).prompt
+            whole = llm._llm.tokenize(rendered.encode("utf-8"), add_bos=False, special=True)
+            assert llm.prompt_tokens(messages) == whole
+            assert llm.prompt_tokens(messages) == whole  # a second time, from the remembered pieces
+        history.append(ChatMessage("assistant", answer))

@@ -25,6 +25,7 @@ from app.engines.ggml_pool import checked_team
 from app.engines.kv_shift import shift_out_dropped
 from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
 from app.engines.llm_threads import SpinGuard
+from app.engines.llm_tokens import MessageTokens
 from app.model_registry import ModelError
 
 # Sensible defaults for a 135M model: short, low-temperature, repetition-averse.
@@ -116,6 +117,7 @@ class LlamaCppLlm:
             self._formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self.model_path = Path(model_path)
         self.source_path = Path(source_path or model_path)
+        self._messages = MessageTokens(self._llm)
         self._stop_ids = {self._llm.token_eos()}
         for stop in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
             ids = self._llm.tokenize(stop.encode(), add_bos=False, special=True)
@@ -194,7 +196,7 @@ class LlamaCppLlm:
             return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         arranged = self.style.arrange(messages)
         rendered = self._formatter(messages=[{"role": m.role, "content": m.content} for m in arranged])
-        return self._llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        return self._messages.tokens(rendered.prompt)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.prompt_tokens(messages))
