@@ -158,6 +158,35 @@ def test_replica_stage_idles_slowly_and_speaks_at_full_rate_from_the_first_sampl
     assert np.median(talk_gaps) == pytest.approx(1000 / 30, abs=1)
 
 
+def test_after_a_stall_the_replica_draws_the_present_at_once() -> None:
+    """A frame held up by a busy machine is followed at once by one for the present, not a tick later."""
+    from app.core.events import now_ns
+    from app.core.replica_stage import ReplicaStage
+
+    class StallingFace(_ScriptedFace):
+        stalled_until: int | None = None
+
+        def render(self, t_ns: int):
+            frame = super().render(t_ns)
+            if len(self.rendered) == 8:  # one render takes three frame periods
+                time.sleep(0.1)
+                self.stalled_until = now_ns()
+            return frame
+
+    face = StallingFace()
+    face.speech = (now_ns(), now_ns() + 10**10)
+    stage = ReplicaStage(face, lambda _f: None)
+    stage.start()
+    time.sleep(0.5)
+    assert stage.stop()
+    assert face.stalled_until is not None
+    after = face.rendered[8]
+    assert after >= face.stalled_until  # the present, not a missed instant
+    assert (after - face.stalled_until) / 1e6 < 20  # drawn at once (the next tick would be 33 ms on)
+    gaps = np.diff(face.rendered[9:]) / 1e6
+    assert np.median(gaps) == pytest.approx(1000 / 30, abs=1)  # then the steady rate again
+
+
 def test_detector_early_voice_then_onset_or_blip() -> None:
     det = TurnDetector(TurnDetectorSettings(silence_ms=256, min_speech_ms=160, early_speech_ms=64))  # 5 and 2 frames
     assert _run(det, [0.9, 0.9, 0.1]) == [VadDecision.EARLY_ONSET, VadDecision.BLIP]  # a cough

@@ -99,9 +99,9 @@ class ReplicaStage:
             while not self._stop.is_set():
                 self._wake.clear()
                 lag = next_ns - now_ns()
-                if lag < -fast_ns:  # fell behind (machine busy): skip ahead rather than play catch-up
-                    next_ns = now_ns() + fast_ns
-                    lag = fast_ns
+                if lag < -fast_ns:  # fell behind (machine busy): draw the present now, not missed frames
+                    next_ns = now_ns()
+                    lag = 0
                 if not self._wake.wait(max(0.0, lag / 1e9)):
                     break
                 next_ns = min(next_ns, self._plan(last_ns, fast_ns, idle_ns))
