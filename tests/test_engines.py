@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from app.core.audio import rms
 from app.core.cancel import CancelToken
@@ -158,6 +159,14 @@ def test_the_end_of_turn_cue_leaves_the_reply_nothing_to_evaluate(llm) -> None:
     llm.reset()
     cold = "".join(t.text for t in llm.stream_chat(messages))
     assert after_cue == cold
+    llm.reset()
+    llm.cue_reads_header = False  # the lever's OFF arm: the cue reads the user's words only
+    try:
+        assert llm.end_of_turn_probability(messages) == pytest.approx(cue, abs=0.02)
+        assert "".join(t.text for t in llm.stream_chat(messages)) == cold
+        assert llm.last_stats.evaluated_tokens > 1  # the header was left to the reply
+    finally:
+        llm.cue_reads_header = True
 
 
 def test_prompt_tokens_by_message_equal_the_whole_prompt_tokenized(llm) -> None:

@@ -128,6 +128,7 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
     )
     from app.bench.levers_kv import lever_kv_cache
     from app.bench.levers_llm import (
+        lever_cue_with_header,
         lever_prefix_cache,
         lever_repack,
         lever_requant,
@@ -144,6 +145,7 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
         lever_kv_cache,
         lever_prefix_cache,
         lever_speculative_prefill,
+        lever_cue_with_header,
         lever_context_shift,
         lever_asr_window,
         lever_first_clause,

@@ -187,6 +187,40 @@ def lever_speculative_prefill(rig: Rig) -> Lever:
     return _race_first_tokens(rig, lever, reply)
 
 
+def lever_cue_with_header(rig: Rig) -> Lever:
+    """The end-of-turn cue and the reply's header in one batch vs the cue, then the header in the reply's."""
+    llm = rig.llm
+    lever = Lever(
+        "end-of-turn cue + reply header in one batch",
+        "cue on the user's words, header with the reply",
+        "one batch, two outputs",
+        (("ttft_ms", "cue + first token (ms)"), ("evaluated_tokens", "tokens the reply evaluated")),
+    )
+    saved = llm.cue_reads_header
+
+    def reply(one_batch: bool, i: int) -> dict:
+        words = rig.question(i).rstrip("?.!").split()  # a turn the cue is asked about (no final "?")
+        system = rig.system()
+        forget(llm)
+        llm.prefill([system, ChatMessage("user", " ".join(words[:-1]))])  # the last draft lacked a word
+        messages = [system, ChatMessage("user", " ".join(words))]
+        llm.cue_reads_header = one_batch
+        started = time.perf_counter()
+        cue = llm.end_of_turn_probability(messages)
+        cue_ms = (time.perf_counter() - started) * 1000
+        timed = timed_reply(llm, messages)
+        return {**timed, "ttft_ms": cue_ms + (timed["ttft_ms"] or 0.0), "cue": cue}
+
+    try:
+        _race_first_tokens(rig, lever, reply)
+    finally:
+        llm.cue_reads_header = saved
+    cues = [(a["cue"], b["cue"]) for a, b in zip(lever.off, lever.on, strict=True) if a["cue"] is not None]
+    if cues:
+        lever.quality += f"; P(end of turn) differs by ≤ {max(abs(a - b) for a, b in cues):.4f}"
+    return lever
+
+
 def _race_first_tokens(rig: Rig, lever: Lever, reply: Callable[[bool, int], dict]) -> Lever:
     """OFF and ON interleaved on the LLM's worker (one token each: TTFT is the measure), then compared."""
 

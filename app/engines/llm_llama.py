@@ -131,6 +131,7 @@ class LlamaCppLlm:
         self.default_style = default_style(bool(template))
         self.set_style(style or self.default_style)
         self.context_shift = context_shift  # drop trimmed history from the KV cache, not evaluate it again
+        self.cue_reads_header = True  # the end-of-turn cue's batch evaluates the reply's header too (a lever)
         self.shifted_tokens = 0  # how many cached tokens were dropped that way
         self.threads = self._applied_threads = threads
         self.spin_guard = SpinGuard()
@@ -275,7 +276,8 @@ class LlamaCppLlm:
         llm, part = self._llm, tokens[start:]
         n_vocab = llm.n_vocab()
         batch, context = getattr(llm, "_batch", None), getattr(llm, "_ctx", None)
-        if batch is None or context is None or len(part) > llm.n_batch or not hasattr(llm, "_requires_eval"):
+        whole = self.cue_reads_header and batch is not None and context is not None and len(part) <= llm.n_batch
+        if not whole or not hasattr(llm, "_requires_eval"):
             llm.n_tokens = start
             llm.eval(tokens[start : read_at + 1])
             return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()
