@@ -186,3 +186,18 @@ def test_prompt_tokens_by_message_equal_the_whole_prompt_tokenized(llm) -> None:
             assert llm.prompt_tokens(messages) == whole
             assert llm.prompt_tokens(messages) == whole  # a second time, from the remembered pieces
         history.append(ChatMessage("assistant", answer))
+
+
+def test_a_reply_never_starts_from_another_positions_logits(llm) -> None:
+    """Scored tokens evaluated on the engine directly, then rolled back: the reply re-evaluates its last token."""
+    messages = [*_greeting()[:1], ChatMessage("user", "Name three colours of the rainbow.")]
+    llm.reset()
+    cold = "".join(t.text for t in llm.stream_chat(messages))
+    llm.prefill(messages)
+    with llm._lock:  # what the bench's reply scoring does
+        n = llm._llm.n_tokens
+        llm._llm.eval(llm._llm.tokenize(b" Red, green and blue.", add_bos=False))
+        llm._llm.n_tokens = n
+    again = "".join(t.text for t in llm.stream_chat(messages))
+    assert llm.last_stats.evaluated_tokens == 1
+    assert again == cold

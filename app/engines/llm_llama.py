@@ -23,6 +23,7 @@ from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
 from app.engines.ggml_pool import checked_team
 from app.engines.kv_shift import shift_out_dropped
+from app.engines.llm_logits import LastLogits, eval_reading
 from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
 from app.engines.llm_threads import SpinGuard
 from app.engines.llm_tokens import MessageTokens
@@ -132,6 +133,8 @@ class LlamaCppLlm:
         self.set_style(style or self.default_style)
         self.context_shift = context_shift  # drop trimmed history from the KV cache, not evaluate it again
         self.cue_reads_header = True  # the end-of-turn cue's batch evaluates the reply's header too (a lever)
+        # Whose logits are in the context: the reply may sample its first token from them (llm_logits).
+        self._logits = LastLogits()
         self.shifted_tokens = 0  # how many cached tokens were dropped that way
         self.threads = self._applied_threads = threads
         self.spin_guard = SpinGuard()
@@ -216,6 +219,7 @@ class LlamaCppLlm:
         """Forget the KV cache (benchmarks' cold arm; a new persona does not need it)."""
         with self._lock:
             self._llm.reset()
+            self._logits.forget()
 
     def prefill(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> int:
         """Evaluate the prompt for ``messages`` into the KV cache; returns tokens evaluated."""
@@ -228,8 +232,10 @@ class LlamaCppLlm:
                 return 0
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             self._llm.n_tokens = reused
+            self._logits.forget()
             try:
                 self._llm.eval(tokens[reused:])
+                self._logits.mark(self._llm)
             finally:
                 self.rest()
             return len(tokens) - reused
@@ -257,40 +263,11 @@ class LlamaCppLlm:
             reused = min(self.cached_prefix(tokens[:end]), end - 1)
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             try:
-                logits = self._eval_reading(tokens, reused, end - 1).astype(np.float64)
+                logits = eval_reading(self._llm, tokens, reused, end - 1, self._logits, self.cue_reads_header)
             finally:
                 self.rest()
         weights = np.exp(logits - logits.max())
         return float(weights[tokens[end]] / weights.sum())
-
-    def _eval_reading(self, tokens: list[int], start: int, read_at: int) -> np.ndarray:
-        """Evaluate ``tokens[start:]`` and return the logits after ``tokens[read_at]`` (a copy).
-
-        One batch with two outputs: the cue's position and the prompt's last, so the reply
-        that follows samples its first token with nothing left to evaluate (8 + 6 tokens
-        in two batches took 58 ms here, 14 in one 42).  A prompt longer than a batch, or a
-        llama-cpp-python without these internals, evaluates only up to ``read_at`` instead.
-        """
-        import llama_cpp
-
-        llm, part = self._llm, tokens[start:]
-        n_vocab = llm.n_vocab()
-        batch, context = getattr(llm, "_batch", None), getattr(llm, "_ctx", None)
-        whole = self.cue_reads_header and batch is not None and context is not None and len(part) <= llm.n_batch
-        if not whole or not hasattr(llm, "_requires_eval"):
-            llm.n_tokens = start
-            llm.eval(tokens[start : read_at + 1])
-            return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)).copy()
-        context.kv_cache_seq_rm(-1, start, -1)
-        batch.set_batch(batch=part, n_past=start, logits_all=False)  # logits for the last position...
-        batch.batch.logits[read_at - start] = True  # ...and for the cue's
-        llm.n_tokens = start  # until the decode succeeds, the cache holds only the prefix
-        context.decode(batch)
-        llm.input_ids[start : len(tokens)] = part
-        llm.n_tokens = len(tokens)
-        llm._requires_eval = False  # generate() may sample from the last position's logits as they are
-        row = llama_cpp.llama_get_logits_ith(llm.ctx, read_at - start)
-        return np.ctypeslib.as_array(row, shape=(n_vocab,)).copy()
 
     # -- generation -----------------------------------------------------------
 
@@ -302,8 +279,11 @@ class LlamaCppLlm:
             reused = self.cached_prefix(tokens)
             # llama.cpp needs at least one token evaluated to produce logits, unless the end-of-turn
             # cue's batch has just evaluated this very prompt (its last logits are still there).
-            ready = reused == len(tokens) == self._llm.n_tokens and not getattr(self._llm, "_requires_eval", True)
+            ready = reused == len(tokens) and self._logits.still_there(self._llm)
+            if not ready and hasattr(self._llm, "_requires_eval"):
+                self._llm._requires_eval = True  # the logits there are another position's: evaluate the last token
             evaluated = 0 if ready else len(tokens) - min(reused, len(tokens) - 1)
+            self._logits.forget()  # the reply moves the cache on
             self.last_stats = stats = GenerationStats(
                 prompt_tokens=len(tokens), evaluated_tokens=evaluated, backend=self.name
             )
@@ -368,6 +348,7 @@ class LlamaCppLlm:
         with self._lock:
             self._apply_threads()
             self._llm.reset()
+            self._logits.forget()
             phrase = self._llm.tokenize(b"Tell me a story about the sea.", add_bos=False)
             self._llm.eval((phrase * (depth // len(phrase) + 1))[: max(depth, len(phrase))])
             ctx, position = self._llm.ctx, self._llm.n_tokens
