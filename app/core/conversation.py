@@ -380,10 +380,11 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         told = heard_for_history(heard)
         if told:  # nothing said, or only a fragment: the model does not see this exchange
             self.history.record(turn.user_text, told)
-        # Evaluate the history as it now stands while the user is still thinking, so the next
-        # reply only has their new words to evaluate (the cut or re-tokenized reply differs from the cache).
-        self._warmup = CancelToken()
-        self._llm.submit(LlmJob(None, "", prefill_only=self._warmup))
+        # Evaluate the history as it stands while the user thinks, so the next reply only evaluates their
+        # new words. Not when they already speak (a barge-in): it would undo their drafts' prefill.
+        if self._listening_turn is None and self._speculation is None:
+            self._warmup = CancelToken()
+            self._llm.submit(LlmJob(None, "", prefill_only=self._warmup))
         self.bus.publish(ev.ReplyText(turn.id, heard))
         self.bus.publish(ev.TurnEnded(turn.id, interrupted=turn.interrupted))
         stats = self.engines.llm.last_stats
