@@ -143,8 +143,17 @@ class WhisperAsr:
         )[0]
         ids = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
         text = self._tokenizer.decode(ids).strip()
-        last_word_p = self._last_word_p(encoded, ids, frames) if text.endswith("?") else None
+        kept = cut_loop(text) if looks_looped(text) else text  # what the caller keeps of a looped decode
+        scored = ids if kept == text else ids[: self._tokens_for(ids, kept)]
+        last_word_p = self._last_word_p(encoded, scored, frames) if kept.endswith("?") else None
         return text, float(result.scores[0]), last_word_p
+
+    def _tokens_for(self, ids: list[int], text: str) -> int:
+        """How many of ``ids`` decode to ``text``, a loop's first pass (all of them if none do)."""
+        for k in range(1, len(ids) + 1):
+            if self._tokenizer.decode(ids[:k]).strip() == text:
+                return k
+        return len(ids)
 
     def _last_word_p(self, encoded: object, ids: list[int], frames: int) -> float | None:
         """The least likely token of the last word, scored by one more decoder pass (~7 ms on tiny.en).
