@@ -80,9 +80,10 @@ class Config:
     # costs ~0.7 s instead of ~3 s, but a fixed reply's log-likelihood came out 6-8 % worse
     # (docs/bench/levers.md), so it is off unless chosen.
     context_shift: bool = False
-    # The KV cache's type: "q8_0" (with flash attention) reads half the bytes per token of history
-    # and decoded 6-9 % faster than "f16" here (docs/cpu-plan.md, "The KV cache").
-    llm_kv_cache: str = "q8_0"
+    # The KV cache: "f16" with flash attention decoded 2-11 % faster than "q8_0" (also with it) on the
+    # AMD EPYC host, most at the long prompts of a long chat; "plain" is llama.cpp's default, f16 without
+    # flash attention (docs/cpu-plan.md, "The KV cache").
+    llm_kv_cache: str = "f16"
     # turn-taking
     silence_ms: int = 250  # a pause this long ends a turn the turn model judges complete
     max_silence_ms: int = 1500  # ...and this long one it judges unfinished ("so I was thinking, um")
@@ -186,7 +187,7 @@ _NUMBER_RANGES: dict[str, tuple[float, float]] = {
 _CHOICES = {
     "llm_backend": ("local", "openai"),
     "asr_engine": ("whisper", "moonshine"),
-    "llm_kv_cache": ("q8_0", "f16"),
+    "llm_kv_cache": ("f16", "q8_0", "plain"),
     "turn_cues": ("off", "text", "llm", "audio", "text+llm", "text+audio", "llm+audio", "text+llm+audio"),
 }
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")

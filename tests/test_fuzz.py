@@ -234,7 +234,7 @@ def test_config_bytes_load_or_are_refused_with_a_message(tmp_path_factory, raw: 
         ("[llm]\ntemperature = nan\n", "temperature must be a number from 0 to 2, not nan"),
         ("[llm]\nthreads = 0\n", "threads must be a whole number from 1 to 256, not 0"),
         ('[llm]\nbackend = "remote"\n', "backend must be one of 'local', 'openai'"),
-        ('[llm]\nkv_cache = "f32"\n', "kv_cache must be one of 'q8_0', 'f16'"),
+        ('[llm]\nkv_cache = "f32"\n', "kv_cache must be one of 'f16', 'q8_0', 'plain'"),
         ('[llm]\nbase_url = "localhost:8080"\n', "must be an http:// or https:// address"),
         ('[models]\nrequantize = "yes"\n', "requantize must be true or false"),
         ('[persona]\nname = "  "\n', "name must not be empty"),

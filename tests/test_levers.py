@@ -192,8 +192,8 @@ def test_the_fast_copy_is_made_once_loads_and_generates(tmp_path) -> None:
     assert sum(ch.isalpha() for ch in reply) >= 8, reply  # words, not a failed load's noise or nothing
 
 
-def test_the_kv_cache_is_8_bit_by_default_and_answers_like_f16(config, llm) -> None:
-    """q8_0 K and V with flash attention (the default): same greedy reply as the f16 cache."""
+def test_the_kv_cache_is_f16_with_flash_attention_by_default_and_answers_like_the_others(config, llm) -> None:
+    """f16 K and V with flash attention (the default): the same greedy reply as q8_0 and as no flash attention."""
     import llama_cpp
 
     from app.bench.levers_llm import tuned
@@ -201,29 +201,31 @@ def test_the_kv_cache_is_8_bit_by_default_and_answers_like_f16(config, llm) -> N
     from app.engines.llm_llama import GGML_TYPE_Q8_0, LlamaCppLlm
 
     params = llm._llm.context_params
-    assert params.type_k == params.type_v == GGML_TYPE_Q8_0
+    assert llm.kv_cache == "f16" and params.type_k == params.type_v != GGML_TYPE_Q8_0
     assert params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-    f16 = LlamaCppLlm(llm.model_path, threads=config.llm_threads, kv_cache="f16")
-    assert f16._llm.context_params.type_k != GGML_TYPE_Q8_0
+    q8 = LlamaCppLlm(llm.model_path, threads=config.llm_threads, kv_cache="q8_0")
+    assert q8._llm.context_params.type_k == GGML_TYPE_Q8_0
+    plain = LlamaCppLlm(llm.model_path, threads=config.llm_threads, kv_cache="plain")
+    assert plain._llm.context_params.flash_attn_type != llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
     ask = [ChatMessage("system", config.system_prompt), ChatMessage("user", "What is the capital of France?")]
     replies = []
-    for model in (llm, f16):
+    for model in (llm, q8, plain):
         with tuned(model, 12):
             model.reset()
             pieces = [t.text for t in model.stream_chat(ask)]
         replies.append("".join(pieces))
-    assert replies[0] == replies[1] and "Paris" in replies[0], replies
+    assert replies[0] == replies[1] == replies[2] and "Paris" in replies[0], replies
 
 
-def test_a_model_that_cannot_take_the_8_bit_cache_loads_with_f16(config, llm, monkeypatch, caplog) -> None:
+def test_a_model_without_flash_attention_loads_with_the_plain_cache(config, llm, monkeypatch, caplog) -> None:
     """A context that fails with the chosen cache (an architecture without flash attention) falls back, and says so."""
     import app.engines.llm_llama as llm_llama
 
     # An 8-bit V cache without flash attention: llama.cpp refuses the context, as for a model without it.
     eight_bit_v = {"type_k": llm_llama.GGML_TYPE_Q8_0, "type_v": llm_llama.GGML_TYPE_Q8_0}
-    monkeypatch.setattr(llm_llama, "kv_cache_options", lambda kind: {} if kind == "f16" else eight_bit_v)
+    monkeypatch.setattr(llm_llama, "kv_cache_options", lambda kind: {} if kind == "plain" else eight_bit_v)
     with caplog.at_level("WARNING"):
         fallback = llm_llama.LlamaCppLlm(llm.model_path, threads=config.llm_threads, kv_cache="q8_0")
-    assert fallback.kv_cache == "f16" and "using the f16 cache" in caplog.text
+    assert fallback.kv_cache == "plain" and "using the f16 cache without it" in caplog.text
     assert "".join(t.text for t in fallback.stream_chat([ChatMessage("user", "Say hello.")]))
-    assert llm.kv_cache == "q8_0"
+    assert llm.kv_cache == "f16"

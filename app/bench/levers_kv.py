@@ -1,4 +1,4 @@
-"""The KV cache's type as a lever: 8-bit K and V with flash attention vs the f16 cache, interleaved.
+"""The KV cache's type as a lever: 8-bit K and V vs 16-bit, both with flash attention, interleaved.
 
 Every token of a reply reads the whole cache, so its bytes cost decode speed
 more as the conversation grows: the lever is measured on the turn-3 prompt
@@ -23,9 +23,9 @@ def lever_kv_cache(rig: Rig) -> Lever:
     cfg = rig.config
     path = resolve("llm", cfg.llm_model)
     lever = Lever(
-        "KV cache q8_0 + flash attention",
-        "f16 KV cache",
-        "q8_0 K and V, flash attention",
+        "KV cache f16 (flash attention)",
+        "q8_0 K and V, flash attention (the default until 2026-12-07)",
+        "f16 K and V, flash attention",
         (
             ("ttft_ms", "cold TTFT, turn 3 (ms)"),
             ("tps", "TPS over 40 tokens, turn 3"),
@@ -34,7 +34,7 @@ def lever_kv_cache(rig: Rig) -> Lever:
     )
     models = {
         arm: rig.on_llm(lambda kind=kind: LlamaCppLlm(path, threads=cfg.llm_threads, kv_cache=kind, temperature=0))
-        for arm, kind in (("off", "f16"), ("on", "q8_0"))
+        for arm, kind in (("off", "q8_0"), ("on", "f16"))
     }
     turn3 = [*rig.history(), ChatMessage("user", LONG_ASK)]
     long_prompt = [*rig.history() * 5, ChatMessage("user", LONG_ASK)]
@@ -57,7 +57,7 @@ def lever_kv_cache(rig: Rig) -> Lever:
     models.clear()
     ppl = {
         arm: rig.on_llm(lambda kind=kind: perplexity(path, threads=cfg.llm_threads, **kv_cache_options(kind)))
-        for arm, kind in (("off", "f16"), ("on", "q8_0"))
+        for arm, kind in (("off", "q8_0"), ("on", "f16"))
     }
     change = (ppl["on"].ppl / ppl["off"].ppl - 1) * 100
     same = sum(a["first"] == b["first"] for a, b in zip(lever.off, lever.on, strict=True))

@@ -38,28 +38,39 @@ GGML_TYPE_Q8_0 = 8
 _log = logging.getLogger(__name__)
 
 
+KV_CACHES = ("f16", "q8_0", "plain")
+
+
 def kv_cache_options(kind: str) -> dict[str, object]:
-    """``Llama`` arguments for the KV cache: "q8_0" (8-bit K and V, which needs flash attention) or "f16"."""
+    """``Llama`` arguments for the KV cache.
+
+    "f16": 16-bit K and V with flash attention (the default); "q8_0": 8-bit K and V (which
+    needs flash attention); "plain": f16 without flash attention, llama.cpp's own default.
+    """
+    if kind == "f16":
+        return {"flash_attn": True}
     if kind == "q8_0":
         return {"flash_attn": True, "type_k": GGML_TYPE_Q8_0, "type_v": GGML_TYPE_Q8_0}
-    if kind == "f16":
+    if kind == "plain":
         return {}
-    raise ValueError(f"unknown KV cache type {kind!r} (q8_0 or f16)")
+    raise ValueError(f"unknown KV cache type {kind!r} ({', '.join(KV_CACHES)})")
 
 
 def _open(options: dict[str, object], kv_cache: str, model_path: Path) -> tuple[Any, str]:
-    """The ``Llama`` and the KV cache it got: a model whose context cannot take the chosen one gets f16."""
+    """The ``Llama`` and the KV cache it got: a model whose context cannot take the chosen one gets "plain"."""
     from llama_cpp import Llama
 
     try:
         return Llama(**options, **kv_cache_options(kv_cache)), kv_cache  # type: ignore[arg-type]
     except ValueError:
-        if kv_cache == "f16":
+        if kv_cache == "plain":
             raise
         logging.getLogger(__name__).warning(
-            "%s: no context with the %s KV cache (flash attention); using the f16 cache", model_path.name, kv_cache
+            "%s: no context with the %s KV cache (flash attention); using the f16 cache without it",
+            model_path.name,
+            kv_cache,
         )
-        return Llama(**options), "f16"  # type: ignore[arg-type]
+        return Llama(**options), "plain"  # type: ignore[arg-type]
 
 
 class LlamaCppLlm:

@@ -69,7 +69,7 @@ def reply_start_ms(model: Path, threads: int, rounds: int = ROUNDS) -> list[floa
     from app.engines.llm_llama import kv_cache_options
 
     llm = llama_cpp.Llama(
-        str(model), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False, **kv_cache_options("q8_0")
+        str(model), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False, **kv_cache_options("f16")
     )
     out = []
     try:
