@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from app.core import events as ev
@@ -191,25 +192,138 @@ def test_a_cancelled_turn_restores_the_listening_plan(config, engines, tmp_path)
 
 @pytest.mark.slow
 def test_the_plan_does_not_change_what_the_llm_says(config, engines, tmp_path) -> None:
-    """Greedy decoding with the plan on and off: the same reply, token for token."""
+    """Greedy decoding with the plan on (a speaking face drawing ahead) and off: the same reply, token for token."""
+    from app.replica import Replica
+
     greedy = replace(config, temperature=0.0)
     sampling = engines.llm.sampling
     engines.llm.sampling = {**sampling, "temp": 0.0}
-    replies = []
+    replies, rests = [], []
     try:
         for on in (True, False):
             cfg = replace(greedy, cpu_plan=on)
-            conversation = Conversation(cfg, engines, log=JsonlLog(tmp_path / f"{on}.jsonl"))
-            rec: list[ev.LlmToken] = []
-            conversation.bus.subscribe(lambda e, rec=rec: rec.append(e) if isinstance(e, ev.LlmToken) else None)
+            face = {"face": Replica.from_assets(), "on_frame": lambda _f: None} if on else {}
+            sink = WavWriterSink(None, engines.tts.sample_rate)
+            conversation = Conversation(cfg, engines, sink=sink, log=JsonlLog(tmp_path / f"{on}.jsonl"), **face)
+            rec: list[ev.Event] = []
+            conversation.bus.subscribe(rec.append)
             conversation.start()
-            conversation.say("Name three colours of the rainbow.")
-            assert conversation.wait_idle(60)
+            conversation.say("Tell me about the history of bread in four sentences.")
+            assert conversation.wait_idle(90)
             assert conversation.shutdown()
-            replies.append([t.text for t in rec])
+            replies.append([e.text for e in rec if isinstance(e, ev.LlmToken)])
+            rests.append([e for e in rec if isinstance(e, ev.LlmYielded) and e.for_face])
+            if on:
+                assert conversation.replica_stage is not None and conversation.replica_stage.burst_frames > 0
     finally:
         engines.llm.sampling = sampling
     assert replies[0] and replies[0] == replies[1]
+    assert rests[0] and not rests[1]  # the LLM rested while the face drew ahead, only with the plan
+
+
+def _llm_decoding(plan: CpuPlan, stop: threading.Event, rests: list[float]) -> threading.Thread:
+    """A reply being decoded: 8 ms tokens of busy CPU, the plan consulted between them."""
+
+    def run() -> None:
+        plan.llm_started()
+        while not stop.is_set():
+            token_ends = time.perf_counter() + 0.008
+            while time.perf_counter() < token_ends:
+                pass
+            if waited := plan.yield_to_face(stop.is_set):
+                rests.append(waited)
+        plan.llm_finished()
+
+    return threading.Thread(target=run, daemon=True)
+
+
+class _SpeakingFace:
+    """A face that speaks for ``seconds`` from when it is built; ``clear_buffer`` stops it (a barge-in)."""
+
+    fps, idle_fps = 30.0, 15.0
+
+    def __init__(self, seconds: float) -> None:
+        from app.core.events import now_ns
+
+        self.speech_ends = now_ns() + int(seconds * 1e9)
+        self.speech_generation = 0
+
+    def render(self, t_ns: int):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(t_ns=t_ns, speaking=t_ns < self.speech_ends)
+
+    def next_speech_ns(self, t_ns: int) -> int | None:
+        return t_ns if t_ns < self.speech_ends else None
+
+    def clear_buffer(self) -> None:
+        self.speech_ends, self.speech_generation = 0, self.speech_generation + 1
+
+
+def test_a_speaking_face_draws_ahead_in_bursts_while_the_llm_rests() -> None:
+    from app.core.events import now_ns
+    from app.core.replica_stage import ReplicaStage
+
+    plan = CpuPlan()
+    face = _SpeakingFace(10.0)
+    shown: list[tuple[int, int]] = []  # (the instant a frame shows, when it went out)
+    stage = ReplicaStage(face, lambda f: shown.append((f.t_ns, now_ns())))
+    stage.follow(plan)
+    stop, rests = threading.Event(), []
+    llm = _llm_decoding(plan, stop, rests)
+    stage.start()
+    llm.start()
+    time.sleep(1.5)
+    stop.set()
+    llm.join(2)
+    assert stage.stop()
+    ahead = plan.face_ahead_s
+    assert stage.burst_frames >= 30  # most of 1.5 s of frames were drawn ahead...
+    assert 2 <= len(rests) <= 1.5 / (ahead - plan.settings.face_refill_s) + 2  # ...in a few bursts, not per frame
+    lags_ms = [(out - at) / 1e6 for at, out in shown[5:]]
+    assert max(abs(lag) for lag in lags_ms) < 1000 / 30  # each frame went out at its instant, not when drawn
+    assert np.median(np.diff([at for at, _ in shown]) / 1e6) == pytest.approx(1000 / 30, abs=1)
+
+
+def test_frames_drawn_ahead_are_dropped_when_the_speech_is_cleared() -> None:
+    from app.core.events import now_ns
+    from app.core.replica_stage import ReplicaStage
+
+    plan = CpuPlan()
+    face = _SpeakingFace(10.0)
+    shown: list[tuple[int, bool]] = []
+    stage = ReplicaStage(face, lambda f: shown.append((now_ns(), f.speaking)))
+    stage.follow(plan)
+    stop, rests = threading.Event(), []
+    llm = _llm_decoding(plan, stop, rests)
+    stage.start()
+    llm.start()
+    time.sleep(0.5)
+    assert stage.burst_frames > 0
+    face.clear_buffer()  # the user barged in: the speech, and the frames drawn from it, are gone
+    cleared = now_ns()
+    time.sleep(0.4)
+    stop.set()
+    llm.join(2)
+    assert stage.stop()
+    after = [speaking for t, speaking in shown if t > cleared + 40_000_000]
+    assert after and not any(after)
+
+
+def test_a_face_burst_waits_for_the_llm_to_finish_its_token_but_not_forever() -> None:
+    plan = CpuPlan()
+    assert plan.face_burst_begin()  # no reply decoding: nobody to wait for
+    plan.face_burst_end()
+    plan.llm_started()  # a reply whose LLM never checks in (a very long token)
+    started = time.perf_counter()
+    assert not plan.face_burst_begin()
+    plan.face_burst_end()
+    assert time.perf_counter() - started == pytest.approx(plan.settings.face_waits_for_llm_max_s, abs=0.03)
+    with plan.llm_rests():  # the LLM waits for the first audio: the face need not wait for it
+        assert plan.face_burst_begin()
+        plan.face_burst_end()
+    plan.llm_finished()
+    assert CpuPlanSettings.off().face_ahead_s == 0 and CpuPlan(CpuPlanSettings.off()).face_ahead_s == 0
 
 
 def test_the_spin_guard_drops_to_one_thread_on_stalled_tokens_and_remembers_it() -> None:

@@ -42,6 +42,7 @@ STAGES = (
     Stage("tps", "TPS", "", "tps", "tokens/s after the first token, while the LLM runs"),
     Stage("llm_yield_ms", "LLM pause for the first clause's TTS", "ms", None, "both cores to Piper", ratio=False),
     Stage("llm_tts_wait_ms", "LLM waits for later sentences' TTS", "ms", None, "both cores to Piper", ratio=False),
+    Stage("llm_face_wait_ms", "LLM rests while the face renders ahead", "ms", None, "frames in a burst", ratio=False),
     Stage("llm_latency_ms", "20/TPS + TTFT", "ms", "llm_latency_ms", "the seed's LLM figure of merit"),
     Stage("twentieth_token_ms", "20th token (measured)", "ms", "twentieth_token_ms", "LLM request -> 20th token"),
     Stage("first_chunk_to_tts_ms", "first chunk to TTS", "ms", "first_chunk_ms", "LLM request -> first clause"),

@@ -108,6 +108,10 @@ class TimedFace:
     def next_speech_ns(self, t_ns: int) -> int | None:
         return self.face.next_speech_ns(t_ns)
 
+    @property
+    def speech_generation(self) -> int:
+        return getattr(self.face, "speech_generation", 0)
+
 
 class Session:
     """Runs ``order`` through a fresh ``Conversation`` on ``engines``; ``run()`` returns the record."""

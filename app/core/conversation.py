@@ -102,13 +102,8 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         self._llm_rest: Callable[[], None] = getattr(engines.llm, "rest", None) or (lambda: None)
         self.replica_stage: ReplicaStage | None = None
         if face is not None and on_frame is not None:
-            self.replica_stage = ReplicaStage(
-                face,  # type: ignore[arg-type]
-                on_frame,
-                self.on_replica_frame,
-                idle_fps=lambda: self.cpu.budget.face_fps,
-                on_start=lambda: self.cpu.adopt_thread("replica", background=True),
-            )
+            self.replica_stage = ReplicaStage(face, on_frame, self.on_replica_frame)  # type: ignore[arg-type]
+            self.replica_stage.follow(self.cpu)
         self._listener: Listener | None = None
         self._warmup = CancelToken()
         if source is not None:
@@ -291,13 +286,17 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
                         # reply is only needed before that clause finishes playing.
                         paused = time.perf_counter()
                         self._llm_rest()
-                        turn.first_audio_ready.wait(FIRST_AUDIO_YIELD_S)
+                        with self.cpu.llm_rests():
+                            turn.first_audio_ready.wait(FIRST_AUDIO_YIELD_S)
                         paused_ms = (time.perf_counter() - paused) * 1000
                         self._emit(turn, ev.LlmYielded(turn.id, paused_ms=paused_ms))
                 # A sentence being synthesized has the cores (the plan): the rest of the reply can wait.
                 waited_ms = self.cpu.wait_while_tts(lambda: turn.cancel.cancelled, before_wait=self._llm_rest)
                 if waited_ms:
                     self._emit(turn, ev.LlmYielded(turn.id, paused_ms=waited_ms, for_first_clause=False))
+                # A speaking face renders its next frames in one burst while the LLM rests (the plan).
+                if face_ms := self.cpu.yield_to_face(lambda: turn.cancel.cancelled, before_wait=self._llm_rest):
+                    self._emit(turn, ev.LlmYielded(turn.id, paused_ms=face_ms, for_first_clause=False, for_face=True))
                 if turn.cancel.cancelled:
                     break
         except Exception as exc:  # a backend failure ends the turn cleanly, with a message

@@ -62,6 +62,14 @@ class CpuPlanSettings:
     # While the user talks over a reply (paused until their words say barge-in or backchannel), its
     # later sentences wait: vocoding them beside the drafts' ASR and prefill made a 9-token prompt take 1.1 s.
     tts_waits_while_held: bool = True
+    # While the LLM decodes beside a speaking face, the face renders this far ahead in one burst
+    # while the LLM rests, instead of a frame every 33 ms beside it: each render beside the LLM's
+    # two threads stalls both (one waits at the barriers), and the spoken bench ran 85 tok/s with
+    # the face against 96 without it (docs/cpu-plan.md, "The face ahead of the LLM").  0: no bursts.
+    face_ahead_s: float = 0.5
+    face_refill_s: float = 0.1  # a burst starts when fewer frames than this are left
+    face_burst_max_s: float = 0.15  # the most the LLM waits for one burst
+    face_waits_for_llm_max_s: float = 0.04  # the most a burst waits for the LLM to finish its token
     # Niceness added to threads that are never on the critical path (the face; the GUI paints from its own).
     background_nice: int = 4
     enabled: bool = True
@@ -81,6 +89,7 @@ class CpuPlanSettings:
             tts_waits_while_held=False,
             enabled=False,
             llm_threads_beside_tts=llm_threads,
+            face_ahead_s=0.0,
         )
 
 
@@ -141,6 +150,8 @@ class CpuPlan:
         self._appliers: list[Applier] = []
         self._llm_busy = False
         self._tts_busy = 0  # synthesis calls running now
+        self._face_wants_cores = False  # the face asked the decoding LLM to rest for a burst
+        self._llm_resting = False  # between tokens and waiting (for the face, the first audio, a synthesis)
         self.journal: list[PhaseSwitch] = []
         self._threads = _Threads()
 
@@ -216,8 +227,10 @@ class CpuPlan:
         if busy and before_wait is not None:
             before_wait()  # outside the plan's lock: it may take the engine's
         with self._lock:
+            self._llm_resting = bool(busy)
             while self._tts_busy and not stop() and time.perf_counter() < deadline:
                 self._lock.wait(0.01)
+            self._llm_resting = False
         waited = time.perf_counter() - started
         return waited * 1000 if waited > 0.001 else 0.0
 
@@ -260,6 +273,57 @@ class CpuPlan:
             ):
                 self._lock.wait(0.02)
 
+    # -- the face ahead of the LLM ------------------------------------------------------------
+
+    @property
+    def face_ahead_s(self) -> float:
+        """How far ahead a speaking face renders while the LLM decodes a reply (0: frame by frame)."""
+        return self.settings.face_ahead_s if self.settings.enabled else 0.0
+
+    @property
+    def llm_decoding(self) -> bool:
+        return self._llm_busy
+
+    def face_burst_begin(self) -> bool:
+        """The face's side: a burst starts; wait (briefly) for the decoding LLM to rest.  True if it does."""
+        deadline = time.perf_counter() + self.settings.face_waits_for_llm_max_s
+        with self._lock:
+            self._face_wants_cores = True
+            while self._llm_busy and not self._llm_resting and time.perf_counter() < deadline:
+                self._lock.wait(0.002)
+            return not self._llm_busy or self._llm_resting
+
+    def face_burst_end(self) -> None:
+        with self._lock:
+            self._face_wants_cores = False
+            self._lock.notify_all()
+
+    def llm_rests(self) -> _LlmRest:
+        """``with plan.llm_rests():`` around any wait of the decoding LLM, so a face burst need not wait for it."""
+        return _LlmRest(self)
+
+    def _set_resting(self, resting: bool) -> None:
+        with self._lock:
+            self._llm_resting = resting
+            self._lock.notify_all()
+
+    def yield_to_face(self, stop: Callable[[], bool], before_wait: Callable[[], None] | None = None) -> float:
+        """The LLM's side, between tokens: rest while the face renders a burst, if it asked.  Returns the ms waited."""
+        with self._lock:
+            if not self._face_wants_cores:
+                return 0.0
+        started = time.perf_counter()
+        if before_wait is not None:
+            before_wait()  # outside the plan's lock: it may take the engine's
+        deadline = started + self.settings.face_burst_max_s
+        with self._lock:
+            self._llm_resting = True
+            self._lock.notify_all()
+            while self._face_wants_cores and not stop() and time.perf_counter() < deadline:
+                self._lock.wait(0.002)
+            self._llm_resting = False
+        return (time.perf_counter() - started) * 1000
+
     # -- threads -------------------------------------------------------------------------
 
     def adopt_thread(self, role: str, background: bool = False, tid: int | None = None) -> None:
@@ -272,6 +336,17 @@ class CpuPlan:
     @property
     def threads(self) -> dict[str, int]:
         return dict(self._threads.by_role)
+
+
+class _LlmRest:
+    def __init__(self, plan: CpuPlan) -> None:
+        self._plan = plan
+
+    def __enter__(self) -> None:
+        self._plan._set_resting(True)
+
+    def __exit__(self, *exc: object) -> None:
+        self._plan._set_resting(False)
 
 
 def lower_thread_priority(tid: int, by: int) -> bool:

@@ -97,7 +97,7 @@ class LlmToken(DataEvent):
 
 @dataclass(frozen=True)
 class LlmYielded(DataEvent):
-    """The LLM stood aside (``paused_ms``) so TTS had both cores: for the first clause, or a later sentence.
+    """The LLM stood aside (``paused_ms``) for TTS (the first clause, a later sentence) or the face's frames.
 
     TPS is the LLM's speed while it runs, so these pauses are taken out of it and
     shown on their own.
@@ -105,6 +105,7 @@ class LlmYielded(DataEvent):
 
     paused_ms: float
     for_first_clause: bool = True
+    for_face: bool = False  # the face rendered a burst of frames ahead (app/core/cpu_plan.py)
 
 
 @dataclass(frozen=True)

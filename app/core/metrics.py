@@ -8,7 +8,7 @@ the log and the benchmark show.  The seed's figure of merit is
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from app.core import events as ev
 from app.core.clock import TurnClock
@@ -31,6 +31,7 @@ METRIC_NAMES = (
     "n_tokens",
     "llm_yield_ms",
     "llm_tts_wait_ms",
+    "llm_face_wait_ms",
     "twentieth_token_ms",
     "barge_in_ms",
 )
@@ -43,14 +44,20 @@ def llm_latency_ms(ttft_ms: float | None, tps: float | None) -> float | None:
     return TOKENS_BEFORE_TTS / tps * 1000.0 + ttft_ms
 
 
+def _total(values: Iterable[float]) -> float | None:
+    """The sum, or None when there is nothing to add (the metric did not happen)."""
+    listed = list(values)
+    return sum(listed) if listed else None
+
+
 class _TurnRecord:
     def __init__(self, start_ns: int) -> None:
         self.clock = TurnClock(start_ns)
         self.n_tokens = 0
         self.first_token_ns: int | None = None
         self.last_token_ns: int | None = None
-        # Every pause for TTS: (when it ended, its length in ms, whether it was for the first clause).
-        self.pauses: list[tuple[int, float, bool]] = []
+        # Every pause for TTS or the face: (when it ended, its length in ms, "first", "tts" or "face").
+        self.pauses: list[tuple[int, float, str]] = []
         self.asr_ms: float | None = None
         self.server_tps: float | None = None
         self.finished = False
@@ -103,8 +110,8 @@ class MetricsObserver:
                 if rec.n_tokens == 20:  # the seed's "tokens needed before TTS can start", measured
                     mark("twentieth_token", event.t_ns)
                 return rec.n_tokens in (1, 2, 5) or rec.n_tokens % 10 == 0
-            case ev.LlmYielded(paused_ms=paused_ms, for_first_clause=first):
-                rec.pauses.append((event.t_ns, paused_ms, first))
+            case ev.LlmYielded(paused_ms=paused_ms, for_first_clause=first, for_face=face):
+                rec.pauses.append((event.t_ns, paused_ms, "first" if first else "face" if face else "tts"))
             case ev.LlmDone(server_tps=server_tps):
                 rec.server_tps = server_tps
                 mark("llm_done", event.t_ns)
@@ -149,8 +156,9 @@ class MetricsObserver:
             "speech_end_to_first_frame_ms": c.ms_between("voice_end", "first_replica_frame"),
             "llm_total_ms": c.ms_between("llm_request", "llm_done"),
             "n_tokens": float(rec.n_tokens),
-            "llm_yield_ms": next((ms for _, ms, first in reversed(rec.pauses) if first), None),
-            "llm_tts_wait_ms": sum(later) if (later := [ms for _, ms, first in rec.pauses if not first]) else None,
+            "llm_yield_ms": next((ms for _, ms, why in reversed(rec.pauses) if why == "first"), None),
+            "llm_tts_wait_ms": _total(ms for _, ms, why in rec.pauses if why == "tts"),
+            "llm_face_wait_ms": _total(ms for _, ms, why in rec.pauses if why == "face"),
             "twentieth_token_ms": c.ms_between("llm_request", "twentieth_token"),
             "barge_in_ms": c.ms_between("barge_in_onset", "barge_in_silent"),
             "final": 1.0 if rec.finished else 0.0,
@@ -159,7 +167,7 @@ class MetricsObserver:
 
     @staticmethod
     def _tps(rec: _TurnRecord) -> float | None:
-        """Tokens after the first divided by the time after the first, less the pauses for TTS in it."""
+        """Tokens after the first divided by the time after the first, less the pauses (for TTS or the face) in it."""
         if rec.server_tps:
             return rec.server_tps
         if rec.n_tokens < 2 or rec.first_token_ns is None or rec.last_token_ns is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ class RenderableFace(Protocol):
 
 
 FrameCallback = Callable[[Any], None]
+_TICK_MARGIN_NS = 2_000_000  # a burst yields this long before a frame is due
 
 
 class ReplicaStage:
@@ -62,6 +64,11 @@ class ReplicaStage:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="doppel-replica", daemon=True)
+        self._plan: CpuPlan | None = None
+        self._ahead: deque[tuple[int, Any]] = deque()  # frames rendered in a burst: (for when, frame)
+        self._ahead_speech = 0  # the face's speech generation they were drawn from
+        self._burst_until_ns: int | None = None  # a burst in progress (the LLM rests) draws up to here
+        self.burst_frames = 0  # frames drawn ahead in bursts (the rest were drawn on their tick)
 
     def start(self) -> None:
         self._thread.start()
@@ -69,6 +76,7 @@ class ReplicaStage:
     def follow(self, plan: CpuPlan) -> None:
         """Take the idle frame rate from ``plan`` and run as one of its background threads (the GUI's stage)."""
         self._idle_fps = lambda: plan.budget.face_fps
+        self._plan = plan
         if self._thread.native_id is not None:
             plan.adopt_thread("replica", background=True, tid=self._thread.native_id)
         else:
@@ -79,23 +87,26 @@ class ReplicaStage:
         self._wake.set()
 
     def _run(self) -> None:
+        try:
+            self._ticks()
+        finally:
+            self._end_burst()  # never leave the LLM resting
+
+    def _ticks(self) -> None:
         if self._on_start is not None:
             self._on_start()
         fast_ns = int(1e9 / self.face.fps)
         next_ns = now_ns()
         while not self._stop.is_set():
             idle_ns = max(fast_ns, int(1e9 / max(1.0, self._idle_fps())))
-            started = time.perf_counter()
-            frame = self.face.render(next_ns)
-            self.render_ms.append((time.perf_counter() - started) * 1000)
-            if len(self.render_ms) > 500:
-                del self.render_ms[:250]
+            frame = self._drawn_ahead(next_ns, fast_ns) or self._render(next_ns)
             self.on_frame(frame)
             if frame.speaking and self.on_speaking_frame is not None:
                 self.on_speaking_frame(self.frames, now_ns())
             self.frames += 1
             last_ns = next_ns
-            next_ns = self._plan(last_ns, fast_ns, idle_ns)
+            next_ns = self._next_tick(last_ns, fast_ns, idle_ns)
+            self._draw_ahead(next_ns, fast_ns)
             while not self._stop.is_set():
                 self._wake.clear()
                 lag = next_ns - now_ns()
@@ -104,9 +115,64 @@ class ReplicaStage:
                     lag = 0
                 if not self._wake.wait(max(0.0, lag / 1e9)):
                     break
-                next_ns = min(next_ns, self._plan(last_ns, fast_ns, idle_ns))
+                next_ns = min(next_ns, self._next_tick(last_ns, fast_ns, idle_ns))
 
-    def _plan(self, last_ns: int, fast_ns: int, idle_ns: int) -> int:
+    def _render(self, t_ns: int) -> Any:
+        started = time.perf_counter()
+        frame = self.face.render(t_ns)
+        self.render_ms.append((time.perf_counter() - started) * 1000)
+        if len(self.render_ms) > 500:
+            del self.render_ms[:250]
+        return frame
+
+    def _drawn_ahead(self, t_ns: int, fast_ns: int) -> Any | None:
+        """The burst's frame for this tick, if one was drawn and the speech it shows still stands."""
+        if getattr(self.face, "speech_generation", 0) != self._ahead_speech:
+            self._ahead.clear()  # a barge-in cleared the speech those frames show
+        while self._ahead and self._ahead[0][0] < t_ns - fast_ns // 2:
+            self._ahead.popleft()  # the stage fell behind: those moments are gone
+        if self._ahead and self._ahead[0][0] <= t_ns + fast_ns // 2:
+            return self._ahead.popleft()[1]
+        return None
+
+    def _draw_ahead(self, next_ns: int, fast_ns: int) -> None:
+        """While the LLM decodes a reply and the face speaks, draw the next frames in a burst (the CPU plan).
+
+        A frame drawn beside the LLM's two threads stalls both of them; a burst
+        while the LLM rests costs it only the drawing.  Frames are drawn for the
+        ticks they will be shown at, so what is seen is the same.  A burst stops
+        for each tick that comes due and goes on after it, the LLM still resting.
+        """
+        plan = self._plan
+        if plan is None:
+            return
+        if self._burst_until_ns is None:
+            if plan.face_ahead_s <= 0 or not plan.llm_decoding:
+                return
+            speech = getattr(self.face, "speech_generation", 0)
+            if speech != self._ahead_speech:
+                self._ahead.clear()
+                self._ahead_speech = speech
+            t_ns = self._ahead[-1][0] + fast_ns if self._ahead else next_ns
+            if t_ns - now_ns() > plan.settings.face_refill_s * 1e9 or self.face.next_speech_ns(t_ns) != t_ns:
+                return  # enough drawn, or no speech there to draw ahead
+            self._burst_until_ns = now_ns() + int(plan.face_ahead_s * 1e9)
+            plan.face_burst_begin()
+        t_ns = self._ahead[-1][0] + fast_ns if self._ahead else next_ns
+        while t_ns <= self._burst_until_ns and self.face.next_speech_ns(t_ns) == t_ns and not self._stop.is_set():
+            if now_ns() >= next_ns - _TICK_MARGIN_NS:
+                return  # show the frame that is due first
+            self._ahead.append((t_ns, self._render(t_ns)))
+            self.burst_frames += 1
+            t_ns += fast_ns
+        self._end_burst()
+
+    def _end_burst(self) -> None:
+        if self._burst_until_ns is not None and self._plan is not None:
+            self._burst_until_ns = None
+            self._plan.face_burst_end()
+
+    def _next_tick(self, last_ns: int, fast_ns: int, idle_ns: int) -> int:
         """Next render time: a fast tick while speech is on, its first sample when due, else an idle tick."""
         speech = self.face.next_speech_ns(last_ns)
         if speech is None or speech > last_ns + idle_ns:

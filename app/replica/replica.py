@@ -60,6 +60,7 @@ class Replica:
         self._idle = IdleMotion(seed)
         self._lock = threading.Lock()
         self._speech: tuple[_Speech, ...] = ()
+        self.speech_generation = 0
         self._gaze_from = (0.0, 0.0)
         self._gaze_to = (0.0, 0.0)
         self._gaze_set_ns = 0
@@ -112,6 +113,7 @@ class Replica:
         """Barge-in: forget all pushed speech; the next frame has an idle mouth."""
         with self._lock:
             self._speech = ()
+            self.speech_generation += 1  # frames drawn ahead from the old speech are void
 
     def set_gaze_target(self, x: float, y: float) -> None:
         """Where to look, -1..1 in each axis of the frame; (0, 0) is the camera."""

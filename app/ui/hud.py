@@ -31,6 +31,7 @@ ROWS = (
     Row("20th token (measured)", "twentieth_token_ms"),
     Row("LLM pause for first audio", "llm_yield_ms"),
     Row("LLM waits for later TTS", "llm_tts_wait_ms"),
+    Row("LLM rests for the face", "llm_face_wait_ms"),
     Row("VAD end of turn", "vad_end_of_turn_ms"),
     Row("ASR", "asr_final_ms"),
     Row("LLM → first TTS chunk", "first_chunk_to_tts_ms"),
