@@ -64,8 +64,8 @@ class CpuPlanSettings:
     tts_waits_while_held: bool = True
     # While the LLM decodes beside a speaking face, the face renders this far ahead in one burst
     # while the LLM rests, instead of a frame every 33 ms beside it: each render beside the LLM's
-    # two threads stalls both (one waits at the barriers), and the spoken bench ran 85 tok/s with
-    # the face against 96 without it (docs/cpu-plan.md, "The face ahead of the LLM").  0: no bursts.
+    # two threads stalls both (one waits at the barriers).  Long-session turns, paired: 70 -> 80
+    # tok/s, faster in 14 of 19 (docs/cpu-plan.md, "The face ahead of the LLM").  0: no bursts.
     face_ahead_s: float = 0.5
     face_refill_s: float = 0.1  # a burst starts when fewer frames than this are left
     face_burst_max_s: float = 0.15  # the most the LLM waits for one burst
