@@ -57,6 +57,8 @@ def test_echo_does_not_interrupt_the_replica_but_the_user_does(config, engines, 
     )
     conversation.bus.subscribe(events)
     conversation.start()
+    sampling = engines.llm.sampling
+    engines.llm.sampling = {**sampling, "temp": 0.0}  # greedy: a sampled one-line "story" left no time to cut in
     try:
         conversation.say("Tell me a long story about a brave knight and a dragon.")
         deadline = time.monotonic() + 45
@@ -65,6 +67,7 @@ def test_echo_does_not_interrupt_the_replica_but_the_user_does(config, engines, 
                 break  # the reply ended on its own: the user never got through
             time.sleep(0.05)
     finally:
+        engines.llm.sampling = sampling
         assert conversation.shutdown(timeout=10.0)  # ASR may be mid-utterance; it is not cancellable
     assert mic.voice_spans_ns, "the replica never spoke long enough for the user to cut in"
     user_start = mic.voice_spans_ns[0][0]
