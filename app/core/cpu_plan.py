@@ -22,7 +22,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -298,9 +299,14 @@ class CpuPlan:
             self._face_wants_cores = False
             self._lock.notify_all()
 
-    def llm_rests(self) -> _LlmRest:
+    @contextmanager
+    def llm_rests(self) -> Iterator[None]:
         """``with plan.llm_rests():`` around any wait of the decoding LLM, so a face burst need not wait for it."""
-        return _LlmRest(self)
+        self._set_resting(True)
+        try:
+            yield
+        finally:
+            self._set_resting(False)
 
     def _set_resting(self, resting: bool) -> None:
         with self._lock:
@@ -336,17 +342,6 @@ class CpuPlan:
     @property
     def threads(self) -> dict[str, int]:
         return dict(self._threads.by_role)
-
-
-class _LlmRest:
-    def __init__(self, plan: CpuPlan) -> None:
-        self._plan = plan
-
-    def __enter__(self) -> None:
-        self._plan._set_resting(True)
-
-    def __exit__(self, *exc: object) -> None:
-        self._plan._set_resting(False)
 
 
 def lower_thread_priority(tid: int, by: int) -> bool:

@@ -127,8 +127,7 @@ class ReplicaStage:
 
     def _drawn_ahead(self, t_ns: int, fast_ns: int) -> Any | None:
         """The burst's frame for this tick, if one was drawn and the speech it shows still stands."""
-        if getattr(self.face, "speech_generation", 0) != self._ahead_speech:
-            self._ahead.clear()  # a barge-in cleared the speech those frames show
+        self._forget_stale_speech()
         while self._ahead and self._ahead[0][0] < t_ns - fast_ns // 2:
             self._ahead.popleft()  # the stage fell behind: those moments are gone
         if self._ahead and self._ahead[0][0] <= t_ns + fast_ns // 2:
@@ -149,16 +148,13 @@ class ReplicaStage:
         if self._burst_until_ns is None:
             if plan.face_ahead_s <= 0 or not plan.llm_decoding:
                 return
-            speech = getattr(self.face, "speech_generation", 0)
-            if speech != self._ahead_speech:
-                self._ahead.clear()
-                self._ahead_speech = speech
-            t_ns = self._ahead[-1][0] + fast_ns if self._ahead else next_ns
+            self._forget_stale_speech()
+            t_ns = self._first_undrawn(next_ns, fast_ns)
             if t_ns - now_ns() > plan.settings.face_refill_s * 1e9 or self.face.next_speech_ns(t_ns) != t_ns:
                 return  # enough drawn, or no speech there to draw ahead
             self._burst_until_ns = now_ns() + int(plan.face_ahead_s * 1e9)
             plan.face_burst_begin()
-        t_ns = self._ahead[-1][0] + fast_ns if self._ahead else next_ns
+        t_ns = self._first_undrawn(next_ns, fast_ns)
         while t_ns <= self._burst_until_ns and self.face.next_speech_ns(t_ns) == t_ns and not self._stop.is_set():
             if now_ns() >= next_ns - _TICK_MARGIN_NS:
                 return  # show the frame that is due first
@@ -166,6 +162,16 @@ class ReplicaStage:
             self.burst_frames += 1
             t_ns += fast_ns
         self._end_burst()
+
+    def _forget_stale_speech(self) -> None:
+        speech = getattr(self.face, "speech_generation", 0)
+        if speech != self._ahead_speech:
+            self._ahead.clear()  # a barge-in cleared the speech those frames show
+            self._ahead_speech = speech
+
+    def _first_undrawn(self, next_ns: int, fast_ns: int) -> int:
+        """The first tick with no frame drawn for it yet."""
+        return self._ahead[-1][0] + fast_ns if self._ahead else next_ns
 
     def _end_burst(self) -> None:
         if self._burst_until_ns is not None and self._plan is not None:
