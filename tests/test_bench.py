@@ -59,6 +59,12 @@ def test_ratios_are_recomputable_from_the_raw_samples(quick) -> None:
     for d in result["direct"]:  # the naive chain waits for everything the raw limit only starts
         assert d["naive_e2e_audio_ms"] >= d["raw_e2e_audio_ms"] - d["tts_first_ms"]
         assert d["llm_latency_ms"] == pytest.approx(20 / d["tps"] * 1000 + d["ttft_ms"])
+    # Each question's reply was decoded again between turns, on the engine alone, and paired with its turn.
+    session = result["session"]
+    given = [r for r in session["same_prompts_alone"] if r.get("given_tps")]
+    assert any(session["turns"][r["turn"]]["input"].startswith("q") for r in given)
+    paired = [session["turns"][r["turn"]]["metrics"]["tps"] / r["given_tps"] for r in given]
+    assert result["analysis"]["same_prompts"]["pipeline_over_given"]["p50"] == pytest.approx(statistics.median(paired))
 
 
 def test_report_files_and_records(quick) -> None:

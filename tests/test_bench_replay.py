@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.bench.replay import PromptRecorder, replay
+from app.bench.replay import BetweenTurns, PromptRecorder, replay
+from app.bench.report import same_prompts_summary
 from app.core.engines import ChatMessage
 
 
@@ -18,3 +19,29 @@ def test_the_recorder_keeps_each_committed_turns_prompt_and_replay_measures_it(l
     (row,) = replay(llm, prompts)
     assert row["n_tokens"] >= 2 and row["tps"] > 0
     assert row["prompt_tokens"] == len(llm.prompt_tokens(spoken))
+
+
+def test_the_replay_decodes_the_pipelines_very_tokens_and_pairs_each_turn(llm) -> None:
+    recorder = PromptRecorder(llm)
+    asked = [ChatMessage("system", "You are brief."), ChatMessage("user", "Name three colours.")]
+    pieces = [token.text for token in recorder.stream_chat(asked)]
+    ids = recorder.reply_for(recorder.prompts_for(["Name three colours."])[0])
+    assert len(ids) == len(pieces) >= 2  # one id per token the pipeline saw
+
+    assert list(llm.decode_given(asked, ids)) == ids
+    prompt = llm.prompt_tokens(asked)
+    assert llm.cached_prefix(prompt + ids) == len(prompt) + len(ids)  # those very tokens were evaluated
+
+    between = BetweenTurns(recorder)
+    between()  # the reply that just ended, decoded again alone
+    between()  # and only once
+    assert list(between.given_tps) == [0] and between.given_tps[0] > 0
+
+    turns = [{"metrics": {"tps": 50.0}}, {"metrics": {"tps": None}}, {"metrics": {"tps": 90.0}}]
+    rows = [
+        {"turn": 0, "tps": 120.0, "prompt_tokens": 200, "given_tps": 100.0},
+        {"turn": 1, "tps": 110.0, "prompt_tokens": 210, "given_tps": 100.0},  # the turn has no TPS: unpaired
+        {"turn": 2, "tps": 100.0, "prompt_tokens": 220, "given_tps": 100.0},
+    ]
+    paired = same_prompts_summary({"turns": turns, "same_prompts_alone": rows}, 70.0)["pipeline_over_given"]
+    assert paired["n"] == 2 and paired["p50"] == 0.7 and paired["at_least_0_9"] == 1

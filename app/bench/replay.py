@@ -19,11 +19,12 @@ from app.core.engines import ChatMessage, Token
 
 
 class PromptRecorder:
-    """The session's LLM, unchanged, remembering the messages of every reply it was asked for."""
+    """The session's LLM, unchanged, remembering the messages of every reply it was asked for (and its tokens)."""
 
     def __init__(self, llm: Any) -> None:
         self.inner = llm
         self.prompts: list[list[ChatMessage]] = []
+        self.replies: dict[int, list[int]] = {}  # prompt index -> the reply's token ids (local engine)
 
     def __getattr__(self, name: str) -> Any:
         if name == "inner":  # not set yet (a copy or unpickling): no recursion
@@ -31,9 +32,24 @@ class PromptRecorder:
         return getattr(self.inner, name)
 
     def stream_chat(self, messages: Sequence[ChatMessage], cancel: CancelToken = NEVER_CANCELLED) -> Iterator[Token]:
-        """The engine's reply, its prompt noted first."""
+        """The engine's reply, its prompt noted first and its token ids once it has ended."""
         self.prompts.append(list(messages))
-        return self.inner.stream_chat(messages, cancel)
+        index = len(self.prompts) - 1
+        try:
+            yield from self.inner.stream_chat(messages, cancel)
+        finally:
+            stats = getattr(self.inner, "last_stats", None)
+            if stats is not None and stats.reply_ids:
+                self.replies[index] = list(stats.reply_ids)
+
+    def index_of(self, prompt: list[ChatMessage]) -> int | None:
+        """Which request ``prompt`` (an entry of ``prompts``) was."""
+        return next((i for i in range(len(self.prompts) - 1, -1, -1) if self.prompts[i] is prompt), None)
+
+    def reply_for(self, prompt: list[ChatMessage]) -> list[int]:
+        """The token ids of the (last) reply to ``prompt``, or [] when the backend gave none."""
+        index = self.index_of(prompt)
+        return self.replies.get(index, []) if index is not None else []
 
     def prompts_for(self, heard: Sequence[str | None]) -> list[list[ChatMessage]]:
         """The last prompt whose final user message is each committed turn's transcript (speculations dropped)."""
@@ -52,33 +68,80 @@ class PromptRecorder:
         return out
 
 
+def _tps(stamps: Sequence[float]) -> float | None:
+    """Tokens per second from the first token to the last, as the pipeline's TPS is measured."""
+    n = len(stamps)
+    return (n - 1) / (stamps[-1] - stamps[0]) if n >= 2 and stamps[-1] > stamps[0] else None
+
+
+def _stamps(tokens: Iterator[Any]) -> list[float]:
+    stamps = []
+    for _token in tokens:
+        stamps.append(time.perf_counter())
+    return stamps
+
+
 def replay(llm: Any, prompts: Sequence[Sequence[ChatMessage]]) -> list[dict]:
     """Each prompt through ``llm.stream_chat`` alone: tokens and TPS measured as the pipeline's metric is."""
+    count = getattr(llm, "prompt_tokens", None)
     rows = []
     for messages in prompts:
-        stamps: list[float] = []
-        token: Token
-        for token in llm.stream_chat(messages):
-            stamps.append(time.perf_counter())
-            del token
-        n = len(stamps)
-        tps = (n - 1) / (stamps[-1] - stamps[0]) if n >= 2 and stamps[-1] > stamps[0] else None
-        count = getattr(llm, "prompt_tokens", None)
-        rows.append({"n_tokens": n, "tps": tps, "prompt_tokens": len(count(messages)) if count else None})
+        stamps = _stamps(llm.stream_chat(messages))
+        rows.append(
+            {"n_tokens": len(stamps), "tps": _tps(stamps), "prompt_tokens": len(count(messages)) if count else None}
+        )
     return rows
 
 
-def with_replay(engines: Any, run_session: Any) -> dict:
-    """``run_session(engines)`` with the LLM recorded, then its turns' prompts replayed on the engine alone.
+class BetweenTurns:
+    """Decodes the reply that just ended again on the engine alone, before the next input plays.
 
-    The record gets ``same_prompts_alone``: one row per committed turn whose prompt was found.
+    This host's speed swings by a fifth within seconds, so a baseline measured
+    after the session compares a turn with another moment.  Between turns the
+    conversation is idle (the bench holds the face still), and the engine
+    decodes the turn's very prompt and tokens; the pipeline's TPS for that turn
+    is compared with this, seconds apart.
+    """
+
+    def __init__(self, recorder: PromptRecorder) -> None:
+        self.recorder = recorder
+        self.given_tps: dict[int, float | None] = {}  # request index -> TPS on the same prompt and tokens
+
+    def __call__(self) -> None:
+        replies = self.recorder.replies
+        index = max(replies, default=None)
+        decode = getattr(self.recorder.inner, "decode_given", None)
+        if index is None or index in self.given_tps or decode is None or len(replies[index]) < 2:
+            return
+        self.given_tps[index] = _tps(_stamps(decode(self.recorder.prompts[index], replies[index])))
+
+
+def with_replay(engines: Any, run_session: Any) -> dict:
+    """``run_session(engines, between_turns)`` with the LLM recorded; its turns' prompts replayed on the engine alone.
+
+    ``between_turns`` is called when a reply has ended and before the next input
+    plays (``BetweenTurns``).  The record gets ``same_prompts_alone``: one row per
+    committed turn whose prompt was found, with ``turn`` its index in
+    ``record["turns"]`` and ``given_tps`` when it was decoded between turns.
     """
     from dataclasses import replace
 
     from app.bench.baselines import in_own_thread
 
     recorder = PromptRecorder(engines.llm)
-    record = run_session(replace(engines, llm=recorder))
-    prompts = recorder.prompts_for([turn.get("heard") for turn in record["turns"]])
-    record["same_prompts_alone"] = in_own_thread(lambda: replay(engines.llm, prompts))
+    between = BetweenTurns(recorder)
+    record = run_session(replace(engines, llm=recorder), between)
+    turns, prompts = [], []
+    for index, turn in enumerate(record["turns"]):
+        for prompt in recorder.prompts_for([turn.get("heard")]):
+            turns.append(index)
+            prompts.append(prompt)
+    rows = in_own_thread(lambda: replay(engines.llm, prompts))
+    for index, prompt, row in zip(turns, prompts, rows, strict=True):
+        row["turn"] = index  # into record["turns"]: pairs the turn's TPS with its replay
+        given = between.given_tps.get(recorder.index_of(prompt))
+        if given is not None:
+            row["given_tps"] = given
+            row["given_tokens"] = len(recorder.reply_for(prompt))
+    record["same_prompts_alone"] = rows
     return record

@@ -117,11 +117,11 @@ def analyse(result: dict) -> dict:
         "direct": direct,
         "ratios": {"pipeline_over_raw": over_raw, "naive_over_pipeline": naive_over},
     }
-    out["same_prompts"] = _same_prompts(result["session"], pipeline["tps"]["p50"])
+    out["same_prompts"] = same_prompts_summary(result["session"], pipeline["tps"]["p50"])
     if result.get("long_session"):
         out["long_session"] = long_session_summary(result["long_session"]["turns"])
         long_tps = out["long_session"]["tps"]["all"]["p50"]
-        out["long_session_same_prompts"] = _same_prompts(result["long_session"], long_tps)
+        out["long_session_same_prompts"] = same_prompts_summary(result["long_session"], long_tps)
     if result.get("gui_session"):
         window = {k: summary([t["metrics"].get(k) for t in result["gui_session"]["turns"]]) for k, _, _ in GUI_KEYS}
         out["gui"] = {
@@ -131,14 +131,23 @@ def analyse(result: dict) -> dict:
     return out
 
 
-def _same_prompts(session: dict, pipeline_tps: float | None) -> dict:
+def same_prompts_summary(session: dict, pipeline_tps: float | None) -> dict:
     """The engine alone on the session's own prompts (app/bench/replay.py) and the pipeline's share of it."""
     rows = session.get("same_prompts_alone") or []
     tps = summary([r["tps"] for r in rows])
+    turns = session.get("turns") or []
+    paired = [
+        _ratio(turns[r["turn"]]["metrics"].get("tps"), r["given_tps"])
+        for r in rows
+        if r.get("given_tps") and r.get("turn") is not None and r["turn"] < len(turns)
+    ]
     return {
         "tps": tps,
         "prompt_tokens": summary([r["prompt_tokens"] for r in rows]),
         "pipeline_over_alone": _ratio(pipeline_tps, tps["p50"]),
+        # The same prompt and the same tokens (app/engines/llm_given.py), turn by turn.
+        "given_tps": summary([r.get("given_tps") for r in rows]),
+        "pipeline_over_given": {**summary(paired), "at_least_0_9": sum(r >= 0.9 for r in paired if r is not None)},
     }
 
 
@@ -228,15 +237,33 @@ def seed_table(results: dict[str, dict], seed: list[dict]) -> list[str]:
                     f"| Doppel {name}, engine alone on the pipeline's own prompts ({_fmt(depth_p50, '')} tokens "
                     f"p50) | – | {_fmt(alone, '')} | – |"
                 )
+            given = same.get("given_tps", {}).get("p50")
+            if given:
+                label = f"Doppel {name}, engine alone on the same prompts and tokens (p50)"
+                lines.append(f"| {label} | – | {_fmt(given, '')} | – |")
             lines += [
                 "",
                 f"TPS ratios ({name}, same run): engine alone ÷ bare decode {_fmt(_ratio(engine, ceiling), 'x')} "
                 f"(÷ bare decode at the same depth {_fmt(_ratio(engine, at_depth), 'x')}); "
                 f"pipeline ÷ engine alone {_fmt(_ratio(pipeline, engine), 'x')} "
                 f"(÷ the engine alone on the pipeline's own prompts {_fmt(same.get('pipeline_over_alone'), 'x')}"
-                f"{_long_same(a)}).",
+                f"{_long_same(a)})."
+                f"{_paired(a)}",
             ]
     return lines
+
+
+def _paired(analysis: dict) -> str:
+    """Turn by turn, the pipeline's TPS over the engine's on the same prompt and tokens (median)."""
+    parts = []
+    for label, key in (("bench set", "same_prompts"), ("long session", "long_session_same_prompts")):
+        paired = (analysis.get(key) or {}).get("pipeline_over_given") or {}
+        if paired.get("p50") is not None:
+            share = f"≥ 0.9× in {paired.get('at_least_0_9')} of {paired['n']}"
+            parts.append(f"{label} {_fmt(paired['p50'], 'x')} ({share})")
+    if not parts:
+        return ""
+    return " Each turn ÷ the engine alone decoding its very prompt and tokens, median: " + "; ".join(parts) + "."
 
 
 def _long_same(analysis: dict) -> str:

@@ -24,7 +24,7 @@ from app.bench import report
 from app.bench.baselines import in_own_thread, run_direct, seed_rows
 from app.bench.cpu import engine_pools, peak_rss_mb
 from app.bench.questions import HELD_OUT, Question, ensure_audio, load_audio, play_order
-from app.bench.replay import with_replay
+from app.bench.replay import BetweenTurns, with_replay
 from app.bench.session import Session, SessionPlan
 from app.compose import Engines
 from app.config import Config
@@ -191,8 +191,11 @@ def run_bench(
         progress(f"[{name}] conversation: {len(order)} inputs at real-time pace")
         release_until = time.monotonic() + plan.budget_s * plan.session_share
 
-        def headless(e: Engines, label: str = f"session-{name}", pools: dict = pools, until: float = release_until):
+        def headless(
+            e: Engines, between: BetweenTurns, label: str = f"session-{name}", pools=pools, until=release_until
+        ) -> dict:
             session = _session(label, e, config, order, audio, out_dir, plan.session, pools, replica, progress)
+            session.between_turns = between
             return session.run(release_until=until)
 
         session_record = with_replay(eng, headless)
@@ -251,10 +254,13 @@ def _long_session(
     audio = {q.id: load_audio(paths[q.id]) for q in held}
     whole_replies = replace(plan.session, playout_cap_s=120.0, generation_grace_s=0.0)
     label = f"long-session-{name}"
-    return with_replay(
-        engines,
-        lambda e: _session(label, e, config, held, audio, out_dir, whole_replies, pools, replica, progress).run(),
-    )
+
+    def run(e: Engines, between: BetweenTurns) -> dict:
+        session = _session(label, e, config, held, audio, out_dir, whole_replies, pools, replica, progress)
+        session.between_turns = between
+        return session.run()
+
+    return with_replay(engines, run)
 
 
 def _session(

@@ -89,13 +89,17 @@ class TimedFace:
         self.idle_fps: float = getattr(face, "idle_fps", face.fps)
         self.frames: list[tuple[int, float]] = []  # (render start ns, render ms)
         self.shown: list[int] = []  # when each frame went out (frames rendered ahead go out on their tick)
+        self.held = False  # show the last frame again instead of rendering (the conversation is idle)
+        self._last: Any = None
 
     def show(self, _frame: Any) -> None:
         self.shown.append(time.perf_counter_ns())
 
     def render(self, t_ns: int) -> Any:
+        if self.held and self._last is not None:
+            return self._last  # the bench measures the engine alone between turns
         started = time.perf_counter_ns()
-        frame = self.face.render(t_ns)
+        frame = self._last = self.face.render(t_ns)
         self.frames.append((started, (time.perf_counter_ns() - started) / 1e6))
         return frame
 
@@ -166,6 +170,8 @@ class Session:
         )
         if self.conversation is not None:
             self.conversation.bus.subscribe(self.events)
+        # Called once a reply has ended, before the next input plays, the face held still (app/bench/replay.py).
+        self.between_turns: Callable[[], None] | None = None
         self.turn_of: dict[int, int | None] = {}  # item index -> turn id
         self.cut: set[int] = set()  # turns whose playout the bench stopped
         self.skipped: list[str] = []  # inputs never played (time budget)
@@ -194,6 +200,7 @@ class Session:
                         self._wait_heard(turn, self.plan.barge_after_s)
                     else:
                         self._finish_reply(turn)
+                        self._idle_work()
                     if release_until is not None and time.monotonic() > release_until:
                         self.skipped = [later.id for later in self.order[i:]]
                         self.progress(f"  time budget spent: skipping {', '.join(self.skipped)}")
@@ -203,11 +210,23 @@ class Session:
                 self.turn_of[i] = turn
                 self.progress(f"  {q.id} -> turn {turn}: {q.text}")
             self._finish_reply(turn)
+            self._idle_work()
         finally:
             sampler.stop()
             clean = self.conversation.shutdown(timeout=3.0) if self.owns_conversation else True
         wall = time.perf_counter() - started
         return self._record(wall, sampler, clean)
+
+    def _idle_work(self) -> None:
+        if self.between_turns is None:
+            return
+        if self.face is not None:
+            self.face.held = True
+        try:
+            self.between_turns()
+        finally:
+            if self.face is not None:
+                self.face.held = False
 
     def _wait_new_turn(self, audio_s: float) -> int | None:
         known = self.events.max_turn

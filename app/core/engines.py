@@ -70,6 +70,7 @@ class GenerationStats:
     prompt_tokens: int = 0
     evaluated_tokens: int = 0  # prompt tokens not found in the KV cache
     completion_tokens: int = 0
+    reply_ids: list[int] = field(default_factory=list)  # the reply's token ids, where the backend has them
     server_tps: float | None = None
     finish_reason: str = ""
     backend: str = "local"

@@ -23,6 +23,7 @@ from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
 from app.engines.ggml_pool import checked_team
 from app.engines.kv_shift import shift_out_dropped
+from app.engines.llm_given import decode_given
 from app.engines.llm_logits import LastLogits, eval_reading
 from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
 from app.engines.llm_threads import SpinGuard
@@ -328,6 +329,7 @@ class LlamaCppLlm:
                         head = piece.split("\n", 1)[0]
                         if head:
                             stats.completion_tokens += 1
+                            stats.reply_ids.append(token_id)
                             yield Token(head, stats.completion_tokens - 1)
                         stats.finish_reason = "stop"
                         break
@@ -335,12 +337,30 @@ class LlamaCppLlm:
                         stats.finish_reason = "stop"  # the persona's sentences are said: stop before another
                         break
                     stats.completion_tokens += 1
+                    stats.reply_ids.append(token_id)
                     yield Token(piece, stats.completion_tokens - 1)
                     if cancel.cancelled:
                         stats.finish_reason = "cancelled"
                         break
                     if stats.completion_tokens >= budget:
                         break
+            finally:
+                self.rest()
+
+    def decode_given(self, messages: Sequence[ChatMessage], reply_ids: Sequence[int]) -> Iterator[int]:
+        """``reply_ids`` decoded after ``messages`` with a reply's per-token work; yields as each is ready.
+
+        The bench's like-for-like baseline (app/bench/replay.py): the same prompt and
+        the same tokens as a pipeline turn, so the TPS of the two compare whatever the
+        sampler would have said this time.  Leaves the KV cache holding prompt and reply.
+        """
+        tokens = self.prompt_tokens(messages)
+        with self._lock:
+            self._apply_threads()
+            self._logits.forget()
+            self._llm.reset()
+            try:
+                yield from decode_given(self._llm, tokens, reply_ids, self.sampling)
             finally:
                 self.rest()
 
