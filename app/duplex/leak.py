@@ -28,10 +28,12 @@ class LeakDetector:
         floor_rms: float = 0.004,
         every_chunks: int = 3,
         hold_s: float = 0.15,
+        silent_ref: float = 1e-4,
     ) -> None:
+        """``silent_ref``: a reference with no sample above this played nothing (the playout pads with zeros)."""
         self.window = int(window_s * SOURCE_RATE)
         self.max_lag = int(max_lag_s * SOURCE_RATE)
-        self.threshold, self.floor_rms = threshold, floor_rms
+        self.threshold, self.floor_rms, self.silent_ref = threshold, floor_rms, silent_ref
         self.every = every_chunks
         self.hold_chunks = int(hold_s * 100)
         self._ref: deque[np.ndarray] = deque()
@@ -59,7 +61,9 @@ class LeakDetector:
         """Peak normalised correlation of the recent output with the reference, 0 when quiet."""
         out = np.concatenate(self._out)[-self.window :].astype(np.float64)
         ref = np.concatenate(self._ref).astype(np.float64)
-        if float(np.sqrt(np.mean(out**2))) < self.floor_rms or len(ref) < self.window:
+        quiet = float(np.sqrt(np.mean(out**2))) < self.floor_rms
+        # Nothing played in the window (listening, thinking): no echo to leak, and no FFTs beside the ASR.
+        if quiet or len(ref) < self.window or not np.any(np.abs(ref) > self.silent_ref):
             self.last_score = 0.0
             return 0.0
         # out[n] ~ ref[start + n - lag]: correlate the output with every reference window ending up to max_lag ago.
