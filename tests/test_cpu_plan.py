@@ -273,11 +273,11 @@ class _FaceBesideLlm:
     rests: list[float] = field(default_factory=list)
 
     @classmethod
-    def started(cls, on_frame) -> _FaceBesideLlm:
+    def started(cls, on_frame, prepare=None) -> _FaceBesideLlm:
         from app.core.replica_stage import ReplicaStage
 
         plan, face = CpuPlan(), _SpeakingFace(10.0)
-        stage = ReplicaStage(face, on_frame)
+        stage = ReplicaStage(face, on_frame, prepare=prepare)
         stage.follow(plan)
         rig = cls(plan, face, stage, threading.Thread())
         rig.llm = _llm_decoding(plan, rig.stop, rig.rests)
@@ -304,6 +304,27 @@ def test_a_speaking_face_draws_ahead_in_bursts_while_the_llm_rests() -> None:
     lags_ms = np.abs([(out - at) / 1e6 for at, out in shown[5:]])
     assert np.percentile(lags_ms, 90) < 1000 / 30  # shown at their instants, not when drawn (up to 0.5 s early)
     assert np.median(np.diff([at for at, _ in shown]) / 1e6) == pytest.approx(1000 / 30, abs=1)
+
+
+def test_frames_drawn_ahead_are_prepared_for_the_display_in_the_burst_not_on_their_tick() -> None:
+    """The window scales each frame to its tile: for frames drawn ahead that happens while the LLM rests."""
+    from types import SimpleNamespace
+
+    from app.core.events import now_ns
+
+    prepared_at: dict[int, int] = {}
+
+    def prepare(frame):
+        prepared_at[frame.t_ns] = now_ns()
+        return SimpleNamespace(t_ns=frame.t_ns, speaking=frame.speaking, prepared=True)
+
+    shown: list[tuple[Any, int]] = []
+    rig = _FaceBesideLlm.started(lambda f: shown.append((f, now_ns())), prepare=prepare)
+    time.sleep(1.0)
+    rig.finish()
+    assert shown and all(getattr(frame, "prepared", False) for frame, _ in shown)  # every frame, drawn ahead or not
+    ahead = [out - prepared_at[frame.t_ns] > 1e9 / 30 for frame, out in shown[5:]]
+    assert sum(ahead) >= len(ahead) / 2  # most were ready a tick or more before they were shown
 
 
 def test_frames_drawn_ahead_are_dropped_when_the_speech_is_cleared() -> None:

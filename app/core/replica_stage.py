@@ -52,11 +52,18 @@ class ReplicaStage:
         *,
         idle_fps: Callable[[], float] | None = None,
         on_start: Callable[[], None] | None = None,
+        prepare: Callable[[Any], Any] | None = None,
     ) -> None:
+        """``prepare``: what the display does to each frame (the window scales it), done as it is drawn.
+
+        Frames drawn ahead in a burst are then prepared in the burst too, while the
+        LLM rests, not on their tick beside it.
+        """
         self.face = face
         # The CPU plan sets the idle rate per phase (few frames while the critical path runs).
         self._idle_fps = idle_fps or (lambda: face.idle_fps)
         self._on_start = on_start
+        self._prepare = prepare
         self.on_frame = on_frame
         self.on_speaking_frame = on_speaking_frame
         self.frames = 0
@@ -123,7 +130,7 @@ class ReplicaStage:
         self.render_ms.append((time.perf_counter() - started) * 1000)
         if len(self.render_ms) > 500:
             del self.render_ms[:250]
-        return frame
+        return self._prepare(frame) if self._prepare is not None else frame
 
     def _drawn_ahead(self, t_ns: int, fast_ns: int) -> Any | None:
         """The burst's frame for this tick, if one was drawn and the speech it shows still stands."""

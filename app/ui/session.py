@@ -31,6 +31,7 @@ from app.ui.bridge import EventBridge, FrameBridge
 from app.ui.devices import Camera, DeviceProvider, choose
 from app.ui.gates import MicGate, MicMode, SpeakerSwitch
 from app.ui.settings import DEVICE_OFF, MODEL_KEYS, AppSettings, SettingKey
+from app.ui.widgets.video import fit_tile
 from app.ui.workers import EngineLoader, Job, Loader, start_worker
 from app.vision import Sighting, VisionStage
 
@@ -87,7 +88,12 @@ class Session(QObject):
         self._device_lost.connect(self._on_device_lost)
         self.stage: ReplicaStage | None = None
         if replica is not None:
-            self.stage = ReplicaStage(replica, self._on_replica_frame, self._on_speaking_frame)  # type: ignore[arg-type]
+            self.stage = ReplicaStage(
+                replica,  # type: ignore[arg-type]
+                self._on_replica_frame,
+                self._on_speaking_frame,
+                prepare=self._prepare_replica_frame,
+            )
         self.tile_side = 0  # the video tile's size: frames are scaled to it on the replica thread
         self._watchdog = QTimer(self)
         self._watchdog.setInterval(1000)
@@ -329,14 +335,13 @@ class Session(QObject):
     def set_tile_side(self, side: int) -> None:
         self.tile_side = side
 
+    def _prepare_replica_frame(self, frame: object) -> object:
+        """Replica thread, as the frame is drawn (in a burst too): scaled to the tile, in 32-bit BGRA."""
+        return replace(frame, image=fit_tile(frame.image, self.tile_side))  # type: ignore[attr-defined, type-var]
+
     def _on_replica_frame(self, frame: object) -> None:
-        """Replica thread: scale to the tile and convert to the display's 32-bit format, off the GUI thread."""
-        image = frame.image  # type: ignore[attr-defined]
-        side = self.tile_side
-        if side and side != image.shape[0]:
-            interpolation = cv2.INTER_AREA if side < image.shape[0] else cv2.INTER_LINEAR
-            image = cv2.resize(image, (side, side), interpolation=interpolation)
-        self.replica_frames.push(cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))
+        """Replica thread, at the frame's tick: to the GUI (scaled again only if the tile changed meanwhile)."""
+        self.replica_frames.push(fit_tile(frame.image, self.tile_side))  # type: ignore[attr-defined]
 
     def _on_speaking_frame(self, index: int, t_ns: int) -> None:
         conversation = self.conversation

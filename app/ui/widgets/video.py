@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -73,6 +74,14 @@ def to_qimage(image: np.ndarray) -> QImage:
     h, w = image.shape[:2]
     fmt = QImage.Format.Format_RGB32 if image.ndim == 3 and image.shape[2] == 4 else QImage.Format.Format_BGR888
     return QImage(image.data, w, h, image.strides[0], fmt)
+
+
+def fit_tile(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` (BGR or BGRA) at the tile's size (0: as it is) in the display's 32-bit BGRA, done once."""
+    if side and side != image.shape[0]:
+        interpolation = cv2.INTER_AREA if side < image.shape[0] else cv2.INTER_LINEAR
+        image = cv2.resize(image, (side, side), interpolation=interpolation)
+    return image if image.shape[2] == 4 else cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
 
 
 def _overlay(size: QSize) -> QImage:
