@@ -35,8 +35,10 @@ class PlayoutHistory:
         self._lock = threading.Lock()
         self._grew = threading.Condition(self._lock)
         self._last_tap = -1.0  # time.monotonic() of the last block; waiting only makes sense while live
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._start = 0  # stream index of _buf[0]
+        # A ring, written in place: the speaker taps every few ms, and copying five seconds of
+        # history per block (64 MB/s at 5 ms blocks) ran beside the LLM in the window.
+        self._ring = np.zeros(int(KEEP_S * SOURCE_RATE), dtype=np.float32)
+        self._written = 0  # stream index one past the newest sample (the oldest kept: _written - len(_ring))
         self._t0_ns: int | None = None  # heard time of stream index 0
         self._in_samples = 0  # sink-rate samples consumed since t0
         self.reanchors = 0
@@ -49,20 +51,23 @@ class PlayoutHistory:
                     self._t0_ns = None
                     self.reanchors += 1
             if self._t0_ns is None:
-                self._t0_ns, self._in_samples, self._start = heard_at_ns, 0, 0
-                self._buf = np.zeros(0, dtype=np.float32)
+                self._t0_ns, self._in_samples, self._written = heard_at_ns, 0, 0
                 self._resampler = self._soxr.ResampleStream(
                     self.sink_rate, SOURCE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY
                 )
             self._in_samples += len(block)
-            out = self._resampler.resample_chunk(np.asarray(block, dtype=np.float32))
-            self._buf = np.concatenate([self._buf, out])
-            excess = len(self._buf) - int(KEEP_S * SOURCE_RATE)
-            if excess > 0:
-                self._buf = self._buf[excess:]
-                self._start += excess
+            self._append(self._resampler.resample_chunk(np.asarray(block, dtype=np.float32)))
             self._last_tap = time.monotonic()
             self._grew.notify_all()
+
+    def _append(self, samples: np.ndarray) -> None:
+        size = len(self._ring)
+        samples = samples[-size:]
+        at = self._written % size
+        first = min(len(samples), size - at)
+        self._ring[at : at + first] = samples[:first]
+        self._ring[: len(samples) - first] = samples[first:]
+        self._written += len(samples)
 
     def wait_for(self, end_ns: int, timeout_s: float) -> bool:
         """Block until playout heard up to ``end_ns`` has arrived; False on timeout or when not live.
@@ -82,16 +87,20 @@ class PlayoutHistory:
     def _known_until(self, end_ns: int) -> bool:
         if self._t0_ns is None:
             return False
-        return round((end_ns - self._t0_ns) * SOURCE_RATE / 1e9) - self._start <= len(self._buf)
+        return round((end_ns - self._t0_ns) * SOURCE_RATE / 1e9) <= self._written
 
     def read(self, t_ns: int, n: int) -> tuple[np.ndarray, bool]:
         """``n`` samples heard from ``t_ns`` on (zeros where unknown), and whether all were known."""
         with self._lock:
             if self._t0_ns is None:
                 return np.zeros(n, dtype=np.float32), False
-            first = round((t_ns - self._t0_ns) * SOURCE_RATE / 1e9) - self._start
+            first = round((t_ns - self._t0_ns) * SOURCE_RATE / 1e9)  # stream index
             out = np.zeros(n, dtype=np.float32)
-            lo, hi = max(first, 0), min(first + n, len(self._buf))
+            size = len(self._ring)
+            lo, hi = max(first, self._written - size, 0), min(first + n, self._written)
             if hi > lo:
-                out[lo - first : hi - first] = self._buf[lo:hi]
-            return out, first + n <= len(self._buf)
+                at = lo % size
+                first_part = min(hi - lo, size - at)
+                out[lo - first : lo - first + first_part] = self._ring[at : at + first_part]
+                out[lo - first + first_part : hi - first] = self._ring[: hi - lo - first_part]
+            return out, first + n <= self._written
