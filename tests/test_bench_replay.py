@@ -28,9 +28,15 @@ def test_the_replay_decodes_the_pipelines_very_tokens_and_pairs_each_turn(llm) -
     ids = recorder.reply_for(recorder.prompts_for(["Name three colours."])[0])
     assert len(ids) == len(pieces) >= 2  # one id per token the pipeline saw
 
-    assert list(llm.decode_given(asked, ids)) == ids
+    other = [ChatMessage("system", "You are brief."), ChatMessage("user", "And the capital of Spain?")]
+    llm.prefill(other)  # what the conversation has cached when the bench replays the turn
+    kept = llm.prompt_tokens(other)
+    given = llm.decode_given(asked, ids)
+    assert [next(given) for _ in ids] == ids
     prompt = llm.prompt_tokens(asked)
-    assert llm.cached_prefix(prompt + ids) == len(prompt) + len(ids)  # those very tokens were evaluated
+    assert llm.cached_prefix(prompt + ids) == len(prompt) + len(ids) - 1  # those very tokens (the last one is next)
+    given.close()
+    assert llm.cached_prefix(kept) == len(kept)  # the conversation's cache is put back as it was
 
     between = BetweenTurns(recorder)
     between()  # the reply that just ended, decoded again alone

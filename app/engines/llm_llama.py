@@ -352,16 +352,21 @@ class LlamaCppLlm:
 
         The bench's like-for-like baseline (app/bench/replay.py): the same prompt and
         the same tokens as a pipeline turn, so the TPS of the two compare whatever the
-        sampler would have said this time.  Leaves the KV cache holding prompt and reply.
+        sampler would have said this time.  The KV cache is then put back as it was
+        (a conversation's history, trimmed and evaluated after its last turn, stays cached).
         """
         tokens = self.prompt_tokens(messages)
         with self._lock:
+            cached = self._llm.input_ids[: self._llm.n_tokens].tolist()
             self._apply_threads()
             self._logits.forget()
             self._llm.reset()
             try:
                 yield from decode_given(self._llm, tokens, reply_ids, self.sampling)
             finally:
+                self._llm.n_tokens = min(self.cached_prefix(cached), max(len(cached) - 1, 0))
+                if cached:
+                    self._llm.eval(cached[self._llm.n_tokens :])
                 self.rest()
 
     # -- the engine's ceiling --------------------------------------------------------------
