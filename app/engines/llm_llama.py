@@ -350,10 +350,8 @@ class LlamaCppLlm:
     def decode_given(self, messages: Sequence[ChatMessage], reply_ids: Sequence[int]) -> Iterator[int]:
         """``reply_ids`` decoded after ``messages`` with a reply's per-token work; yields as each is ready.
 
-        The bench's like-for-like baseline (app/bench/replay.py): the same prompt and
-        the same tokens as a pipeline turn, so the TPS of the two compare whatever the
-        sampler would have said this time.  The KV cache is then put back as it was
-        (a conversation's history, trimmed and evaluated after its last turn, stays cached).
+        The bench's like-for-like baseline (app/bench/replay.py): a pipeline turn's prompt and
+        tokens, whatever the sampler would say now.  The KV cache is then put back as it was.
         """
         tokens = self.prompt_tokens(messages)
         with self._lock:

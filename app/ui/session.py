@@ -88,12 +88,8 @@ class Session(QObject):
         self._device_lost.connect(self._on_device_lost)
         self.stage: ReplicaStage | None = None
         if replica is not None:
-            self.stage = ReplicaStage(
-                replica,  # type: ignore[arg-type]
-                self._on_replica_frame,
-                self._on_speaking_frame,
-                prepare=self._prepare_replica_frame,
-            )
+            on_frame, prepare = self._on_replica_frame, self._prepare_replica_frame
+            self.stage = ReplicaStage(replica, on_frame, self._on_speaking_frame, prepare=prepare)  # type: ignore[arg-type]
         self.tile_side = 0  # the video tile's size: frames are scaled to it on the replica thread
         self._watchdog = QTimer(self)
         self._watchdog.setInterval(1000)
