@@ -120,3 +120,33 @@ def test_estimate_delay_finds_a_known_lag() -> None:
     assert ms == pytest.approx(73.4, abs=0.1) and strength > 0.5
     ms, strength = estimate_delay(ref, rng.standard_normal(len(ref)), SOURCE_RATE)
     assert strength < 0.1  # no echo path: weak peak, so the canceller ignores the estimate
+
+
+def test_a_quiet_speaker_skips_the_canceller_and_the_next_reply_is_cancelled_at_once(reply, tts, settings) -> None:
+    """Between replies nothing can echo: the mic passes through untouched, and AEC3 picks up where it was.
+
+    Against a canceller run on every chunk over the same recording: the reply
+    after a 3 s gap loses no echo cancellation and makes no false onset.
+    """
+    rate = tts.sample_rate
+    gap_s, first_s, second_s = 3.0, 8.0, 6.0
+    played = np.concatenate(
+        [reply[: int(first_s * rate)], np.zeros(int(gap_s * rate), np.float32), reply[: int(second_s * rate)]]
+    )
+    rec = record(played, rate, ROOM)
+    runs = {}
+    for skip in (False, True):
+        aec = EchoCanceller(rate, skip_when_quiet=skip)
+        feed = drive(rec, rate, [aec.tap], speaker_lead_ms=SPEAKER_LEAD_MS)
+        frames = [(aec.process(f, t), t) for f, t in feed]
+        runs[skip] = (aec, frames, cleaned_signal(frames, aec))
+    aec, frames, out = runs[True]
+    quiet = slice(int((first_s + 0.6) * SOURCE_RATE), int((first_s + gap_s - 0.1) * SOURCE_RATE))
+    np.testing.assert_allclose(out[quiet], rec.mic[quiet], atol=1e-6)  # passed through as it came
+    assert aec.quiet_chunks >= (gap_s - 0.7) * 100 and runs[False][0].quiet_chunks == 0
+    after = slice(int((first_s + gap_s) * SOURCE_RATE), int((first_s + gap_s + 1.0) * SOURCE_RATE))
+    erle_skip = erle_db(rec.mic[after], out[after])
+    erle_always = erle_db(rec.mic[after], runs[False][2][after])
+    print(f"\nfirst second after a {gap_s:.0f} s gap: ERLE {erle_skip:.1f} dB skipped, {erle_always:.1f} dB always run")
+    assert erle_skip > 20.0 and erle_skip > erle_always - 2.0
+    assert vad_onsets(frames, settings) == [] and aec.starved_chunks == 0

@@ -34,3 +34,19 @@ def test_reads_match_the_whole_resampled_stream_across_the_ring_and_forget_beyon
         assert np.array_equal(got, want), (start_s, seconds)
         assert known == (first + n <= len(stream))
     assert history.reanchors == 0
+
+
+def test_quiet_only_after_the_last_audible_sample_and_only_as_far_as_the_playout_is_known() -> None:
+    history = PlayoutHistory(SINK_RATE)
+    t0 = 2_000_000_000
+    block_ns = BLOCK * 1e9 / SINK_RATE
+    loud = np.full(BLOCK, 0.2, np.float32)
+    blocks = [loud] * 100 + [np.zeros(BLOCK, np.float32)] * 100  # 0.5 s of sound, then 0.5 s of padding
+    assert not history.quiet(t0, t0 + 1)  # nothing known yet
+    for i, block in enumerate(blocks):
+        history.tap(block, t0 + int(i * block_ns))
+    sound_ends = t0 + int(100 * block_ns)
+    known_until = t0 + int(200 * block_ns)
+    assert not history.quiet(sound_ends - 50_000_000, sound_ends + 100_000_000)  # the sound is in the span
+    assert history.quiet(sound_ends + 10_000_000, known_until - 10_000_000)  # only padding since (resampler ~1 ms)
+    assert not history.quiet(sound_ends + 10_000_000, known_until + 20_000_000)  # not played that far yet

@@ -34,6 +34,7 @@ from app.duplex.leak import LeakDetector
 from app.duplex.playout import PlayoutHistory
 
 CHUNK = SOURCE_RATE // 100  # AEC3 works on 10 ms frames
+_CHUNK_NS = int(CHUNK * 1e9 / SOURCE_RATE)
 _I16 = 32767.0
 _FIRST_ESTIMATE_S = 1.5  # early, before AEC3 has converged on a delay we may change
 _ESTIMATE_EVERY_S = 2.0
@@ -74,6 +75,7 @@ class EchoCanceller:
         lookahead_ms: float = 20.0,
         track_delay: bool = True,
         leak_check: bool = True,
+        skip_when_quiet: bool = True,
     ) -> None:
         from livekit import rtc
 
@@ -85,6 +87,8 @@ class EchoCanceller:
         self.delay_ms = 0.0  # measured echo delay beyond what the timestamps say
         self.delay_estimates: list[tuple[float, float]] = []  # (delay_ms, peak strength) as measured
         self.starved_chunks = 0  # chunks processed before their reference arrived
+        self.skip_when_quiet = skip_when_quiet  # pass the mic through while nothing can echo
+        self.quiet_chunks = 0  # chunks passed through that way
         self._ref = PlayoutHistory(sink_rate)
         self.leak_detector = LeakDetector() if leak_check else None
         self._in = np.zeros(0, dtype=np.float32)
@@ -131,21 +135,43 @@ class EchoCanceller:
         self._rewarm_after_clock_jump()
         while len(self._in) >= CHUNK:
             ref_t = self._ref_time(self._in_t_ns)
+            if self.skip_when_quiet and self._ref.quiet(ref_t - _ECHO_SPAN_NS, ref_t + _CHUNK_NS):
+                self._pass_through()
+                continue
             ref, known = self._ref.read(ref_t, CHUNK)
             if not known and self._out_len >= len(frame):
                 break  # the speaker has not pulled this reference yet; there is slack left
-            if not known and self._ref.wait_for(ref_t + int(CHUNK * 1e9 / SOURCE_RATE), _MAX_WAIT_S):
+            if not known and self._ref.wait_for(ref_t + _CHUNK_NS, _MAX_WAIT_S):
                 ref, known = self._ref.read(ref_t, CHUNK)  # a live speaker thread ran late: it is here now
             self.starved_chunks += not known
             cleaned = self._cancel(self._in[:CHUNK], ref)
             leaking = self.leak_detector is not None and self.leak_detector.push(ref, cleaned)
             if not self._converged(self._in[:CHUNK], cleaned, self._in_t_ns, known) or leaking:
                 cleaned = np.zeros_like(cleaned)  # learning or re-learning the echo path: duck, like half duplex
-            self._out.append(cleaned)
-            self._out_len += CHUNK
-            self._in = self._in[CHUNK:]
-            self._in_t_ns += int(CHUNK * 1e9 / SOURCE_RATE)
+            self._emit(cleaned)
         return self._pop(len(frame))
+
+    def _pass_through(self) -> None:
+        """No echo can reach the mic (nothing audible played for an echo's span): AEC3 is not asked.
+
+        It kept running on every chunk while the replica was silent, its FFI
+        calls and the Python around them beside the ASR and the LLM.  Its
+        filter and the delay it sees are kept as they were: the echo path does
+        not change while nothing plays, so the next reply is cancelled at once.
+        """
+        mic = self._in[:CHUNK]
+        if self.track_delay:
+            self._remember(mic)  # the delay estimate reads the mic as one unbroken stream
+        if self.leak_detector is not None:
+            self.leak_detector.reset()
+        self.quiet_chunks += 1
+        self._emit(mic.copy())
+
+    def _emit(self, cleaned: np.ndarray) -> None:
+        self._out.append(cleaned)
+        self._out_len += CHUNK
+        self._in = self._in[CHUNK:]
+        self._in_t_ns += _CHUNK_NS
 
     def _rewarm_after_clock_jump(self) -> None:
         """The speaker's clock jumped (underrun, device restart): duck again until AEC3 has re-aligned.
@@ -233,7 +259,7 @@ class EchoCanceller:
         self._since_estimate, self._starved_at_estimate = 0, self.starved_chunks
         mic_all = np.concatenate(self._hist_mic)
         span = int(_MAX_LAG_S * SOURCE_RATE)
-        mic_start_ns = self._in_t_ns + int(CHUNK * 1e9 / SOURCE_RATE) - int(len(mic_all) * 1e9 / SOURCE_RATE)
+        mic_start_ns = self._in_t_ns + _CHUNK_NS - int(len(mic_all) * 1e9 / SOURCE_RATE)
         ref, _ = self._ref.read(mic_start_ns - int(_MAX_LAG_S * 1e9), len(mic_all) + 2 * span)
         if float(np.sqrt(np.mean(ref**2))) < _ACTIVE_RMS:
             return  # the replica is quiet: nothing to measure

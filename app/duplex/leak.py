@@ -57,6 +57,13 @@ class LeakDetector:
         self.leaking_chunks += leaking
         return leaking
 
+    def reset(self) -> None:
+        """Forget the recent signals (the canceller was not run for a while: they no longer adjoin)."""
+        if self._ref_len or self._hold:
+            self._ref.clear()
+            self._out.clear()
+            self._ref_len = self._out_len = self._hold = 0
+
     def score(self) -> float:
         """Peak normalised correlation of the recent output with the reference, 0 when quiet."""
         out = np.concatenate(self._out)[-self.window :].astype(np.float64)

@@ -18,6 +18,7 @@ from app.core.audio_io import SOURCE_RATE
 KEEP_S = 5.0  # history kept (must exceed the largest echo delay we correct)
 RESAMPLE_QUALITY = "QQ"  # cubic: no look-ahead latency (HQ holds back ~21 ms); ERLE measured the same
 _REANCHOR_NS = 60_000_000  # callback jitter under load reaches tens of ms; a restart is more
+SILENT = 1e-4  # a sample no louder than this played nothing (the playout pads with zeros)
 
 
 class PlayoutHistory:
@@ -41,6 +42,7 @@ class PlayoutHistory:
         self._written = 0  # stream index one past the newest sample (the oldest kept: _written - len(_ring))
         self._t0_ns: int | None = None  # heard time of stream index 0
         self._in_samples = 0  # sink-rate samples consumed since t0
+        self._last_sound_ns: int | None = None  # when the newest audible sample is heard
         self.reanchors = 0
 
     def tap(self, block: np.ndarray, heard_at_ns: int) -> None:
@@ -56,7 +58,11 @@ class PlayoutHistory:
                     self.sink_rate, SOURCE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY
                 )
             self._in_samples += len(block)
-            self._append(self._resampler.resample_chunk(np.asarray(block, dtype=np.float32)))
+            samples = self._resampler.resample_chunk(np.asarray(block, dtype=np.float32))
+            audible = np.flatnonzero(np.abs(samples) > SILENT)
+            if audible.size:
+                self._last_sound_ns = self._t0_ns + int((self._written + audible[-1]) * 1e9 / SOURCE_RATE)
+            self._append(samples)
             self._last_tap = time.monotonic()
             self._grew.notify_all()
 
@@ -83,6 +89,12 @@ class PlayoutHistory:
                     return False
                 self._grew.wait(left)
             return True
+
+    def quiet(self, start_ns: int, end_ns: int) -> bool:
+        """Nothing audible is heard from ``start_ns`` to ``end_ns``, and the playout is known that far."""
+        with self._lock:
+            heard = self._last_sound_ns
+            return self._known_until(end_ns) and (heard is None or heard < start_ns)
 
     def _known_until(self, end_ns: int) -> bool:
         if self._t0_ns is None:
