@@ -81,6 +81,20 @@ def test_turn_model_combines_cues() -> None:
     assert not TurnModel("text").asks_llm(statement, "I like tea.")
 
 
+def test_words_the_recogniser_doubts_hold_the_turn_only_the_sentence_pause() -> None:
+    """A doubted line gets "say it again": its made-up "..." or odd statement must not hold it 1.5 s."""
+    model = TurnModel("text+llm")
+    trailing = "Oh many, many, just have a really lovely..."  # for "How many minutes are there in a day?"
+    assert model.wait_ms(model.judge(trailing, None)) == model.window.max_silence_ms  # words trusted: the long wait
+    doubted = model.judge(trailing, None, doubtful=True)
+    assert not doubted.complete and doubted.doubted and model.wait_ms(doubted) == SENTENCE_PAUSE_MS
+    odd = "Working as simple way to start learning."
+    assert model.asks_llm(model.judge(odd, None), odd)
+    doubted_odd = model.judge(odd, None, doubtful=True)
+    assert doubted_odd.complete and not model.asks_llm(doubted_odd, odd)  # the LLM would read made-up words
+    assert TurnModel("off").judge(trailing, None, doubtful=True).complete
+
+
 @pytest.mark.parametrize(
     ("text", "goes_on"),
     [

@@ -113,6 +113,7 @@ class EndJudgement:
     p_llm: float | None = None  # P(end-of-turn token) after the user's words
     p_audio: float | None = None  # Smart Turn's P(complete)
     cost_ms: float = 0.0  # the audio model's time (the LLM's is part of its prompt evaluation)
+    doubted: bool = False  # the recogniser doubts its own words: they cannot hold the turn long
 
 
 class TurnModel:
@@ -149,13 +150,25 @@ class TurnModel:
     def fixed(self) -> bool:
         return not self.cues
 
-    def judge(self, text: str, audio: np.ndarray | None, last_word_p: float | None = None) -> EndJudgement:
+    def judge(
+        self, text: str, audio: np.ndarray | None, last_word_p: float | None = None, doubtful: bool = False
+    ) -> EndJudgement:
         """The text and audio cues; the LLM's, when wanted, is added by ``with_llm`` as it arrives.
 
         ``last_word_p``: the recogniser's confidence in the last word, part of the text cue.
+        ``doubtful``: the recogniser doubts the whole line (the reply asks the user to say it
+        again). Words it made up say nothing of where the user is: "Oh many, many, just have
+        a really lovely..." for "How many minutes are there in a day?" in a noisy room held
+        1.5 s for its "...".  Such a turn waits at most the pause between two sentences.
         """
         if self.fixed:
             return EndJudgement(True, "fixed window")
+        judgement = self._judge(text, audio, last_word_p)
+        if not doubtful:
+            return judgement
+        return replace(judgement, doubted=True, reason=f"{judgement.reason} (the recogniser doubts the words)")
+
+    def _judge(self, text: str, audio: np.ndarray | None, last_word_p: float | None) -> EndJudgement:
         text_unfinished = text_says_unfinished(text) if "text" in self.cues else None
         p_audio, cost = None, 0.0
         if "audio" in self.cues and self.audio_model is not None:
@@ -182,7 +195,7 @@ class TurnModel:
         had passed (its holds there were statements and misheard words), while reading it
         costs the reply a second prompt step (~15 ms to the first token).
         """
-        return self.wants_llm and judgement.complete and not text.rstrip().endswith("?")
+        return self.wants_llm and judgement.complete and not judgement.doubted and not text.rstrip().endswith("?")
 
     def with_llm(self, judgement: EndJudgement, p_llm: float | None) -> EndJudgement:
         """``judgement`` with the LLM's P(end of turn) after the user's words."""
@@ -207,6 +220,8 @@ class TurnModel:
         window = self.window
         if judgement.complete:
             return window.min_silence_ms
+        if judgement.doubted:
+            return SENTENCE_PAUSE_MS
         if judgement.text_unfinished:
             return window.max_silence_ms
         if judgement.p_llm is None:

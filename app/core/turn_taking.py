@@ -85,7 +85,8 @@ class TurnTakingSide:
         if spec.turn is None:
             spec.judgement = EndJudgement(True, spec.not_a_turn or "no reply to hold")
             return
-        judgement = self.turn_model.judge(spec.transcript.text, audio, spec.transcript.last_word_p)
+        transcript = spec.transcript
+        judgement = self.turn_model.judge(transcript.text, audio, transcript.last_word_p, transcript.doubtful)
         llm_cue = getattr(self.engines.llm, "end_of_turn_probability", None)
         if llm_cue is not None and self.turn_model.asks_llm(judgement, spec.transcript.text):
             spec.turn.end_cue = lambda p: self._on_llm_cue(spec, judgement, p)
