@@ -125,5 +125,11 @@ def test_long_session_in_other_voices_and_the_window_get_their_own_rows(engines,
     window = result["gui_session"]
     assert [t["input"] for t in window["turns"]] == ["q01"] and window["window"]["paints"] > 0
     assert result["analysis"]["gui"]["window"]["speech_end_to_first_audio_ms"]["p50"] > 0
+    # The window's turn paired with the engine alone on its very prompt and tokens, its face timed and held.
+    (row,) = window["same_prompts_alone"]
+    assert row["turn"] == 0 and row["given_tps"] > 0 and row["given_tokens"] >= 2
+    assert window["render"]["available"] and window["render"]["frames"] > 0
+    paired = result["analysis"]["gui"]["same_prompts"]["pipeline_over_given"]
+    assert paired["p50"] == pytest.approx(window["turns"][0]["metrics"]["tps"] / row["given_tps"])
     markdown = (tmp_path / "bench.md").read_text()
     assert "Other voices, one long session" in markdown and "The window" in markdown

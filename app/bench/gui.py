@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from app.bench.questions import Question
-from app.bench.session import Session, SessionPlan
+from app.bench.session import Session, SessionPlan, TimedFace
 from app.config import Config
 
 READY_TIMEOUT_S = 60.0
@@ -37,8 +37,13 @@ def gui_session(
     known_threads: dict[int, str],
     progress: Any,
     release_until: float | None = None,
+    between_turns: Any = None,
 ) -> dict:
-    """One session through ``MainWindow``; the same record as the headless session's."""
+    """One session through ``MainWindow``; the same record as the headless session's.
+
+    ``between_turns`` (app/bench/replay.py) runs when a reply has ended, the
+    window's face held still meanwhile, as in the headless session.
+    """
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtCore import QEventLoop, QSettings, QTimer
     from PySide6.QtWidgets import QApplication
@@ -84,6 +89,8 @@ def gui_session(
             window.close()
             raise RuntimeError("the window's conversation did not start within a minute")
         bench.adopt(window.session.conversation)
+        _time_the_face(bench, window.session.stage)
+        bench.between_turns = between_turns
         record: dict = {}
         runner = threading.Thread(
             target=lambda: record.update(bench.run(release_until=release_until)), name="bench-gui-driver", daemon=True
@@ -102,6 +109,20 @@ def gui_session(
         app.processEvents()
     record["window"] = {"paints": len(paints), "paint_fps": _rate(paints)}
     return record
+
+
+def _time_the_face(bench: Session, stage: Any) -> None:
+    """The window's face timed as the headless session's is (frame rate under load) and held between turns."""
+    if stage is None:
+        return
+    timed = TimedFace(stage.face)
+    shown = stage.on_frame
+
+    def on_frame(frame: Any) -> None:
+        timed.show(frame)
+        shown(frame)
+
+    stage.face, stage.on_frame, bench.face = timed, on_frame, timed
 
 
 def _rate(stamps: list[float]) -> float | None:

@@ -124,9 +124,16 @@ def analyse(result: dict) -> dict:
         out["long_session_same_prompts"] = same_prompts_summary(result["long_session"], long_tps)
     if result.get("gui_session"):
         window = {k: summary([t["metrics"].get(k) for t in result["gui_session"]["turns"]]) for k, _, _ in GUI_KEYS}
+        same = same_prompts_summary(result["gui_session"], window["tps"]["p50"])
         out["gui"] = {
             "window": window,
             "window_over_headless": {k: _ratio(window[k]["p50"], pipeline[k]["p50"]) for k, _, _ in GUI_KEYS},
+            "same_prompts": same,
+            # Each side's turns over the engine alone on the same work, seconds apart: the host's drift
+            # between the two sessions cancels, what the window itself costs the LLM remains.
+            "paired_tps_over_headless": _ratio(
+                same["pipeline_over_given"]["p50"], out["same_prompts"]["pipeline_over_given"]["p50"]
+            ),
         }
     return out
 

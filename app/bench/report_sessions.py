@@ -58,6 +58,17 @@ def gui_table(name: str, result: dict) -> list[str]:
             f"| {label}{suffix} | {fmt(headless[key]['p50'], unit)} | {fmt(w['p50'], unit)} | "
             f"{fmt(w['p90'], unit)} | {fmt(gui['window_over_headless'][key], 'x')} |"
         )
+    alone = (result["analysis"].get("same_prompts") or {}).get("pipeline_over_given", {})
+    window_alone = gui.get("same_prompts", {}).get("pipeline_over_given", {})
+    if window_alone.get("n"):
+        lines.append(
+            f"| each turn's TPS ÷ the engine alone on its very prompt and tokens, between turns (median) | "
+            f"{fmt(alone.get('p50'), 'x')} | {fmt(window_alone['p50'], 'x')} | {fmt(window_alone['p90'], 'x')} | "
+            f"{fmt(gui.get('paired_tps_over_headless'), 'x')} |"
+        )
+    render = result["gui_session"].get("render", {})
+    if render.get("available"):
+        lines.append(f"| replica fps while talking (window) | | {fmt(render.get('fps_under_load'), '')} | | |")
     return [*lines, ""]
 
 

@@ -211,9 +211,9 @@ def run_bench(
             from app.bench.gui import gui_session
 
             progress(f"[{name}] the window (offscreen Qt, face and HUD painting): {len(order)} inputs")
-            results[name]["gui_session"] = gui_session(
-                eng, config, order, audio, out_dir, plan.session, pools, progress
-            )
+            window = partial(gui_session, config=config, order=order, audio=audio, out_dir=out_dir, plan=plan.session)
+            window = partial(window, known_threads=pools, progress=progress)
+            results[name]["gui_session"] = with_replay(eng, lambda e, between, w=window: w(e, between_turns=between))
         results[name]["analysis"] = report.analyse(results[name])
     machine["loadavg_end"] = _loadavg()
     doc = {
