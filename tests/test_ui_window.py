@@ -122,6 +122,10 @@ def test_spoken_question_from_a_wav_microphone(open_window, settings, speak16k, 
     qtbot.waitUntil(lambda: window.hud.value("final") == 1.0, timeout=5000)
     for key in ("asr_final_ms", "speech_end_to_first_audio_ms", "speech_end_to_first_frame_ms", "ttft_ms"):
         assert window.hud.value(key) is not None, key
+    # The window runs the face's stage itself; the reply's speech still wakes it, so the first speaking
+    # frame lands on the first sample rather than on the next idle tick (up to 125 ms later while thinking).
+    assert window.session.conversation.speech_stage is window.session.stage
+    assert window.session.stage.wakes >= 1
 
 
 def test_settings_survive_a_restart(open_window, settings, tmp_path, qtbot) -> None:

@@ -1,9 +1,8 @@
 """The conversation pipeline: audio in -> VAD -> ASR -> LLM -> TTS -> speaker and face.
 
-Each stage runs on its own worker thread; stages talk through bounded queues
-and publish typed events on the bus.  This class only wires them and keeps
-the turn bookkeeping (who is speaking, what was heard); the numbers are the
-metrics observer's job.
+Each stage runs on its own worker thread, talks through bounded queues and
+publishes typed events on the bus.  This class wires them and keeps the turn
+bookkeeping; the numbers are the metrics observer's job.
 """
 
 from __future__ import annotations
@@ -63,6 +62,7 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         half_duplex: bool = False,
         cpu_plan: CpuPlan | None = None,
         turn_model: TurnModel | None = None,
+        face_stage: ReplicaStage | None = None,
     ) -> None:
         self.config = config
         self.turn_model = turn_model or turn_model_for(config, getattr(engines, "turn_end", None))
@@ -104,6 +104,9 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         if face is not None and on_frame is not None:
             self.replica_stage = ReplicaStage(face, on_frame, self.on_replica_frame)  # type: ignore[arg-type]
             self.replica_stage.follow(self.cpu)
+        # Woken as speech is queued (the first speaking frame on its first sample, not an idle tick); the window
+        # runs the face's stage itself (``face_stage``).
+        self.speech_stage = self.replica_stage or face_stage
         self._listener: Listener | None = None
         self._warmup = CancelToken()
         if source is not None:
@@ -113,15 +116,8 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
                 early_speech_ms=EARLY_VOICE_MS,
                 early_threshold=EARLY_VOICE_P,
             )
-            self._listener = Listener(
-                settings,
-                self._on_onset,
-                self._on_pause,
-                self._on_resume,
-                self._on_end,
-                on_early_onset=self._on_early_onset,
-                on_blip=self._on_blip,
-            )
+            ends = (self._on_onset, self._on_pause, self._on_resume, self._on_end)
+            self._listener = Listener(settings, *ends, on_early_onset=self._on_early_onset, on_blip=self._on_blip)
 
     def _worker(self, name: str, handle, maxsize: int) -> Worker:
         return Worker(name, handle, maxsize=maxsize, on_start=lambda: self.cpu.adopt_thread(name))

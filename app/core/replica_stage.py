@@ -76,6 +76,7 @@ class ReplicaStage:
         self._ahead_speech = 0  # the face's speech generation they were drawn from
         self._burst_until_ns: int | None = None  # a burst in progress (the LLM rests) draws up to here
         self.burst_frames = 0  # frames drawn ahead in bursts (the rest were drawn on their tick)
+        self.wakes = 0  # speech queued
 
     def start(self) -> None:
         self._thread.start()
@@ -91,6 +92,7 @@ class ReplicaStage:
 
     def wake(self) -> None:
         """Speech was queued: re-plan the next tick."""
+        self.wakes += 1
         self._wake.set()
 
     def _run(self) -> None:

@@ -26,7 +26,7 @@ class SpeakingSide:
 
     sink: AudioSink | None
     face: Face | None
-    replica_stage: ReplicaStage | None
+    speech_stage: ReplicaStage | None
     audio_gaps: int
     bus: EventBus
     _lock: threading.RLock
@@ -47,8 +47,8 @@ class SpeakingSide:
             paused = turn.paused  # the face gets it when the reply resumes
         if self.face is not None and not paused:
             self.face.push_audio(chunk, start_ns)
-            if self.replica_stage is not None:
-                self.replica_stage.wake()
+            if self.speech_stage is not None:
+                self.speech_stage.wake()
 
     def _unplayed_s(self, turn: Turn) -> float:
         """Reply audio made but not yet heard (all of it while the turn is held or there is no speaker)."""

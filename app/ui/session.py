@@ -147,6 +147,7 @@ class Session(QObject):
             source=self.mic,
             sink=self.speaker,  # type: ignore[arg-type]
             face=self.replica,  # type: ignore[arg-type]
+            face_stage=self.stage,
             **self.duplex.conversation_kwargs(),
         )
         self.bridge.attach(conversation.bus)
