@@ -84,6 +84,7 @@ def load_local_llm(config: Config) -> LlmEngine:
             max_tokens=config.max_reply_tokens,
             temperature=config.temperature,
             context_shift=config.context_shift,
+            no_repeat=config.no_repeat,
             kv_cache=config.llm_kv_cache,
             source_path=source,
         )

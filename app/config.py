@@ -80,6 +80,10 @@ class Config:
     # costs ~0.7 s instead of ~3 s, but a fixed reply's log-likelihood came out 6-8 % worse
     # (docs/bench/levers.md), so it is off unless chosen.
     context_shift: bool = False
+    # Keep a reply from copying an earlier one (llama.cpp's DRY sampler, shown the earlier replies): without
+    # it the 135M model answered 16 of 22 questions of the bench's long session with one sentence
+    # (app/engines/llm_variety.py, docs/cpu-plan.md). Local LLM only.
+    no_repeat: bool = True
     # The KV cache: "f16" with flash attention decoded 2-11 % faster than "q8_0" (also with it) on the
     # AMD EPYC host, most at the long prompts of a long chat; "plain" is llama.cpp's default, f16 without
     # flash attention (docs/cpu-plan.md, "The KV cache").
@@ -146,6 +150,7 @@ _SECTIONS = {
         "context_tokens": "context_tokens",
         "history_tokens": "history_tokens",
         "context_shift": "context_shift",
+        "no_repeat": "no_repeat",
         "kv_cache": "llm_kv_cache",
         "threads": "llm_threads",
     },

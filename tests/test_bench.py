@@ -133,3 +133,15 @@ def test_long_session_in_other_voices_and_the_window_get_their_own_rows(engines,
     assert paired["p50"] == pytest.approx(window["turns"][0]["metrics"]["tps"] / row["given_tps"])
     markdown = (tmp_path / "bench.md").read_text()
     assert "Other voices, one long session" in markdown and "The window" in markdown
+    assert markdown.count("Replies that open with an earlier reply's first six words") == 2  # bench set, long session
+
+
+def test_replies_copying_an_earlier_one_are_counted() -> None:
+    from app.bench.report_sessions import repeated_replies
+
+    def turn(text: str, tokens: int = 9) -> dict:
+        return {"generated": text, "metrics": {"n_tokens": tokens}}
+
+    stuck = "The best thing you can do is to take a few deep breaths."
+    turns = [turn(stuck), turn("Bees make honey from nectar."), turn(stuck.upper()), turn("Say it again?", 0)]
+    assert repeated_replies(turns) == (1, 3)  # the canned reply is not the model's

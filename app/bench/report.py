@@ -14,6 +14,7 @@ from app.bench.report_sessions import (  # noqa: F401  (re-exported)
     gui_table,
     long_session_summary,
     long_session_table,
+    repeats_line,
     summary,
 )
 from app.bench.report_sessions import (
@@ -340,6 +341,8 @@ def critical_path(name: str, result: dict) -> list[str]:
         f"Speculative replies started at the first silent frame: {spec['started']} started, {spec['reused']} "
         f"became the turn, {spec['discarded']} discarded because the user went on speaking "
         f"({spec.get('discarded_replies', 0)} of them after the reply had begun; none of it was shown or heard).",
+        "",
+        repeats_line(result["session"]["turns"]),
         "",
         f"Barge-in: the replica is muted after 64 ms of the user's voice and stopped at the 160 ms onset; "
         f"false mutes (voice that faded before an onset) in this run: {result['session'].get('false_mutes', 0)}.",

@@ -99,6 +99,24 @@ def long_session_summary(turns: list[dict]) -> dict:
     }
 
 
+def repeated_replies(turns: list[dict], words: int = 6) -> tuple[int, int]:
+    """(replies opening with an earlier reply's first ``words`` words, replies): the model copying itself."""
+    heads: list[str] = []
+    repeats = 0
+    for turn in turns:
+        if not (turn.get("metrics") or {}).get("n_tokens"):
+            continue  # nothing generated: a canned "say it again" or an empty turn
+        head = " ".join(str(turn.get("generated") or "").lower().split()[:words])
+        repeats += head in heads
+        heads.append(head)
+    return repeats, len(heads)
+
+
+def repeats_line(turns: list[dict]) -> str:
+    repeats, n = repeated_replies(turns)
+    return f"Replies that open with an earlier reply's first six words (the model copying itself): {repeats} of {n}."
+
+
 def long_session_table(name: str, result: dict) -> list[str]:
     long = result["analysis"].get("long_session")
     if not long:
@@ -117,4 +135,4 @@ def long_session_table(name: str, result: dict) -> list[str]:
             f"| {label}{suffix} | {a['n']} | {fmt(a['p50'], unit)} | {fmt(a['p90'], unit)} | "
             f"{fmt(a['max'], unit)} | {fmt(f['p50'], unit)} | {fmt(last['p50'], unit)} |"
         )
-    return [*lines, ""]
+    return [*lines, "", repeats_line(turns), ""]

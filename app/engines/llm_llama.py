@@ -28,18 +28,14 @@ from app.engines.llm_logits import LastLogits, eval_reading
 from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
 from app.engines.llm_threads import SpinGuard
 from app.engines.llm_tokens import MessageTokens
+from app.engines.llm_variety import NoRepeat, ReplySampler
 from app.model_registry import ModelError
 
-# Sensible defaults for a 135M model: short, low-temperature, repetition-averse.
+# A 135M model's: low temperature; the repeat penalty sees the reply only (earlier ones: llm_variety's DRY).
 DEFAULT_SAMPLING = {"temp": 0.3, "top_k": 40, "top_p": 0.9, "min_p": 0.05, "repeat_penalty": 1.15}
-
-
 GGML_TYPE_Q8_0 = 8
-
-_log = logging.getLogger(__name__)
-
-
 KV_CACHES = ("f16", "q8_0", "plain")
+_log = logging.getLogger(__name__)
 
 
 def kv_cache_options(kind: str) -> dict[str, object]:
@@ -66,7 +62,7 @@ def _open(options: dict[str, object], kv_cache: str, model_path: Path) -> tuple[
     except ValueError:
         if kv_cache == "plain":
             raise
-        logging.getLogger(__name__).warning(
+        _log.warning(
             "%s: no context with the %s KV cache (flash attention); using the f16 cache without it",
             model_path.name,
             kv_cache,
@@ -93,11 +89,12 @@ class LlamaCppLlm:
         kv_cache: str = "f16",
         source_path: Path | None = None,
         thread_team: bool = True,
+        no_repeat: bool = True,
     ) -> None:
         """``source_path``: the file the user chose, when ``model_path`` is a cached copy of it.
 
-        ``thread_team``: decode on a persistent ggml thread team (app/engines/ggml_pool.py)
-        instead of a worker started per token.
+        ``thread_team``: decode on a persistent ggml thread team (app/engines/ggml_pool.py), not a
+        worker started per token; ``no_repeat``: keep replies from copying earlier ones (llm_variety).
         """
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -131,6 +128,8 @@ class LlamaCppLlm:
         self.model_path = Path(model_path)
         self.source_path = Path(source_path or model_path)
         self._messages = MessageTokens(self._llm)
+        self.variety = ReplySampler(self._llm, NoRepeat() if no_repeat else None)
+        self.variety.install()
         self._stop_ids = {self._llm.token_eos()}
         for stop in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
             ids = self._llm.tokenize(stop.encode(), add_bos=False, special=True)
@@ -303,6 +302,7 @@ class LlamaCppLlm:
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             sentences = SentenceCount(self.style.max_sentences)
             stats.finish_reason = "length"
+            self.variety.prepare(messages)
             self._apply_threads(self.spin_guard.threads_to_start(self.threads))
             tokens_out = self._llm.generate(tokens, reset=True, **self.sampling)
             try:
@@ -359,6 +359,7 @@ class LlamaCppLlm:
             self._apply_threads()
             self._logits.forget()
             self._llm.reset()
+            self.variety.prepare(messages)
             try:
                 yield from decode_given(self._llm, tokens, reply_ids, self.sampling)
             finally:
