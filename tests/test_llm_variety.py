@@ -50,13 +50,16 @@ def test_a_reply_does_not_copy_an_earlier_reply(greedy_llm) -> None:
     assert any(w in reply.lower() for w in ("bee", "honey"))
 
 
-def test_a_first_reply_is_sampled_as_before(greedy_llm) -> None:
-    """No earlier reply (the few-shot ones are not shown): the library's own sampler, the same tokens."""
-    messages = [
-        ChatMessage("system", "You are Joe. Answer in one short sentence."),
-        ChatMessage("user", "What is the capital city of France?"),
-    ]
-    without = _reply(greedy_llm, messages, None)
-    with_rule = _reply(greedy_llm, messages, NoRepeat())
-    assert "Paris" in with_rule
-    assert with_rule == without
+def test_a_first_reply_is_sampled_as_the_library_would(greedy_llm) -> None:
+    """No earlier reply (the few-shot ones are not shown): no DRY step, and top-k first changes no greedy token."""
+    system = ChatMessage("system", "You are Joe, a friendly person on a video call.")
+    asks = ("What is the capital city of France?", "Tell me a long story about a dragon and a knight.")
+    ours = [_reply(greedy_llm, [system, ChatMessage("user", ask)], NoRepeat()) for ask in asks]
+    greedy_llm._llm._init_sampler = greedy_llm.variety._library_sampler  # llama-cpp-python's own chain
+    try:
+        library = [_reply(greedy_llm, [system, ChatMessage("user", ask)], NoRepeat()) for ask in asks]
+    finally:
+        greedy_llm.variety.install()
+    assert "Paris" in ours[0]
+    assert len(ours[1].split()) > 40  # long enough for the repeat penalty to shape it
+    assert ours == library

@@ -42,14 +42,21 @@ def earlier_replies(messages: Sequence[ChatMessage]) -> list[str]:
 
 
 class ReplySampler:
-    """Builds the sampler chain of every reply on one ``Llama``: llama-cpp-python's chain with DRY added.
+    """Builds the sampler chain of every reply on one ``Llama``: llama-cpp-python's steps, top-k first, and DRY.
 
     ``generate`` builds its sampler itself, through ``Llama._init_sampler``, when
     its first token is asked for; this object takes that method's place on the
-    one instance (``install``). The chain is llama-cpp-python's own (penalties,
-    top-k, typical, top-p, min-p, temperature, a seeded draw) with DRY after the
-    penalties, so a rule of ``None`` or a conversation without earlier replies
-    (every first reply) gets exactly the library's sampler.
+    one instance (``install``). The steps are the library's (penalties, top-k,
+    typical, top-p, min-p, temperature, a seeded draw), with two changes:
+
+    - top-k comes first. The library penalises the whole vocabulary (49,152
+      tokens for SmolLM2) before keeping the best 40, and the penalties walk all
+      of it: sampling took 0.17 ms a token, 0.32 with DRY, against 0.05 with the
+      40 kept first (same logits, same process). A token outside the 40 could
+      only be chosen if every one of them were penalised below it; at these
+      settings top-p and min-p would cut it anyway.
+    - DRY follows the penalties when there are earlier replies; a conversation
+      without them (every first reply), or a rule of ``None``, has no DRY step.
     """
 
     def __init__(self, llama: Any, rule: NoRepeat | None = NoRepeat()) -> None:
@@ -71,14 +78,15 @@ class ReplySampler:
         self._seen = seen
 
     def build(self, **sampling: Any) -> Any:
-        """``Llama._init_sampler``'s chain, with DRY when there are earlier replies to keep away from."""
-        rule, llama = self.rule, self.llama
-        if rule is None or not self._seen or sampling.get("logits_processor") or sampling.get("grammar"):
-            return self._library_sampler(**sampling)
-        import llama_cpp
+        """``Llama._init_sampler``'s chain, top-k first, with DRY when there are earlier replies to keep away from."""
+        llama = self.llama
+        temp = sampling.get("temp", 0.8)
+        if sampling.get("logits_processor") or sampling.get("grammar") or sampling.get("mirostat_mode") or temp < 0:
+            return self._library_sampler(**sampling)  # what the app never asks for: the library's own chain
         from llama_cpp._internals import LlamaSampler
 
         chain = LlamaSampler()
+        chain.add_top_k(sampling.get("top_k", 40))
         chain.add_penalties(
             n_vocab=llama._n_vocab,
             penalty_last_n=llama.last_n_tokens_size,
@@ -86,22 +94,28 @@ class ReplySampler:
             penalty_freq=sampling.get("frequency_penalty", 0.0),
             penalty_present=sampling.get("presence_penalty", 0.0),
         )
-        window = llama.n_ctx()
-        chain.add_dry(llama._model, rule.multiplier, rule.base, rule.allowed_length, window, list(rule.breakers))
-        dry = llama_cpp.llama_sampler_chain_get(chain.sampler, 1)
-        for token in self._seen[-window:]:
-            llama_cpp.llama_sampler_accept(dry, token)  # DRY alone sees them: the penalties keep to the reply
-        temp = sampling.get("temp", 0.8)
-        if temp <= 0.0:
-            chain.add_greedy() if temp == 0.0 else chain.add_dist(llama._seed)
+        self._add_dry(chain)
+        if temp == 0.0:
+            chain.add_greedy()
             return chain
-        chain.add_top_k(sampling.get("top_k", 40))
         chain.add_typical(sampling.get("typical_p", 1.0), 1)
         chain.add_top_p(sampling.get("top_p", 0.95), 1)
         chain.add_min_p(sampling.get("min_p", 0.05), 1)
         chain.add_temp(temp)
         chain.add_dist(llama._seed)
         return chain
+
+    def _add_dry(self, chain: Any) -> None:
+        rule, llama = self.rule, self.llama
+        if rule is None or not self._seen:
+            return
+        import llama_cpp
+
+        window = llama.n_ctx()
+        chain.add_dry(llama._model, rule.multiplier, rule.base, rule.allowed_length, window, list(rule.breakers))
+        dry = llama_cpp.llama_sampler_chain_get(chain.sampler, llama_cpp.llama_sampler_chain_n(chain.sampler) - 1)
+        for token in self._seen[-window:]:
+            llama_cpp.llama_sampler_accept(dry, token)  # DRY alone sees them: the penalties keep to the reply
 
     def _tokens(self, text: str) -> list[int]:
         ids = self._ids.get(text)
