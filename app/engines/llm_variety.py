@@ -28,9 +28,15 @@ _REMEMBERED = 128  # reply texts whose token ids are kept (a long session has a 
 
 @dataclass(frozen=True)
 class NoRepeat:
-    """DRY's settings (llama.cpp's suggested ones); the window spans the whole context."""
+    """DRY's settings; the window spans the whole context.
 
-    multiplier: float = 0.8
+    llama.cpp suggests a multiplier of 0.8. With it the 12:01 bench's long session
+    still opened 13 of 20 replies with the same six words ("The best thing you can
+    do…", then something new); its 20 transcripts typed through the engine, eleven
+    seeds: 6 such replies in 220 at 0.8, 2 at 1.5, 20 in 60 (three seeds) without DRY.
+    """
+
+    multiplier: float = 1.5
     base: float = 1.75
     allowed_length: int = 2
     breakers: tuple[str, ...] = ("\n", ":", '"', "*")
