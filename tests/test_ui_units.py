@@ -56,6 +56,38 @@ def test_bridge_queues_worker_events_to_the_gui_thread(qtbot) -> None:
     assert len(seen) == 1
 
 
+def test_bridge_batches_streamed_tokens_in_order(qtbot) -> None:
+    """Tokens within 50 ms go to the GUI as one batch, and any other event sends them first."""
+    bus, bridge = EventBus(), EventBridge()
+    bridge.attach(bus)
+    seen: list[tuple] = []
+    bridge.token.connect(lambda turn, text: seen.append(("token", turn, text)))
+    bridge.reply_finished.connect(lambda turn, text: seen.append(("done", turn, text)))
+    t0 = 10_000_000_000
+    stamps = [0, 5, 10, 20, 60, 70]  # ms: the first token goes at once, the 60 ms one closes a batch
+    pieces = [" One", " two", " three", ".", " Four", " five"]
+
+    def stream() -> None:
+        for i, (ms, text) in enumerate(zip(stamps, pieces, strict=True)):
+            bus.publish(ev.LlmToken(1, text, i, t_ns=t0 + ms * 1_000_000))
+        bus.publish(ev.ReplyText(1, "One two three. Four five"))
+        bus.publish(ev.LlmToken(2, " Next", 0, t_ns=t0 + 80_000_000))  # another turn: its own batch
+
+    worker = threading.Thread(target=stream)
+    with qtbot.waitSignal(bridge.reply_finished, timeout=2000):
+        worker.start()
+    worker.join()
+    bridge.flush()
+    qtbot.waitUntil(lambda: len(seen) == 5, timeout=2000)
+    assert seen == [
+        ("token", 1, " One"),
+        ("token", 1, " two three. Four"),
+        ("token", 1, " five"),
+        ("done", 1, "One two three. Four five"),
+        ("token", 2, " Next"),
+    ]
+
+
 def test_frame_bridge_keeps_only_the_newest_frame(qtbot) -> None:
     frames = FrameBridge()
     got: list[int] = []

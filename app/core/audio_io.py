@@ -184,10 +184,18 @@ class BufferedSink:
 
 
 class PacedThread:
-    """Calls ``step(n_samples_due)`` every ``period`` seconds at real-time pace."""
+    """Calls ``step(n_samples, t_first_ns)`` each time ``block`` samples are due, at real-time pace.
 
-    def __init__(self, name: str, rate: int, period_s: float, step: Callable[[int, int], None]) -> None:
-        self._rate, self._period, self._step = rate, period_s, step
+    A sound card works in blocks: a microphone hands over each block once it
+    has been captured, a speaker asks for the next one as the last goes out.
+    The stand-ins keep that cadence instead of polling every few ms: on a
+    virtual machine each wake-up costs ~0.1-0.3 ms of CPU, and at 200 a second
+    it cost the LLM beside it 8 % of its decode speed (docs/cpu-plan.md). A
+    late thread catches up with every whole block that fell due.
+    """
+
+    def __init__(self, name: str, rate: int, block: int, step: Callable[[int, int], None]) -> None:
+        self._rate, self._block, self._step = rate, block, step
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -198,11 +206,13 @@ class PacedThread:
         start = time.perf_counter_ns()
         done = 0
         while not self._stop.is_set():
-            due = int((time.perf_counter_ns() - start) * self._rate / 1e9)
-            if due > done:
-                self._step(due - done, start + int(done * 1e9 / self._rate))
-                done = due
-            self._stop.wait(self._period)
+            due = (time.perf_counter_ns() - start) * self._rate // 1_000_000_000
+            whole = (due - done) // self._block * self._block
+            if whole > 0:
+                self._step(whole, start + done * 1_000_000_000 // self._rate)
+                done += whole
+            next_ns = start + (done + self._block) * 1_000_000_000 // self._rate
+            self._stop.wait(max(0.0, (next_ns - time.perf_counter_ns()) / 1e9))
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
@@ -271,7 +281,7 @@ class FileSource:
         self._silence_left = int(lead_in_s * SOURCE_RATE)
         self._on_frames: FramesCallback | None = None
         self._carry = np.zeros(0, dtype=np.float32)
-        self._pacer = PacedThread("audio-source", SOURCE_RATE, 0.008, self._step)
+        self._pacer = PacedThread("audio-source", SOURCE_RATE, BLOCK, self._step)
 
     @classmethod
     def from_wavs(cls, paths: list[Path], wait_between: Callable[[], bool] | None = None) -> FileSource:
@@ -353,7 +363,7 @@ class WavWriterSink(BufferedSink):
         self.sample_rate = sample_rate
         self.buffer = PlayoutBuffer(sample_rate)
         self._blocks: list[np.ndarray] = []
-        self._pacer = PacedThread("audio-sink", sample_rate, 0.005, self._step)
+        self._pacer = PacedThread("audio-sink", sample_rate, BLOCK, self._step)  # as SpeakerSink asks PortAudio
 
     def start(self, listener: PlayoutListener) -> None:
         self.buffer.listener = listener

@@ -31,6 +31,10 @@ from app.config import Config
 
 _log = logging.getLogger(__name__)
 
+# How often a waiting stage looks at what nobody announces (a cancelled turn, a paused reply).
+# Everything else wakes it by notify: each wake-up beside the decoding LLM costs it (docs/cpu-plan.md).
+_POLL_S = 0.03
+
 
 class Phase(Enum):
     LISTENING = "listening"
@@ -229,8 +233,9 @@ class CpuPlan:
             before_wait()  # outside the plan's lock: it may take the engine's
         with self._lock:
             self._llm_resting = bool(busy)
+            self._lock.notify_all()  # a face burst waiting for the LLM to rest
             while self._tts_busy and not stop() and time.perf_counter() < deadline:
-                self._lock.wait(0.01)
+                self._lock.wait(_POLL_S)  # the synthesis's end notifies; the timeout only catches ``stop``
             self._llm_resting = False
         waited = time.perf_counter() - started
         return waited * 1000 if waited > 0.001 else 0.0
@@ -264,15 +269,17 @@ class CpuPlan:
         sentence waits for the pause to end: the user's new words have the cores.
         """
         with self._lock:
-            while not stop() and (
-                (self.settings.tts_waits_while_held and held())
-                or (
-                    self._llm_busy
-                    and self.budget.later_tts_waits_for_llm
-                    and queued_audio_s() > self.settings.tts_low_water_s
-                )
-            ):
-                self._lock.wait(0.02)
+            while not stop():
+                if self.settings.tts_waits_while_held and held():
+                    self._lock.wait(_POLL_S)
+                    continue
+                if not (self._llm_busy and self.budget.later_tts_waits_for_llm):
+                    return
+                left_s = queued_audio_s() - self.settings.tts_low_water_s
+                if left_s <= 0:
+                    return
+                # The LLM's end and a phase switch notify; the audio drains on its own, so wake when it is low.
+                self._lock.wait(min(_POLL_S, left_s))
 
     # -- the face ahead of the LLM ------------------------------------------------------------
 
@@ -290,8 +297,8 @@ class CpuPlan:
         deadline = time.perf_counter() + self.settings.face_waits_for_llm_max_s
         with self._lock:
             self._face_wants_cores = True
-            while self._llm_busy and not self._llm_resting and time.perf_counter() < deadline:
-                self._lock.wait(0.002)
+            while self._llm_busy and not self._llm_resting and (left := deadline - time.perf_counter()) > 0:
+                self._lock.wait(left)  # the LLM's rest and its end notify
             return not self._llm_busy or self._llm_resting
 
     def face_burst_end(self) -> None:
@@ -325,8 +332,8 @@ class CpuPlan:
         with self._lock:
             self._llm_resting = True
             self._lock.notify_all()
-            while self._face_wants_cores and not stop() and time.perf_counter() < deadline:
-                self._lock.wait(0.002)
+            while self._face_wants_cores and not stop() and (left := deadline - time.perf_counter()) > 0:
+                self._lock.wait(min(_POLL_S, left))  # the burst's end notifies
             self._llm_resting = False
         return (time.perf_counter() - started) * 1000
 

@@ -201,7 +201,7 @@ class SpeakerSink(BufferedSink):
             return
         self.lost = True
         self.buffer.latency_ns = 0
-        self._stand_in = PacedThread("audio-sink", self.sample_rate, 0.005, self.buffer.pull)
+        self._stand_in = PacedThread("audio-sink", self.sample_rate, BLOCK, self.buffer.pull)
         self._stand_in.start()
         message = "The speaker stopped (unplugged?): replies are shown, not heard. Pick a speaker in the settings."
         _log.warning("%s", message)

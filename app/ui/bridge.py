@@ -22,9 +22,18 @@ from PySide6.QtCore import QObject, Signal
 from app.core import events as ev
 from app.core.bus import EventBus
 
+TOKEN_BATCH_NS = 50_000_000  # streamed text reaches the GUI at most 20 times a second
+
 
 class EventBridge(QObject):
-    """Core events in (any thread), Qt signals out (GUI thread)."""
+    """Core events in (any thread), Qt signals out (GUI thread).
+
+    Streamed tokens are batched: a token is sent on once 50 ms have passed
+    since the last batch, and any other event sends the waiting text first, so
+    the order of what the GUI sees is kept.  One signal per token woke the GUI
+    thread ~100 times a second beside the decoding LLM, and each wake-up costs
+    it (docs/cpu-plan.md); the transcript only repaints every 66 ms anyway.
+    """
 
     event = Signal(object)  # every event, for anything that wants the raw stream
     state_changed = Signal(str)  # AgentState value
@@ -39,6 +48,10 @@ class EventBridge(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._unsubscribe: Callable[[], None] | None = None
+        self._lock = threading.RLock()  # keeps batches and the events after them in order
+        self._batch: list[str] = []
+        self._batch_turn = 0
+        self._sent_ns = 0
 
     def attach(self, bus: EventBus) -> None:
         """Follow this bus (and stop following the previous one)."""
@@ -46,12 +59,41 @@ class EventBridge(QObject):
         self._unsubscribe = bus.subscribe(self.publish)
 
     def detach(self) -> None:
+        self.flush()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
 
     def publish(self, event: ev.Event) -> None:
         """Bus subscriber: runs on the publishing thread and only emits."""
+        with self._lock:
+            if isinstance(event, ev.LlmToken):
+                self._add_token(event)
+            else:
+                self._send_batch()
+                self._emit(event)
+
+    def _add_token(self, event: ev.LlmToken) -> None:
+        if self._batch and event.turn_id != self._batch_turn:
+            self._send_batch()
+        self._batch.append(event.text)
+        self._batch_turn = event.turn_id
+        if event.t_ns - self._sent_ns >= TOKEN_BATCH_NS:
+            self._send_batch()
+            self._sent_ns = event.t_ns
+        self.event.emit(event)
+
+    def _send_batch(self) -> None:
+        if self._batch:
+            text, self._batch = "".join(self._batch), []
+            self.token.emit(self._batch_turn, text)
+
+    def flush(self) -> None:
+        """Send any streamed text still waiting (the conversation went quiet mid-reply)."""
+        with self._lock:
+            self._send_batch()
+
+    def _emit(self, event: ev.Event) -> None:
         self.event.emit(event)
         match event:
             case ev.StateChanged(state=state):
@@ -62,8 +104,6 @@ class EventBridge(QObject):
                 self.user_said.emit(event.turn_id, text, True)
             case ev.SpeechStarted():
                 self.user_speaking.emit(event.turn_id)
-            case ev.LlmToken(text=text):
-                self.token.emit(event.turn_id, text)
             case ev.ReplyText(text=text):
                 self.reply_finished.emit(event.turn_id, text)
             case ev.TurnInterrupted():
