@@ -81,6 +81,8 @@ def test_report_files_and_records(quick) -> None:
     assert [r["llm_latency_ms"] for r in doc["seed_reference"]] == pytest.approx([20 / 33 * 1000 + 300, 300, 450])
     cpu = doc["backends"]["local"]["session"]["cpu"]
     assert cpu["stage_cpu_s"]["llm"] > 0 and cpu["stage_cpu_s"]["tts"] > 0
+    # Every thread that woke counts its context switches; the VAD wakes for each 32 ms mic block.
+    assert cpu["stage_switches_per_s"]["vad"] >= 10 and "context switches / s" in md
     assert doc["resources"]["peak_rss_mb"] > 100
 
 

@@ -46,6 +46,18 @@ def _ticks(path: str) -> int | None:
     return int(rest[11]) + int(rest[12])  # utime + stime
 
 
+def thread_switches() -> dict[int, int]:
+    """Context switches of every live thread (voluntary + involuntary): about how often each woke up."""
+    out: dict[int, int] = {}
+    for name in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{name}/status", encoding="ascii") as fh:
+                out[int(name)] = sum(int(line.split()[1]) for line in fh if "ctxt_switches" in line)
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+    return out
+
+
 def thread_ticks() -> dict[int, int]:
     """CPU ticks of every live thread of this process."""
     out: dict[int, int] = {}
@@ -77,9 +89,12 @@ class CpuSampler:
         self._thread = threading.Thread(target=self._run, name="bench-cpu-sampler", daemon=True)
         self._t0 = self._t1 = 0.0
         self._cpu0 = self._cpu1 = 0.0
+        self._switches0: dict[int, int] = {}
+        self._switches1: dict[int, int] = {}
 
     def start(self) -> None:
         self._t0, self._cpu0 = time.perf_counter(), process_cpu_s()
+        self._switches0 = thread_switches()
         self._sample()
         self._thread.start()
 
@@ -97,6 +112,7 @@ class CpuSampler:
         self._stop.set()
         self._thread.join(2.0)
         self._sample()
+        self._switches1 = thread_switches()
         self._t1, self._cpu1 = time.perf_counter(), process_cpu_s()
 
     def report(self) -> dict:
@@ -109,6 +125,7 @@ class CpuSampler:
         col = {tid: i for i, tid in enumerate(tids)}
         named = {tid: self.names[tid] for tid in tids if tid in self.names}
         stage_cpu: dict[str, float] = {}
+        stage_switches: dict[str, int] = {}  # context switches: each is a thread waking or being preempted
         threads: list[dict] = []
         drivers = {tid: name for tid, name in named.items() if name in STAGES}
         for tid in tids:
@@ -132,6 +149,8 @@ class CpuSampler:
                     }
                 )
             stage_cpu[stage] = stage_cpu.get(stage, 0.0) + cpu
+            threads[-1]["switches"] = self._switches1.get(tid, 0) - self._switches0.get(tid, 0)
+            stage_switches[stage] = stage_switches.get(stage, 0) + max(0, threads[-1]["switches"])
         process = self._cpu1 - self._cpu0
         sampled = float(used.sum())
         stage_cpu["threads gone before sampling"] = max(0.0, process - sampled)
@@ -144,6 +163,7 @@ class CpuSampler:
             "process_cpu_s": round(process, 2),
             "cpu_utilisation": round(process / wall / (os.cpu_count() or 1), 3) if wall > 0 else None,
             "stage_cpu_s": {k: round(v, 2) for k, v in sorted(stage_cpu.items(), key=lambda kv: -kv[1])},
+            "stage_switches_per_s": {k: round(v / wall, 1) for k, v in stage_switches.items()} if wall > 0 else {},
             "threads": sorted(threads, key=lambda t: -t["cpu_s"]),
         }
 

@@ -291,12 +291,14 @@ def resource_table(results: dict[str, dict]) -> list[str]:
             f"**{name}** — session {cpu['wall_s']:.0f} s wall, {cpu['process_cpu_s']:.0f} CPU s "
             f"({cpu['cpu_utilisation'] * 100:.0f} % of all cores).",
             "",
-            "| stage | CPU s | share |",
-            "|---|--:|--:|",
+            "| stage | CPU s | share | context switches / s |",
+            "|---|--:|--:|--:|",
         ]
         total = cpu["process_cpu_s"] or 1.0
+        switches = cpu.get("stage_switches_per_s", {})
         for stage, secs in cpu["stage_cpu_s"].items():
-            lines.append(f"| {stage} | {secs:.1f} | {secs / total * 100:.0f} % |")
+            rate = "–" if switches.get(stage) is None else f"{switches[stage]:.0f}"
+            lines.append(f"| {stage} | {secs:.1f} | {secs / total * 100:.0f} % | {rate} |")
         if render.get("available"):
             rs = summary(render["render_ms"])
             fi = render["frame_interval_ms"]
