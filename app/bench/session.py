@@ -29,10 +29,7 @@ from app.core.jobs import EngineSet
 
 Progress = Callable[[str], None]
 
-# How often the bench's own thread looks at the session. It runs beside the measured LLM, and each
-# wake-up costs it (docs/cpu-plan.md): 40 a second, not 100; the inputs' timing needs no finer step.
-_POLL_S = 0.025
-
+_POLL_S = 0.025  # the bench's own polling: each wake-up beside the measured LLM costs it (docs/cpu-plan.md)
 # Marks of a turn, in the order they happen: (name, event type, which timestamp).
 MARKS: tuple[tuple[str, type, str], ...] = (
     ("vad_decided", ev.SpeechEnded, "t_ns"),

@@ -189,9 +189,9 @@ class PacedThread:
     A sound card works in blocks: a microphone hands over each block once it
     has been captured, a speaker asks for the next one as the last goes out.
     The stand-ins keep that cadence instead of polling every few ms: on a
-    virtual machine each wake-up costs ~0.1-0.3 ms of CPU, and at 200 a second
-    it cost the LLM beside it 8 % of its decode speed (docs/cpu-plan.md). A
-    late thread catches up with every whole block that fell due.
+    virtual machine each wake-up costs ~0.1-0.3 ms of CPU beside the LLM
+    (docs/cpu-plan.md). A late thread catches up with every whole block that
+    fell due.
     """
 
     def __init__(self, name: str, rate: int, block: int, step: Callable[[int, int], None]) -> None:
