@@ -36,3 +36,44 @@ def test_the_users_own_voice_is_not_a_leak_whether_or_not_the_replica_plays() ->
     nothing_playing = LeakDetector()
     assert not any(_feed(nothing_playing, np.zeros_like(user), user))
     assert nothing_playing.last_score == 0.0  # nothing played: not even scored
+
+
+def _feed_with_mic(detector: LeakDetector, ref: np.ndarray, mic: np.ndarray, out: np.ndarray) -> list[bool]:
+    return [
+        detector.push(ref[i : i + CHUNK], out[i : i + CHUNK], mic[i : i + CHUNK])
+        for i in range(0, len(ref) - CHUNK + 1, CHUNK)
+    ]
+
+
+def _reshaped(signal: np.ndarray, seed: int) -> np.ndarray:
+    """Each 10 ms keeps its spectrum's magnitude and gets random phases: as loud, no longer the same waveform."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(signal)
+    for i in range(0, len(signal) - CHUNK + 1, CHUNK):
+        spectrum = np.abs(np.fft.rfft(signal[i : i + CHUNK]))
+        phases = np.exp(2j * np.pi * rng.random(len(spectrum)))
+        out[i : i + CHUNK] = np.fft.irfft(spectrum * phases, CHUNK)
+    return out
+
+
+def test_echo_a_misaligned_canceller_reshapes_and_lets_through_is_a_leak() -> None:
+    """Seen on PulseAudio after its loopback jumped: the output barely correlated with the reference."""
+    ref = _voice(1.0, seed=4)
+    delay = 1040  # 65 ms
+    mic = 0.8 * np.concatenate([np.zeros(delay, np.float32), ref[:-delay]])
+    out = _reshaped(mic, seed=5)
+    detector = LeakDetector()
+    flagged = _feed_with_mic(detector, ref, mic, out)
+    assert detector.last_score < detector.threshold  # the output alone does not give it away
+    assert any(flagged) and detector.echo_alone_chunks > 0
+
+
+def test_the_user_talking_over_the_replica_is_not_a_leak_even_where_the_canceller_passes_it() -> None:
+    ref = _voice(1.0, seed=6)
+    user = _voice(1.0, seed=7)
+    delay = 1040
+    echo = 0.3 * np.concatenate([np.zeros(delay, np.float32), ref[:-delay]])
+    detector = LeakDetector()
+    flagged = _feed_with_mic(detector, ref, user + echo, user + 0.05 * echo)
+    assert not any(flagged)
+    assert 0.0 < detector.last_mic_score < detector.echo_alone  # scored, and the user's voice dominated

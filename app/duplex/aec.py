@@ -145,7 +145,7 @@ class EchoCanceller:
                 ref, known = self._ref.read(ref_t, CHUNK)  # a live speaker thread ran late: it is here now
             self.starved_chunks += not known
             cleaned = self._cancel(self._in[:CHUNK], ref)
-            leaking = self.leak_detector is not None and self.leak_detector.push(ref, cleaned)
+            leaking = self.leak_detector is not None and self.leak_detector.push(ref, cleaned, self._in[:CHUNK])
             if not self._converged(self._in[:CHUNK], cleaned, self._in_t_ns, known) or leaking:
                 cleaned = np.zeros_like(cleaned)  # learning or re-learning the echo path: duck, like half duplex
             self._emit(cleaned)
