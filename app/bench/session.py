@@ -104,18 +104,11 @@ class TimedFace:
         self.frames.append((started, (time.perf_counter_ns() - started) / 1e6))
         return frame
 
-    def push_audio(self, chunk: Any, start_ns: int) -> None:
-        self.face.push_audio(chunk, start_ns)
-
-    def clear_buffer(self) -> None:
-        self.face.clear_buffer()
-
-    def next_speech_ns(self, t_ns: int) -> int | None:
-        return self.face.next_speech_ns(t_ns)
-
-    @property
-    def speech_generation(self) -> int:
-        return getattr(self.face, "speech_generation", 0)
+    def __getattr__(self, name: str) -> Any:
+        """The rest (speech pushed and queued, barge-in, blinks) is the face's own."""
+        if name == "face":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.face, name)
 
 
 class Session:

@@ -49,12 +49,15 @@ class PhaseBudget:
     llm_threads: int  # llama.cpp decode threads
     face_fps: float  # the replica's frame rate (speech frames always come at its full rate)
     later_tts_waits_for_llm: bool  # later sentences' TTS starts once the LLM is done (or audio runs low)
+    # The face draws nothing for this long after the phase begins (a blink under way ends first), then
+    # idles at ``face_fps``: an idle frame beside the critical path stalls the LLM's threads like any other.
+    face_still_s: float = 0.0
 
 
 @dataclass(frozen=True)
 class CpuPlanSettings:
     listening: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=15.0, later_tts_waits_for_llm=False)
-    thinking: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=8.0, later_tts_waits_for_llm=True)
+    thinking: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=8.0, later_tts_waits_for_llm=True, face_still_s=1.0)
     speaking: PhaseBudget = PhaseBudget(llm_threads=2, face_fps=30.0, later_tts_waits_for_llm=True)
     # A later sentence is synthesized anyway when less than this much reply audio is left to play.
     tts_low_water_s: float = 1.2

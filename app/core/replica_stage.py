@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from app.core.cpu_plan import CpuPlan
+from app.core.cpu_plan import CpuPlan, PhaseBudget
 from app.core.events import now_ns
 
 
@@ -29,6 +29,8 @@ class RenderableFace(Protocol):
     def next_speech_ns(self, t_ns: int) -> int | None:
         """``t_ns`` if speaking then, else the start of the next queued speech, else None."""
         ...
+
+    # Optional: ``moving_until(t_ns) -> int | None``, the end of a blink under way (a still face finishes it).
 
 
 FrameCallback = Callable[[Any], None]
@@ -77,6 +79,7 @@ class ReplicaStage:
         self._burst_until_ns: int | None = None  # a burst in progress (the LLM rests) draws up to here
         self.burst_frames = 0  # frames drawn ahead in bursts (the rest were drawn on their tick)
         self.wakes = 0  # speech queued
+        self._still_until_ns = 0  # the plan holds the face still until then (no idle frames)
 
     def start(self) -> None:
         self._thread.start()
@@ -85,10 +88,16 @@ class ReplicaStage:
         """Take the idle frame rate from ``plan`` and run as one of its background threads (the GUI's stage)."""
         self._idle_fps = lambda: plan.budget.face_fps
         self._plan = plan
+        plan.on_change(self._on_budget)
         if self._thread.native_id is not None:
             plan.adopt_thread("replica", background=True, tid=self._thread.native_id)
         else:
             self._on_start = lambda: plan.adopt_thread("replica", background=True)
+
+    def _on_budget(self, budget: PhaseBudget) -> None:
+        """A phase began: hold still for its ``face_still_s``, and re-plan the next tick either way."""
+        self._still_until_ns = now_ns() + int(budget.face_still_s * 1e9) if budget.face_still_s > 0 else 0
+        self._wake.set()
 
     def wake(self) -> None:
         """Speech was queued: re-plan the next tick."""
@@ -124,6 +133,7 @@ class ReplicaStage:
                     lag = 0
                 if not self._wake.wait(max(0.0, lag / 1e9)):
                     break
+                idle_ns = max(fast_ns, int(1e9 / max(1.0, self._idle_fps())))
                 next_ns = min(next_ns, self._next_tick(last_ns, fast_ns, idle_ns))
 
     def _render(self, t_ns: int) -> Any:
@@ -188,11 +198,25 @@ class ReplicaStage:
             self._plan.face_burst_end()
 
     def _next_tick(self, last_ns: int, fast_ns: int, idle_ns: int) -> int:
-        """Next render time: a fast tick while speech is on, its first sample when due, else an idle tick."""
+        """Next render time: a fast tick while speech is on, its first sample when due, else an idle tick.
+
+        While the plan holds the face still, the idle ticks up to then are skipped.
+        """
         speech = self.face.next_speech_ns(last_ns)
-        if speech is None or speech > last_ns + idle_ns:
-            return last_ns + idle_ns
-        return speech if speech > last_ns else last_ns + fast_ns
+        if speech is not None and speech <= last_ns + idle_ns:
+            return speech if speech > last_ns else last_ns + fast_ns
+        still = self._still_until(last_ns)
+        if still > last_ns + idle_ns:
+            return still if speech is None else min(still, speech)
+        return last_ns + idle_ns
+
+    def _still_until(self, last_ns: int) -> int:
+        """When the hold ends, or 0 when the face is not held (or must first finish a blink it is in)."""
+        if last_ns >= self._still_until_ns:
+            return 0
+        moving_until = getattr(self.face, "moving_until", None)
+        blink_ends = moving_until(last_ns) if moving_until is not None else None
+        return 0 if blink_ends is not None and blink_ends > last_ns else self._still_until_ns
 
     def stop(self, timeout: float = 2.0) -> bool:
         self._stop.set()

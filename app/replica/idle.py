@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 BLINK_WINDOW_S = 4.0  # one blink per window, at 1..3 s into it: gaps of 2..6 s
 _CLOSE_S, _HOLD_S, _OPEN_S = 0.075, 0.045, 0.14
+BLINK_S = _CLOSE_S + _HOLD_S + _OPEN_S  # a whole blink
 _MASK = (1 << 64) - 1
 
 

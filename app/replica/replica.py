@@ -22,7 +22,7 @@ import numpy as np
 from app.core.engines import SpeechChunk
 from app.replica.detect import fit_landmarks
 from app.replica.face import FRAME_SIZE, Face, load_default_source, normalise
-from app.replica.idle import IdleMotion, blink_amount
+from app.replica.idle import BLINK_S, IdleMotion, blink_amount
 from app.replica.prosody import Prosody, build_prosody
 from app.replica.rig import FaceRig, Pose
 from app.replica.visemes import MouthTrack, build_track
@@ -108,6 +108,16 @@ class Replica:
         with self._lock:
             starts = [s.start_ns for s in self._speech if s.end_ns > t_ns]
         return max(t_ns, min(starts)) if starts else None
+
+    def moving_until(self, t_ns: int) -> int | None:
+        """The end of a blink under way at ``t_ns``, else None: a face told to hold still must not stop mid-blink."""
+        blink_ns = round(BLINK_S * 1e9)
+        with self._lock:
+            speech = self._speech[-4:]
+        starts = [round(s * 1e9) for s in self._idle.blink_times((t_ns - blink_ns) / 1e9, t_ns / 1e9 + 1e-9)]
+        starts += [s.start_ns + round(at * 1e9) for s in speech for at in s.prosody.blinks]
+        ends = [start + blink_ns for start in starts if start <= t_ns < start + blink_ns]
+        return max(ends) if ends else None
 
     def clear_buffer(self) -> None:
         """Barge-in: forget all pushed speech; the next frame has an idle mouth."""
