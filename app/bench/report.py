@@ -17,9 +17,8 @@ from app.bench.report_sessions import (  # noqa: F401  (re-exported)
     repeats_line,
     summary,
 )
-from app.bench.report_sessions import (
-    fmt as _fmt,
-)
+from app.bench.report_sessions import fmt as _fmt
+from app.core.cpu_plan import CpuPlanSettings
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class Stage:
     ratio: bool = True  # pipeline / raw means something
 
 
+_THINKING = CpuPlanSettings().thinking  # the face's budget while thinking, as the report states it
 STAGES = (
     Stage("vad_end_of_turn_ms", "VAD end-of-turn delay", "ms", None, "end of voice -> VAD decides the turn is over"),
     Stage("asr_ms", "ASR compute", "ms", "asr_ms", "transcription time of the final transcript"),
@@ -307,7 +307,8 @@ def resource_table(results: dict[str, dict]) -> list[str]:
                 f"Replica: {render['fps_overall']} fps overall, **{render['fps_under_load']} fps while talking "
                 f"under load** (speaking while the LLM/TTS still worked, {render['load_windows_s']:.0f} s), "
                 f"target {render['target_fps']:.0f} (idle: {render.get('idle_fps', render['target_fps']):.0f} fps "
-                "while listening or thinking, to leave the CPU to ASR/LLM/TTS); "
+                f"while listening; still for up to {_THINKING.face_still_s:.0f} s after the user stops, then "
+                f"{_THINKING.face_fps:.0f} fps, to leave the CPU to ASR/LLM/TTS); "
                 f"render p50 {rs['p50']:.1f} ms / p90 {rs['p90']:.1f} ms / max {rs['max']:.1f} ms; "
                 f"frame interval p90 {fi['p90']:.0f} ms, max {fi['max']:.0f} ms.",
             ]
