@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -36,16 +38,25 @@ def _plan(still_s: float) -> CpuPlan:
     return CpuPlan(replace(settings, thinking=replace(settings.thinking, face_still_s=still_s)))
 
 
+@contextmanager
+def _stage_following(still_s: float) -> Iterator[tuple[CpuPlan, _IdleFace, list[int]]]:
+    """A running stage on an idle face whose plan holds it still ``still_s`` while thinking; frames go out as times."""
+    plan, face, shown = _plan(still_s), _IdleFace(), []
+    stage = ReplicaStage(face, lambda frame: shown.append(now_ns()))
+    stage.follow(plan)
+    stage.start()
+    try:
+        yield plan, face, shown
+    finally:
+        assert stage.stop()
+
+
 def _between(shown: list[int], start_ns: int, end_ns: int) -> int:
     return sum(start_ns <= t < end_ns for t in shown)
 
 
 def test_a_thinking_face_draws_nothing_for_its_still_time_then_idles_and_listening_wakes_it() -> None:
-    plan, face, shown = _plan(0.6), _IdleFace(), []
-    stage = ReplicaStage(face, lambda frame: shown.append(now_ns()))
-    stage.follow(plan)
-    stage.start()
-    try:
+    with _stage_following(0.6) as (plan, _face, shown):
         time.sleep(0.4)
         thinking = now_ns()
         plan.enter(Phase.THINKING, 1)
@@ -53,8 +64,6 @@ def test_a_thinking_face_draws_nothing_for_its_still_time_then_idles_and_listeni
         listening = now_ns()
         plan.enter(Phase.LISTENING, 1)
         time.sleep(0.4)
-    finally:
-        assert stage.stop()
     ms = 1_000_000
     assert _between(shown, thinking - 400 * ms, thinking) >= 4  # idling at 15 fps while listening
     assert _between(shown, thinking + 80 * ms, thinking + 580 * ms) == 0  # held still (one tick may be pending)
@@ -63,18 +72,12 @@ def test_a_thinking_face_draws_nothing_for_its_still_time_then_idles_and_listeni
 
 
 def test_a_face_in_the_middle_of_a_blink_finishes_it_before_holding_still() -> None:
-    plan, face, shown = _plan(0.8), _IdleFace(), []
-    stage = ReplicaStage(face, lambda frame: shown.append(now_ns()))
-    stage.follow(plan)
-    stage.start()
-    try:
+    with _stage_following(0.8) as (plan, face, shown):
         time.sleep(0.3)
         thinking = now_ns()
         face.blink_ends = thinking + 250_000_000
         plan.enter(Phase.THINKING, 1)
         time.sleep(0.7)
-    finally:
-        assert stage.stop()
     ms = 1_000_000
     assert _between(shown, thinking, thinking + 250 * ms) >= 2  # the blink goes on at the idle rate
     assert _between(shown, thinking + 330 * ms, thinking + 700 * ms) == 0  # then the face holds still
