@@ -105,7 +105,8 @@ def test_tts_cancel_stops_chunk_production(tts) -> None:
         produced += 1
         cancel.cancel("test")
     assert produced == 1
-    assert len(list(tts.synthesize(text))) == 4
+    chunks = list(tts.synthesize(text))  # every sentence, each in one piece or more (a streamed voice)
+    assert len(chunks) >= 4 and sum(c.duration_s for c in chunks) > 3 * chunks[0].duration_s
 
 
 def test_a_cancel_stops_the_sentence_being_vocoded(tts) -> None:
@@ -131,7 +132,7 @@ def test_a_cancel_stops_the_sentence_being_vocoded(tts) -> None:
         session._session = real_session
     assert produced == []
     assert session.stopped_runs == stopped_before + 1
-    assert len(list(tts.synthesize("The engine still speaks."))) == 1  # the session works after a stop
+    assert list(tts.synthesize("The engine still speaks."))  # the session works after a stop
 
 
 def test_the_end_of_turn_cue_leaves_the_reply_nothing_to_evaluate(llm) -> None:

@@ -110,6 +110,7 @@ class SpeechChunk:
     sample_rate: int
     text: str = ""
     phonemes: tuple[PhonemeTiming, ...] = field(default=())
+    continues: bool = False  # the rest of the previous chunk's sentence (a voice vocoding in pieces)
 
     @property
     def duration_s(self) -> float:
@@ -123,7 +124,7 @@ class SpeechChunk:
             for p in self.phonemes
             if p.start + p.length > start
         )
-        return SpeechChunk(self.audio[start:], self.sample_rate, self.text, phonemes)
+        return SpeechChunk(self.audio[start:], self.sample_rate, self.text, phonemes, self.continues)
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ import numpy as np
 
 from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import PhonemeTiming, SpeechChunk
+from app.engines.tts_stream import StreamedVoice, split_graph
 from app.model_registry import ModelError
 
 # How ONNX Runtime's intra-op workers wait for work.  ORT's default ("spin") keeps them polling
@@ -27,8 +28,9 @@ _WAIT_KEYS = ("session.intra_op.allow_spinning", "session.force_spinning_stop")
 class PiperTts:
     """Wraps ``PiperVoice``, with the voice patched in memory to expose alignments.
 
-    Piper yields one chunk per sentence, so callers that want early audio send
-    short text (the pipeline's chunker does).  ``phonemes`` carries each
+    Piper vocodes a sentence at a time (streamed: its first 0.23 s first), so
+    callers that want early audio send short text (the pipeline's chunker
+    does).  ``phonemes`` carries each
     phoneme's sample span when the model gives alignments; otherwise it is
     empty and the replica falls back to the audio envelope.
     """
@@ -40,8 +42,13 @@ class PiperTts:
         deterministic: bool = False,
         memory_arena: bool = False,
         workers: str = "spin-in-run",
+        stream: bool = True,
     ) -> None:
-        """``workers``: how ONNX Runtime's idle workers wait (``WORKER_WAITS``; the CPU plan chooses)."""
+        """``workers``: how ONNX Runtime's idle workers wait (``WORKER_WAITS``; the CPU plan chooses).
+
+        ``stream``: split the voice before its vocoder and hand out each sentence in pieces,
+        the first 0.23 s as soon as it is vocoded (``app/engines/tts_stream.py``).
+        """
         import json
 
         import onnxruntime
@@ -58,10 +65,16 @@ class PiperTts:
             # (232 -> 581 MB over eight sentences); without it, freed tensors go back to
             # malloc and the process stays at ~206 MB after release_free_memory().
             options.enable_cpu_mem_arena = memory_arena
-            session = onnxruntime.InferenceSession(
-                _patched_model_bytes(voice_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-            voice = PiperVoice(session=_StoppableSession(session), config=config)
+            model, alignment = _patched_model(voice_path)
+            halves = split_graph(model, alignment) if stream and model is not None and alignment else None
+            if halves is not None and config.num_speakers <= 1:
+                front, back = (_StoppableSession(_session(half, options)) for half in halves)
+                back.share_options_with(front)
+                voice = PiperVoice(session=front, config=config)
+            else:
+                source = model.SerializeToString() if model is not None else str(voice_path)
+                voice = PiperVoice(session=_StoppableSession(_session(source, options)), config=config)
+                halves = None
         except Exception as exc:
             raise ModelError(
                 f"The voice {voice_path} could not be loaded ({exc}). It must be a Piper .onnx voice "
@@ -75,6 +88,10 @@ class PiperTts:
 
             self._syn_config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
         self.sample_rate: int = voice.config.sample_rate
+        self._stream: StreamedVoice | None = None
+        if halves is not None:
+            noise, noise_w = (0.0, 0.0) if deterministic else (config.noise_scale, config.noise_w_scale)
+            self._stream = StreamedVoice(voice, front, back, (noise, config.length_scale, noise_w))
 
     @property
     def workers(self) -> str:
@@ -86,14 +103,22 @@ class PiperTts:
                 entries[key] = options.get_session_config_entry(key)
         return next((name for name, wanted in WORKER_WAITS.items() if entries == wanted), "custom")
 
+    @property
+    def streamed_voice(self) -> StreamedVoice | None:
+        """The voice split before its vocoder, or None when it could not be split (whole sentences then)."""
+        return self._stream
+
     def phonemize(self, text: str) -> list[list[str]]:
         return self._voice.phonemize(text)
 
     def synthesize(self, text: str, cancel: CancelToken = NEVER_CANCELLED) -> Iterator[SpeechChunk]:
-        """One chunk per sentence; a cancel ends the sentence being vocoded, not only the next one."""
+        """Each sentence in pieces (streamed) or whole; a cancel ends the sentence being vocoded, not only the next."""
         if not text.strip() or cancel.cancelled:
             return
         session: _StoppableSession = self._voice.session
+        if self._stream is not None:
+            yield from session.stopped_by(cancel, self._stream.sentences(text))
+            return
         sentences = self._voice.synthesize(text, syn_config=self._syn_config, include_alignments=True)
         for chunk in session.stopped_by(cancel, sentences):
             audio = np.asarray(chunk.audio_float_array, dtype=np.float32)
@@ -117,6 +142,10 @@ class _StoppableSession:
         self._session = session
         self._local = threading.local()  # the current synthesis's options, per calling thread
         self.stopped_runs = 0  # runs ended by a cancel before their sentence was vocoded
+
+    def share_options_with(self, other: _StoppableSession) -> None:
+        """Runs here are stopped by ``other.stopped_by`` too (the two halves of a split voice)."""
+        self._local = other._local
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -145,17 +174,22 @@ class _StoppableSession:
             self._local.options = None
 
 
-def _patched_model_bytes(voice_path: Path) -> bytes | str:
-    """The voice with its alignment output exposed, or the plain path if it cannot be."""
+def _patched_model(voice_path: Path) -> tuple[Any, str]:
+    """The voice's graph with its alignment output exposed and that output's name; (None, "") if it cannot be."""
     try:
         import onnx
         from piper.patch_voice_with_alignment import add_alignment_output
 
         model = onnx.load(str(voice_path))
-        add_alignment_output(model)
-        return model.SerializeToString()
+        return model, add_alignment_output(model)
     except (ImportError, ValueError):
-        return str(voice_path)
+        return None, ""
+
+
+def _session(model: bytes | str, options: Any) -> Any:
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def _timings(alignments: list | None) -> tuple[PhonemeTiming, ...]:

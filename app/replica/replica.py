@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.engines import SpeechChunk
+from app.core.engines import PhonemeTiming, SpeechChunk
 from app.replica.detect import fit_landmarks
 from app.replica.face import FRAME_SIZE, Face, load_default_source, normalise
 from app.replica.idle import BLINK_S, IdleMotion, blink_amount
@@ -29,6 +29,7 @@ from app.replica.visemes import MouthTrack, build_track
 
 _GAZE_MOVE_NS = 120_000_000  # an eye turn takes ~120 ms
 _MAX_SEGMENTS = 2000  # ~hours of sentences; the oldest are forgotten beyond that
+_JOIN_NS = 5_000_000  # a piece heard this close to the end of the last joins it (clock rounding)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class _Speech:
     end_ns: int
     track: MouthTrack
     prosody: Prosody
+    chunk: SpeechChunk  # kept so that the rest of its sentence can join it
 
 
 class Replica:
@@ -98,10 +100,25 @@ class Replica:
         """Queue a chunk whose first sample is heard at ``start_ns`` (perf_counter_ns)."""
         if chunk.sample_rate <= 0 or len(chunk.audio) == 0:
             return
+        with self._lock:
+            last = self._speech[-1] if self._speech else None
+        joined = (
+            chunk.continues
+            and last is not None
+            and last.chunk.sample_rate == chunk.sample_rate
+            and abs(last.end_ns - start_ns) <= _JOIN_NS
+        )
+        if joined:  # the sentence's next piece, heard right after the last: one mouth track, no seam
+            chunk, start_ns = _joined(last.chunk, chunk), last.start_ns  # type: ignore[union-attr]
         track, prosody = build_track(chunk), build_prosody(chunk)  # the costly part, outside the lock
         end_ns = start_ns + round(track.duration_s * 1e9)
+        speech = _Speech(start_ns, end_ns, track, prosody, chunk)
         with self._lock:
-            self._speech = (*self._speech[-_MAX_SEGMENTS + 1 :], _Speech(start_ns, end_ns, track, prosody))
+            if joined and self._speech and self._speech[-1] is last:
+                self._speech = (*self._speech[:-1], speech)
+                self.speech_generation += 1  # frames drawn ahead near the seam were drawn without the rest
+            else:
+                self._speech = (*self._speech[-_MAX_SEGMENTS + 1 :], speech)
 
     def next_speech_ns(self, t_ns: int) -> int | None:
         """``t_ns`` if speech is on at ``t_ns``, else when the next pushed speech starts (None: none queued)."""
@@ -193,3 +210,11 @@ class Replica:
         f = f * f * (3 - 2 * f)
         (x0, y0), (x1, y1) = self._gaze_from, self._gaze_to
         return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
+
+
+def _joined(first: SpeechChunk, rest: SpeechChunk) -> SpeechChunk:
+    """Two pieces of one sentence as one chunk: the mouth is smoothed across the cut, not closed at it."""
+    offset = len(first.audio)
+    shifted = tuple(PhonemeTiming(p.phoneme, p.start + offset, p.length) for p in rest.phonemes)
+    audio = np.concatenate([first.audio, rest.audio])
+    return SpeechChunk(audio, first.sample_rate, first.text, first.phonemes + shifted)
