@@ -62,9 +62,10 @@ class StreamedVoice:
         self.voice, self.front, self.back = voice, front, back
         self.hop = int(voice.config.hop_length)
         self.sample_rate = int(voice.config.sample_rate)
-        self._scales = np.array(scales, dtype=np.float32)
+        self._scales = np.array((0.0, scales[1], 0.0), dtype=np.float32)  # no prosody noise: the same gain every load
         self.gain = 1.0
         calibration = np.concatenate([c.audio for c in self.sentences(CALIBRATION)])
+        self._scales = np.array(scales, dtype=np.float32)
         self.gain = PEAK / max(float(np.max(np.abs(calibration))), 1e-3)
 
     def sentences(self, text: str) -> Iterator[SpeechChunk]:
