@@ -116,7 +116,7 @@ class ReplicaStage:
         fast_ns = int(1e9 / self.face.fps)
         next_ns = now_ns()
         while not self._stop.is_set():
-            idle_ns = max(fast_ns, int(1e9 / max(1.0, self._idle_fps())))
+            idle_ns = self._idle_ns(fast_ns)
             frame = self._drawn_ahead(next_ns, fast_ns) or self._render(next_ns)
             self.on_frame(frame)
             if frame.speaking and self.on_speaking_frame is not None:
@@ -133,8 +133,12 @@ class ReplicaStage:
                     lag = 0
                 if not self._wake.wait(max(0.0, lag / 1e9)):
                     break
-                idle_ns = max(fast_ns, int(1e9 / max(1.0, self._idle_fps())))
+                idle_ns = self._idle_ns(fast_ns)
                 next_ns = min(next_ns, self._next_tick(last_ns, fast_ns, idle_ns))
+
+    def _idle_ns(self, fast_ns: int) -> int:
+        """The idle tick the plan's current phase allows (never faster than speech frames)."""
+        return max(fast_ns, int(1e9 / max(1.0, self._idle_fps())))
 
     def _render(self, t_ns: int) -> Any:
         started = time.perf_counter()

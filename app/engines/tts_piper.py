@@ -66,15 +66,15 @@ class PiperTts:
             # malloc and the process stays at ~206 MB after release_free_memory().
             options.enable_cpu_mem_arena = memory_arena
             model, alignment = _patched_model(voice_path)
-            halves = split_graph(model, alignment) if stream and model is not None and alignment else None
-            if halves is not None and config.num_speakers <= 1:
+            # ``alignment`` is "" when the graph could not be read or patched; one speaker only.
+            halves = split_graph(model, alignment) if stream and alignment and config.num_speakers <= 1 else None
+            if halves is not None:
                 front, back = (_StoppableSession(_session(half, options)) for half in halves)
                 back.share_options_with(front)
                 voice = PiperVoice(session=front, config=config)
             else:
                 source = model.SerializeToString() if model is not None else str(voice_path)
                 voice = PiperVoice(session=_StoppableSession(_session(source, options)), config=config)
-                halves = None
         except Exception as exc:
             raise ModelError(
                 f"The voice {voice_path} could not be loaded ({exc}). It must be a Piper .onnx voice "
