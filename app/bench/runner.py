@@ -205,15 +205,15 @@ def run_bench(
         if len(direct) < len(direct_qs):
             notes.append(f"[{name}] direct calls stopped after {len(direct)} questions to stay in the time budget")
         results[name] = {"session": session_record, "direct": direct}
-        if plan.long_session:
-            results[name]["long_session"] = _long_session(name, eng, config, plan, out_dir, pools, replica, progress)
-        if plan.gui:
+        if plan.gui:  # next to the headless session: the host's speed drifts more over minutes than the window costs
             from app.bench.gui import gui_session
 
             progress(f"[{name}] the window (offscreen Qt, face and HUD painting): {len(order)} inputs")
             window = partial(gui_session, config=config, order=order, audio=audio, out_dir=out_dir, plan=plan.session)
             window = partial(window, known_threads=pools, progress=progress)
             results[name]["gui_session"] = with_replay(eng, lambda e, between, w=window: w(e, between_turns=between))
+        if plan.long_session:
+            results[name]["long_session"] = _long_session(name, eng, config, plan, out_dir, pools, replica, progress)
         results[name]["analysis"] = report.analyse(results[name])
     machine["loadavg_end"] = _loadavg()
     doc = {
