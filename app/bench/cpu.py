@@ -80,7 +80,10 @@ def peak_rss_mb() -> float:
 class CpuSampler:
     """Samples every thread's CPU on a background thread between ``start`` and ``stop``."""
 
-    def __init__(self, period_s: float = 0.1, known: dict[int, str] | None = None) -> None:
+    # A sample reads every thread's /proc entry (~0.7 ms of CPU for ~35 threads): at 10 a second the
+    # sampler took 0.7-0.9 % of a core beside the measured LLM. The engines' pools are known by id;
+    # the rest are attributed by correlation, for which 2 samples a second over a session suffice.
+    def __init__(self, period_s: float = 0.5, known: dict[int, str] | None = None) -> None:
         self.period_s = period_s
         self.known = dict(known or {})  # native id -> stage, found by calling each engine alone
         self.samples: list[dict[int, int]] = []

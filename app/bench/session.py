@@ -29,7 +29,12 @@ from app.core.jobs import EngineSet
 
 Progress = Callable[[str], None]
 
-_POLL_S = 0.025  # the bench's own polling: each wake-up beside the measured LLM costs it (docs/cpu-plan.md)
+# The bench waits on the events that can end its waits, and looks anyway at this interval (for a state
+# no event announces). Each wake-up beside the measured LLM costs it (docs/cpu-plan.md): polling every
+# 25 ms woke the bench's thread 40 times a second.
+_LOOK_S = 0.25
+# Events after which the bench looks again: turns starting and ending, the first audio, the reply done.
+_WAKING = (ev.ControlEvent, ev.AudioPlayed, ev.LlmDone)
 # Marks of a turn, in the order they happen: (name, event type, which timestamp).
 MARKS: tuple[tuple[str, type, str], ...] = (
     ("vad_decided", ev.SpeechEnded, "t_ns"),
@@ -63,12 +68,17 @@ class EventLog:
         self.barge_ins: list[ev.BargeIn] = []
         self.errors: list[ev.ErrorEvent] = []
         self.max_turn = 0
+        self.seq = 0  # counts the events that may end a wait of the bench's
+        self._changed = threading.Condition(self._lock)
 
     def __call__(self, event: ev.Event) -> None:
         with self._lock:
             key = (type(event), event.turn_id)
             self.first.setdefault(key, event)
             self.last[key] = event
+            if isinstance(event, _WAKING) and not isinstance(event, ev.TurnMetrics):
+                self.seq += 1
+                self._changed.notify_all()
             if isinstance(event, ev.SpeechStarted):
                 self.max_turn = max(self.max_turn, event.turn_id)
             elif isinstance(event, ev.BargeIn):
@@ -79,6 +89,11 @@ class EventLog:
     def get(self, kind: type, turn_id: int, last: bool = False) -> Any:
         with self._lock:
             return (self.last if last else self.first).get((kind, turn_id))
+
+    def wait_after(self, seen: int, seconds: float) -> None:
+        """Until an event newer than ``seen`` (a ``seq``) arrives, or ``seconds`` pass (at most ``_LOOK_S``)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.seq != seen, timeout=min(max(0.0, seconds), _LOOK_S))
 
 
 class TimedFace:
@@ -225,23 +240,28 @@ class Session:
     def _wait_new_turn(self, audio_s: float) -> int | None:
         known = self.events.max_turn
         deadline = time.monotonic() + audio_s + self.plan.gap_s + 10.0
-        while time.monotonic() < deadline:
+        while (now := time.monotonic()) < deadline:
+            seen = self.events.seq
             if self.events.max_turn > known:
                 return self.events.max_turn
-            time.sleep(_POLL_S)
+            self.events.wait_after(seen, deadline - now)
         self.progress("  (the VAD never heard that input)")
         return None
 
     def _wait_heard(self, turn: int | None, seconds: float) -> None:
         """Until the reply of ``turn`` has been audible for ``seconds`` (or the turn ended)."""
         deadline = time.monotonic() + self.plan.turn_timeout_s
-        while turn is not None and time.monotonic() < deadline:
+        while turn is not None and (now := time.monotonic()) < deadline:
+            seen = self.events.seq
             played = self.events.get(ev.AudioPlayed, turn)
-            if played is not None and ev.now_ns() - played.t_ns >= seconds * 1e9:
-                return
+            left_s = deadline - now
+            if played is not None:
+                left_s = seconds - (ev.now_ns() - played.t_ns) / 1e9
+                if left_s <= 0:
+                    return
             if self.events.get(ev.TurnEnded, turn) is not None:
                 return
-            time.sleep(_POLL_S)
+            self.events.wait_after(seen, left_s)
 
     def _finish_reply(self, turn: int | None) -> None:
         """Until the conversation is idle; a generated reply is stopped after ``playout_cap_s`` of audio.
@@ -252,9 +272,11 @@ class Session:
         deadline = time.monotonic() + self.plan.turn_timeout_s
         cap_ns = self.plan.playout_cap_s * 1e9
         grace_ns = cap_ns + self.plan.generation_grace_s * 1e9
-        while time.monotonic() < deadline:
+        while (now := time.monotonic()) < deadline:
+            seen = self.events.seq
             if self.conversation.idle:
                 return
+            left_s = deadline - now
             if turn is not None:
                 played = self.events.get(ev.AudioPlayed, turn)
                 done = self.events.get(ev.LlmDone, turn) is not None
@@ -264,7 +286,9 @@ class Session:
                     self.conversation.interrupt("bench: next question")
                     self.conversation.wait_idle(5.0)
                     return
-            time.sleep(_POLL_S)
+                if played is not None:  # the next moment to act, unless LlmDone or the turn's end comes first
+                    left_s = ((cap_ns if heard_ns < cap_ns else grace_ns) - heard_ns) / 1e9
+            self.events.wait_after(seen, left_s)
         self.progress("  (turn timed out; stopping it)")
         self.conversation.interrupt("bench: timeout")
         self.conversation.wait_idle(5.0)
