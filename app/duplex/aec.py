@@ -38,6 +38,10 @@ _CHUNK_NS = int(CHUNK * 1e9 / SOURCE_RATE)
 _I16 = 32767.0
 _FIRST_ESTIMATE_S = 1.5  # early, before AEC3 has converged on a delay we may change
 _ESTIMATE_EVERY_S = 2.0
+# Two estimates in a row that agree (the same lag within 2 ms, or no echo path either time): the next
+# waits longer.  Each is a 10-25 ms burst of FFTs beside the decoding LLM; AEC3 tracks small drifts itself.
+_STEADY_ESTIMATE_EVERY_S = 6.0
+_STEADY_MS = 2.0
 _ESTIMATE_WINDOW_S = 4.0
 _MAX_WAIT_S = 0.03  # how long the VAD thread may wait for a late speaker thread
 _MAX_LAG_S = 0.5  # echo delays searched, either side of the timestamps
@@ -252,7 +256,9 @@ class EchoCanceller:
         """
         self._hist_mic.append(mic.copy())
         self._since_estimate += 1
-        due = _ESTIMATE_EVERY_S if self.delay_estimates else _FIRST_ESTIMATE_S
+        due = _FIRST_ESTIMATE_S if not self.delay_estimates else _ESTIMATE_EVERY_S
+        if self._steady():
+            due = _STEADY_ESTIMATE_EVERY_S
         if self._since_estimate < due * 100 or len(self._hist_mic) < _FIRST_ESTIMATE_S * 100:
             return
         starved = (self.starved_chunks - self._starved_at_estimate) / self._since_estimate
@@ -274,6 +280,14 @@ class EchoCanceller:
             self._apm = self._new_apm()  # converges faster from scratch than from the old delay
             self._reset_warmup()
             self._hist_mic.clear()
+
+    def _steady(self) -> bool:
+        """The last two estimates agree: the same lag (within 2 ms), or no clear echo either time."""
+        if len(self.delay_estimates) < 2:
+            return False
+        (lag_a, strength_a), (lag_b, strength_b) = self.delay_estimates[-2:]
+        heard_a, heard_b = strength_a >= _MIN_STRENGTH, strength_b >= _MIN_STRENGTH
+        return heard_a == heard_b and (not heard_a or abs(lag_a - lag_b) <= _STEADY_MS)
 
 
 def _to_i16(x: np.ndarray) -> np.ndarray:

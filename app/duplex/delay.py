@@ -24,15 +24,16 @@ def estimate_delay(ref: np.ndarray, mic: np.ndarray, rate: int, max_lag_ms: floa
     if n == 0:
         return 0.0, 0.0
     ref, mic = ref[:n], mic[:n]
-    size = 1 << int(np.ceil(np.log2(2 * n)))
+    max_lag = min(n - 1, int(max_lag_ms * rate / 1000))
+    # Zero padding to n + max_lag keeps every lag within +-max_lag free of wrap-around, at half the
+    # size a full linear correlation (2n) would take: this runs every couple of seconds beside the LLM.
+    size = 1 << int(np.ceil(np.log2(n + max_lag)))
     cross = np.fft.rfft(mic, size) * np.conj(np.fft.rfft(ref, size))
     phat = np.fft.irfft(cross / np.maximum(np.abs(cross), 1e-12), size)
-    max_lag = min(n - 1, int(max_lag_ms * rate / 1000))
     lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
     values = np.concatenate([phat[: max_lag + 1], phat[size - max_lag :]])
     lag = int(lags[int(np.argmax(values))])
-    plain = np.fft.irfft(cross, size)
-    at = plain[lag] if lag >= 0 else plain[size + lag]
+    at = float(np.dot(mic[lag:], ref[: n - lag])) if lag >= 0 else float(np.dot(mic[: n + lag], ref[-lag:]))
     norm = float(np.sqrt(np.sum(ref**2) * np.sum(mic**2)))
-    strength = float(abs(at) / norm) if norm > 0 else 0.0
+    strength = abs(at) / norm if norm > 0 else 0.0
     return lag * 1000.0 / rate, strength

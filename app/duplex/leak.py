@@ -131,7 +131,9 @@ class LeakDetector:
         if quiet or len(ref) < n or not np.any(np.abs(ref) > self.silent_ref):
             return 0.0
         # sig[k] ~ ref[start + k - lag]: correlate with every reference window ending up to max_lag ago.
-        size = 1 << int(np.ceil(np.log2(len(ref) + n)))
+        # Only the lags where sig lies wholly inside ref are read, so a transform as long as ref has no
+        # wrap-around in them (the microphone's score: 8192 points instead of 16384).
+        size = 1 << int(np.ceil(np.log2(len(ref))))
         corr = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(sig, size)), size)[: len(ref) - n + 1]
         energy = np.concatenate([[0.0], np.cumsum(ref**2)])
         window_energy = energy[n:] - energy[: len(ref) - n + 1]
