@@ -111,6 +111,17 @@ def test_misreported_device_latency_is_measured_and_corrected(reply, tts) -> Non
     assert erle_db(rec.mic[late], out[late]) > 25.0
 
 
+def test_a_steady_echo_delay_is_measured_less_often(reply, tts) -> None:
+    """Each estimate is a burst of FFTs beside the LLM: once two agree, the next waits 6 s, not 2 s."""
+    rec = record(reply, tts.sample_rate, ROOM)
+    aec, _ = cancel(rec, tts.sample_rate)
+    heard_s = len(rec.mic) / SOURCE_RATE
+    lags = [round(lag) for lag, strength in aec.delay_estimates if strength >= 0.12]
+    assert len(lags) >= 3 and max(lags) - min(lags) <= 2, aec.delay_estimates  # the room's delay, every time
+    every_2_s = (heard_s - 1.5) // 2.0 + 1
+    assert len(aec.delay_estimates) <= 1 + every_2_s / 2, (len(aec.delay_estimates), heard_s)
+
+
 def test_estimate_delay_finds_a_known_lag() -> None:
     rng = np.random.default_rng(1)
     ref = rng.standard_normal(SOURCE_RATE * 2).astype(np.float32)
