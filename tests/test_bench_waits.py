@@ -6,14 +6,14 @@ import threading
 
 import pytest
 
-from app.bench import session as bench_session
+from app.bench import event_log
 from app.core import events as ev
 
 
 def test_the_bench_waits_on_events_not_on_a_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bench's thread sleeps through streamed tokens and wakes on the events that can end its waits."""
-    monkeypatch.setattr(bench_session, "_LOOK_S", 30.0)  # no look by time: only an event can end the wait
-    log = bench_session.EventLog()
+    monkeypatch.setattr(event_log, "_LOOK_S", 30.0)  # no look by time: only an event can end the wait
+    log = event_log.EventLog()
     seen = log.seq
     waiter = threading.Thread(target=log.wait_after, args=(seen, 30.0))
     waiter.start()

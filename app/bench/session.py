@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from app.bench.cpu import CpuSampler
+from app.bench.event_log import EventLog
 from app.bench.questions import Question, word_error_rate
 from app.config import Config
 from app.core import events as ev
@@ -29,12 +30,6 @@ from app.core.jobs import EngineSet
 
 Progress = Callable[[str], None]
 
-# The bench waits on the events that can end its waits, and looks anyway at this interval (for a state
-# no event announces). Each wake-up beside the measured LLM costs it (docs/cpu-plan.md): polling every
-# 25 ms woke the bench's thread 40 times a second.
-_LOOK_S = 0.25
-# Events after which the bench looks again: turns starting and ending, the first audio, the reply done.
-_WAKING = (ev.ControlEvent, ev.AudioPlayed, ev.LlmDone)
 # Marks of a turn, in the order they happen: (name, event type, which timestamp).
 MARKS: tuple[tuple[str, type, str], ...] = (
     ("vad_decided", ev.SpeechEnded, "t_ns"),
@@ -56,44 +51,6 @@ class SessionPlan:
     generation_grace_s: float = 5.0  # ...or this much later even if the LLM is still generating
     barge_after_s: float = 1.0  # the interrupter starts after the reply was heard this long
     turn_timeout_s: float = 60.0
-
-
-class EventLog:
-    """Every event of the session, indexed by type and turn (first occurrence wins for marks)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.first: dict[tuple[type, int], ev.Event] = {}
-        self.last: dict[tuple[type, int], ev.Event] = {}
-        self.barge_ins: list[ev.BargeIn] = []
-        self.errors: list[ev.ErrorEvent] = []
-        self.max_turn = 0
-        self.seq = 0  # counts the events that may end a wait of the bench's
-        self._changed = threading.Condition(self._lock)
-
-    def __call__(self, event: ev.Event) -> None:
-        with self._lock:
-            key = (type(event), event.turn_id)
-            self.first.setdefault(key, event)
-            self.last[key] = event
-            if isinstance(event, _WAKING) and not isinstance(event, ev.TurnMetrics):
-                self.seq += 1
-                self._changed.notify_all()
-            if isinstance(event, ev.SpeechStarted):
-                self.max_turn = max(self.max_turn, event.turn_id)
-            elif isinstance(event, ev.BargeIn):
-                self.barge_ins.append(event)
-            elif isinstance(event, ev.ErrorEvent):
-                self.errors.append(event)
-
-    def get(self, kind: type, turn_id: int, last: bool = False) -> Any:
-        with self._lock:
-            return (self.last if last else self.first).get((kind, turn_id))
-
-    def wait_after(self, seen: int, seconds: float) -> None:
-        """Until an event newer than ``seen`` (a ``seq``) arrives, or ``seconds`` pass (at most ``_LOOK_S``)."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.seq != seen, timeout=min(max(0.0, seconds), _LOOK_S))
 
 
 class TimedFace:
