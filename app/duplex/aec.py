@@ -256,11 +256,11 @@ class EchoCanceller:
         """
         self._hist_mic.append(mic.copy())
         self._since_estimate += 1
-        due = _FIRST_ESTIMATE_S if not self.delay_estimates else _ESTIMATE_EVERY_S
-        if self._steady():
-            due = _STEADY_ESTIMATE_EVERY_S
+        due = _ESTIMATE_EVERY_S if self.delay_estimates else _FIRST_ESTIMATE_S
         if self._since_estimate < due * 100 or len(self._hist_mic) < _FIRST_ESTIMATE_S * 100:
             return
+        if self._since_estimate < _STEADY_ESTIMATE_EVERY_S * 100 and self._steady():
+            return  # looked at only once the shorter interval is up, not on every chunk
         starved = (self.starved_chunks - self._starved_at_estimate) / self._since_estimate
         self._since_estimate, self._starved_at_estimate = 0, self.starved_chunks
         mic_all = np.concatenate(self._hist_mic)
