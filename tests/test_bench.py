@@ -127,6 +127,9 @@ def test_long_session_in_other_voices_and_the_window_get_their_own_rows(engines,
     window = result["gui_session"]
     assert [t["input"] for t in window["turns"]] == ["q01"] and window["window"]["paints"] > 0
     assert result["analysis"]["gui"]["window"]["speech_end_to_first_audio_ms"]["p50"] > 0
+    # The headless conversation again after the window: the window's ratios are over both sessions around it.
+    assert [t["input"] for t in result["session_after"]["turns"]] == ["q01"]
+    assert result["analysis"]["gui"]["headless_after"]["speech_end_to_first_audio_ms"]["n"] == 1
     # The window's turn paired with the engine alone on its very prompt and tokens, its face timed and held.
     (row,) = window["same_prompts_alone"]
     assert row["turn"] == 0 and row["given_tps"] > 0 and row["given_tokens"] >= 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.bench.replay import BetweenTurns, PromptRecorder, replay
-from app.bench.report import same_prompts_summary
+from app.bench.report import same_prompts_summary, window_analysis
 from app.core.engines import ChatMessage
 
 
@@ -51,3 +51,25 @@ def test_the_replay_decodes_the_pipelines_very_tokens_and_pairs_each_turn(llm) -
     ]
     paired = same_prompts_summary({"turns": turns, "same_prompts_alone": rows}, 70.0)["pipeline_over_given"]
     assert paired["n"] == 2 and paired["p50"] == 0.7 and paired["at_least_0_9"] == 1
+
+
+def test_the_window_is_divided_by_the_headless_sessions_before_and_after_it() -> None:
+    """A host that slows down while the bench runs weighs on both sides of the window's ratios."""
+
+    def session(tps: list[float], first_audio: list[float], given: float) -> dict:
+        pairs = zip(tps, first_audio, strict=True)
+        turns = [{"metrics": {"tps": t, "speech_end_to_first_audio_ms": a}} for t, a in pairs]
+        rows = [{"turn": i, "tps": given, "prompt_tokens": 200, "given_tps": given} for i in range(len(turns))]
+        return {"turns": turns, "same_prompts_alone": rows}
+
+    before = session([100.0, 100.0], [400.0, 400.0], given=100.0)  # a fast host
+    window = session([81.0, 81.0], [450.0, 450.0], given=90.0)  # slower: the host and the window
+    after = session([80.0, 80.0], [500.0, 500.0], given=80.0)  # the host alone slowed down
+    gui = window_analysis({"session": before, "gui_session": window, "session_after": after})
+    assert gui["headless_around"]["tps"]["p50"] == 90.0 and gui["headless_after"]["tps"]["p50"] == 80.0
+    assert gui["window_over_headless"]["tps"] == 0.9  # 81 over the 90 of both sessions, not over the 100 before
+    assert gui["window_over_headless"]["speech_end_to_first_audio_ms"] == 1.0
+    assert gui["paired_tps_over_headless"] == 0.9  # each side over the engine alone on the same work
+
+    alone = window_analysis({"session": before, "gui_session": window})  # a bench without the second session
+    assert "headless_after" not in alone and alone["window_over_headless"]["tps"] == 0.81

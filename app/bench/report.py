@@ -15,7 +15,9 @@ from app.bench.report_sessions import (  # noqa: F401  (re-exported)
     long_session_summary,
     long_session_table,
     repeats_line,
+    same_prompts_summary,
     summary,
+    window_analysis,
 )
 from app.bench.report_sessions import fmt as _fmt
 from app.core.cpu_plan import CpuPlanSettings
@@ -124,39 +126,8 @@ def analyse(result: dict) -> dict:
         long_tps = out["long_session"]["tps"]["all"]["p50"]
         out["long_session_same_prompts"] = same_prompts_summary(result["long_session"], long_tps)
     if result.get("gui_session"):
-        window = {k: summary([t["metrics"].get(k) for t in result["gui_session"]["turns"]]) for k, _, _ in GUI_KEYS}
-        same = same_prompts_summary(result["gui_session"], window["tps"]["p50"])
-        out["gui"] = {
-            "window": window,
-            "window_over_headless": {k: _ratio(window[k]["p50"], pipeline[k]["p50"]) for k, _, _ in GUI_KEYS},
-            "same_prompts": same,
-            # Each side's turns over the engine alone on the same work, seconds apart: the host's drift
-            # between the two sessions cancels, what the window itself costs the LLM remains.
-            "paired_tps_over_headless": _ratio(
-                same["pipeline_over_given"]["p50"], out["same_prompts"]["pipeline_over_given"]["p50"]
-            ),
-        }
+        out["gui"] = window_analysis(result)
     return out
-
-
-def same_prompts_summary(session: dict, pipeline_tps: float | None) -> dict:
-    """The engine alone on the session's own prompts (app/bench/replay.py) and the pipeline's share of it."""
-    rows = session.get("same_prompts_alone") or []
-    tps = summary([r["tps"] for r in rows])
-    turns = session.get("turns") or []
-    paired = [
-        _ratio(turns[r["turn"]]["metrics"].get("tps"), r["given_tps"])
-        for r in rows
-        if r.get("given_tps") and r.get("turn") is not None and r["turn"] < len(turns)
-    ]
-    return {
-        "tps": tps,
-        "prompt_tokens": summary([r["prompt_tokens"] for r in rows]),
-        "pipeline_over_alone": _ratio(pipeline_tps, tps["p50"]),
-        # The same prompt and the same tokens (app/engines/llm_given.py), turn by turn.
-        "given_tps": summary([r.get("given_tps") for r in rows]),
-        "pipeline_over_given": {**summary(paired), "at_least_0_9": sum(r >= 0.9 for r in paired if r is not None)},
-    }
 
 
 def median_turn(result: dict, key: str = "speech_end_to_first_audio_ms") -> dict | None:

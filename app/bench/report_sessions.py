@@ -38,37 +38,103 @@ GUI_KEYS = (
 )
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def paired_ratios(session: dict) -> list[float]:
+    """Each turn's TPS over the engine alone decoding its very prompt and tokens between turns."""
+    turns = session.get("turns") or []
+    pairs = [
+        _ratio(turns[r["turn"]]["metrics"].get("tps"), r["given_tps"])
+        for r in session.get("same_prompts_alone") or []
+        if r.get("given_tps") and r.get("turn") is not None and r["turn"] < len(turns)
+    ]
+    return [r for r in pairs if r is not None]
+
+
+def same_prompts_summary(session: dict, pipeline_tps: float | None) -> dict:
+    """The engine alone on the session's own prompts (app/bench/replay.py) and the pipeline's share of it."""
+    rows = session.get("same_prompts_alone") or []
+    tps = summary([r["tps"] for r in rows])
+    paired = paired_ratios(session)
+    return {
+        "tps": tps,
+        "prompt_tokens": summary([r["prompt_tokens"] for r in rows]),
+        "pipeline_over_alone": _ratio(pipeline_tps, tps["p50"]),
+        # The same prompt and the same tokens (app/engines/llm_given.py), turn by turn.
+        "given_tps": summary([r.get("given_tps") for r in rows]),
+        "pipeline_over_given": {**summary(paired), "at_least_0_9": sum(r >= 0.9 for r in paired)},
+    }
+
+
+def _turn_values(sessions: list[dict], key: str) -> list[float | None]:
+    return [t["metrics"].get(key) for s in sessions for t in s["turns"]]
+
+
+def window_analysis(result: dict) -> dict:
+    """The window's figures over headless: over both headless sessions around it when there are two.
+
+    The bench runs headless, the window, then headless again (``session_after``),
+    so a host that speeds up or slows down over those minutes weighs on both
+    sides alike; the ratios are over the two headless sessions' turns together.
+    """
+    gui, after = result["gui_session"], result.get("session_after")
+    window = {k: summary(_turn_values([gui], k)) for k, _, _ in GUI_KEYS}
+    same = same_prompts_summary(gui, window["tps"]["p50"])
+    out: dict = {"window": window, "same_prompts": same}
+    around = [result["session"], *([after] if after else [])]
+    both = {k: summary(_turn_values(around, k)) for k, _, _ in GUI_KEYS}
+    out["headless_around"] = both
+    if after:
+        out["headless_after"] = {k: summary(_turn_values([after], k)) for k, _, _ in GUI_KEYS}
+    out["window_over_headless"] = {k: _ratio(window[k]["p50"], both[k]["p50"]) for k, _, _ in GUI_KEYS}
+    # Each side's turns over the engine alone on the same work, seconds apart: the host's drift
+    # cancels turn by turn, and what the window itself costs the LLM remains.
+    paired_headless = summary([r for s in around for r in paired_ratios(s)])["p50"]
+    out["paired_tps_over_headless"] = _ratio(same["pipeline_over_given"]["p50"], paired_headless)
+    out["paired_headless"] = paired_headless
+    return out
+
+
 def gui_table(name: str, result: dict) -> list[str]:
     gui = result["analysis"].get("gui")
     if not gui:
         return []
     paint = result["gui_session"].get("window", {})
+    before, after = result["analysis"]["pipeline"], gui.get("headless_after")
+    sides = "headless before / after" if after else "headless"
     lines = [
         f"### The window — {name} (the same inputs through `MainWindow`, offscreen, face and HUD painting; "
         f"{paint.get('paint_fps')} face paints/s)",
         "",
-        "| metric | headless p50 | window p50 | window p90 | window ÷ headless |",
+        f"| metric | {sides} p50 | window p50 | window p90 | window ÷ headless |",
         "|---|--:|--:|--:|--:|",
     ]
-    headless = result["analysis"]["pipeline"]
     for key, label, unit in GUI_KEYS:
         w = gui["window"][key]
         suffix = {"ms": " (ms)", "": " (tok/s)"}.get(unit, "")
+        headless = fmt(before[key]["p50"], unit) + (f" / {fmt(after[key]['p50'], unit)}" if after else "")
         lines.append(
-            f"| {label}{suffix} | {fmt(headless[key]['p50'], unit)} | {fmt(w['p50'], unit)} | "
+            f"| {label}{suffix} | {headless} | {fmt(w['p50'], unit)} | "
             f"{fmt(w['p90'], unit)} | {fmt(gui['window_over_headless'][key], 'x')} |"
         )
-    alone = (result["analysis"].get("same_prompts") or {}).get("pipeline_over_given", {})
     window_alone = gui.get("same_prompts", {}).get("pipeline_over_given", {})
     if window_alone.get("n"):
         lines.append(
             f"| each turn's TPS ÷ the engine alone on its very prompt and tokens, between turns (median) | "
-            f"{fmt(alone.get('p50'), 'x')} | {fmt(window_alone['p50'], 'x')} | {fmt(window_alone['p90'], 'x')} | "
-            f"{fmt(gui.get('paired_tps_over_headless'), 'x')} |"
+            f"{fmt(gui.get('paired_headless'), 'x')} | {fmt(window_alone['p50'], 'x')} | "
+            f"{fmt(window_alone['p90'], 'x')} | {fmt(gui.get('paired_tps_over_headless'), 'x')} |"
         )
     render = result["gui_session"].get("render", {})
     if render.get("available"):
         lines.append(f"| replica fps while talking (window) | | {fmt(render.get('fps_under_load'), '')} | | |")
+    if after:
+        lines += [
+            "",
+            "The headless conversation ran right before and right after the window; the ratios divide the "
+            "window by both sessions' turns together, so the host's drift over those minutes weighs on both sides.",
+        ]
     return [*lines, ""]
 
 

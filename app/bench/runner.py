@@ -189,7 +189,8 @@ def run_bench(
         calls = _warm_up_calls(eng, config, audio[order[0].id])
         pools = in_own_thread(partial(engine_pools, calls))
         progress(f"[{name}] conversation: {len(order)} inputs at real-time pace")
-        release_until = time.monotonic() + plan.budget_s * plan.session_share
+        release_s = plan.budget_s * plan.session_share
+        release_until = time.monotonic() + release_s
 
         def headless(
             e: Engines, between: BetweenTurns, label: str = f"session-{name}", pools=pools, until=release_until
@@ -212,6 +213,10 @@ def run_bench(
             window = partial(gui_session, config=config, order=order, audio=audio, out_dir=out_dir, plan=plan.session)
             window = partial(window, known_threads=pools, progress=progress)
             results[name]["gui_session"] = with_replay(eng, lambda e, between, w=window: w(e, between_turns=between))
+            # Headless again: the window is divided by the sessions around it, so the host's drift cancels.
+            progress(f"[{name}] the headless conversation again, after the window: {len(order)} inputs")
+            after = partial(headless, label=f"session-after-{name}", until=time.monotonic() + release_s)
+            results[name]["session_after"] = with_replay(eng, after)
         if plan.long_session:
             results[name]["long_session"] = _long_session(name, eng, config, plan, out_dir, pools, replica, progress)
         results[name]["analysis"] = report.analyse(results[name])
