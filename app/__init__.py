@@ -10,3 +10,9 @@ __version__ = "0.1.0"
 # spins only while a token is computed, so it needs no such setting. Set before any engine
 # is imported; an explicit setting in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numpy's OpenBLAS starts a worker per core at import, and after each matrix product (Whisper's mel
+# filter bank, for one) that worker polls for more work for a while instead of sleeping. On two cores it
+# took 3.8 CPU s of a 45 s bench session, much of it right beside the LLM's first evaluation after the
+# final transcript: TTFT p50 62-65 -> 46-47 ms with one thread (docs/cpu-plan.md). Doppel's products
+# are small enough for one thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

@@ -7,14 +7,11 @@ it already holds; the command line loads them itself.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import numpy as np
 from app.bench import report
 from app.bench.baselines import in_own_thread, run_direct, seed_rows
 from app.bench.cpu import engine_pools, peak_rss_mb
+from app.bench.machine import loadavg, machine_facts
 from app.bench.questions import HELD_OUT, Question, ensure_audio, load_audio, play_order
 from app.bench.replay import BetweenTurns, with_replay
 from app.bench.session import Session, SessionPlan
@@ -30,21 +28,6 @@ from app.compose import Engines
 from app.config import Config
 
 Progress = Callable[[str], None]
-PACKAGES = (
-    "numpy",
-    "onnxruntime",
-    "ctranslate2",
-    "faster-whisper",
-    "llama_cpp_python",
-    "piper-tts",
-    "opencv-python",
-    "soxr",
-    "PySide6_Essentials",
-)
-
-
-# They change how llama.cpp's and CTranslate2's threads wait (spin or sleep): record them.
-OPENMP_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "OMP_PROC_BIND", "KMP_BLOCKTIME")
 
 
 @dataclass(frozen=True)
@@ -65,40 +48,6 @@ class Plan:
     @classmethod
     def quick(cls) -> Plan:
         return cls(questions=3, barge_ins=1, direct_questions=2, budget_s=75.0, mode="quick", long_session=0)
-
-
-def _machine() -> dict:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": versions,
-        "loadavg_start": _loadavg(),
-        "env": {k: os.environ.get(k) for k in OPENMP_ENV},
-    }
-
-
-def _loadavg() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def _models(config: Config, remote: Any | None) -> dict:
@@ -171,7 +120,7 @@ def run_bench(
     """Run everything, write bench.json / bench.md / bench.png into ``out_dir``, return the document."""
     started_wall, started = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    machine = _machine()
+    machine = machine_facts()
     order = play_order(plan.questions, plan.barge_ins)
     progress(f"Preparing {len(order)} spoken inputs…")
     paths = ensure_audio(order, out_dir / "questions")
@@ -220,7 +169,7 @@ def run_bench(
         if plan.long_session:
             results[name]["long_session"] = _long_session(name, eng, config, plan, out_dir, pools, replica, progress)
         results[name]["analysis"] = report.analyse(results[name])
-    machine["loadavg_end"] = _loadavg()
+    machine["loadavg_end"] = loadavg()
     doc = {
         "schema": 1,
         "run": {
