@@ -105,7 +105,10 @@ class Config:
     tts_threads: int = 2
     yield_to_first_audio: bool = True  # LLM pauses while Piper makes the first clause's audio
     cpu_plan: bool = True  # who gets the cores in each phase of a turn (app/core/cpu_plan.py, docs/cpu-plan.md)
-    asr_threads: int = 2
+    # Whisper on one thread: CTranslate2's two threads meet at ~1,700 barriers per question, and each is a
+    # sleep and a wake-up; on a 2-core VM a question took 83 ms on two threads and 44 on one, the same text
+    # (docs/cpu-plan.md). The other core stays with the LLM's prefill while drafts run.
+    asr_threads: int = 1
     # paths
     log_dir: str = field(default_factory=lambda: str(data_dir() / "logs"))
 
