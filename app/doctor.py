@@ -156,6 +156,23 @@ def check_camera(report: Report, max_index: int = 3) -> None:
         report.warnings.append("No camera found: the replica cannot see you (no gaze, no greeting); all else works.")
 
 
+def check_cpu(config: Config, report: Report) -> None:
+    """The threads each engine gets and how idle threads wait: the CPU plan's fixed part (docs/cpu-plan.md)."""
+    print("CPU")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    report.line("cores", f"{cores} usable")
+    plan = "on" if config.cpu_plan else "off ([cpu] plan = false)"
+    threads = f"LLM {config.llm_threads}, ASR {config.asr_threads}, voice {config.tts_threads}"
+    report.line("threads", f"{threads}; plan {plan}")
+    waits = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS"))
+    report.line("idle threads", waits)
+    if os.environ.get("OPENBLAS_NUM_THREADS", "1") != "1":
+        report.warnings.append(
+            "OPENBLAS_NUM_THREADS is set above 1: numpy's worker then polls beside the LLM after every matrix "
+            "product, and the first token comes later. Unset it to let Doppel keep numpy on one thread."
+        )
+
+
 def check_display(report: Report) -> None:
     print("Display")
     platform = os.environ.get("QT_QPA_PLATFORM", "")
@@ -181,6 +198,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     check_models(config, report)
     check_audio(report)
     check_camera(report)
+    check_cpu(config, report)
     check_display(report)
     print()
     for w in report.warnings:

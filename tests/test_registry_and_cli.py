@@ -76,6 +76,7 @@ def test_doctor_passes_with_bundled_models() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Verdict: ready" in done.stdout
     assert "loads in" in done.stdout
+    assert "ASR 1" in done.stdout and "OPENBLAS_NUM_THREADS=1" in done.stdout  # the thread plan, shown
 
 
 def test_doctor_fails_readably_on_wrong_model_path(tmp_path: Path) -> None:
