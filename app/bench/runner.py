@@ -1,7 +1,10 @@
 """The bench run: inputs, one session and one pass of direct calls per LLM backend, the report.
 
-``run_bench`` takes loaded ``Engines`` so the test suite can pass the models
-it already holds; the command line loads them itself.
+With ``gui`` the window's session follows, then the headless one again, so the
+window is compared with the sessions on both sides of it; with ``long_session``
+a long conversation in other voices comes last. ``run_bench`` takes loaded
+``Engines`` so the test suite can pass the models it already holds; the
+command line loads them itself.
 """
 
 from __future__ import annotations
