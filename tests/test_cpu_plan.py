@@ -396,24 +396,3 @@ def test_the_llm_rests_once_before_it_waits_for_a_synthesis_and_not_otherwise() 
     threading.Timer(0.05, plan.tts_finished).start()
     assert plan.wait_while_tts(lambda: False, before_wait=lambda: rests.append(1)) > 30
     assert rests == [1]
-
-
-def test_numpy_starts_no_polling_blas_worker_unless_the_user_asks() -> None:
-    """OpenBLAS's worker polled beside the LLM after every matrix product; Doppel keeps products on one thread."""
-    import os
-    import subprocess
-    import sys
-
-    probe = (
-        "import os, app, numpy; a = numpy.ones((300, 300)); a @ a; "
-        "print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'])"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-
-    def threads_and_setting(env: dict[str, str]) -> list[str]:
-        run = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-        return run.stdout.split()
-
-    assert threads_and_setting(env) == ["1", "1"]  # the main thread only
-    # The user's own setting wins: a worker beside the main thread.
-    assert threads_and_setting({**env, "OPENBLAS_NUM_THREADS": "2"}) == ["2", "2"]

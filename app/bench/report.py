@@ -14,6 +14,7 @@ from app.bench.report_sessions import (  # noqa: F401  (re-exported)
     gui_table,
     long_session_summary,
     long_session_table,
+    ratio,
     repeats_line,
     same_prompts_summary,
     summary,
@@ -98,10 +99,6 @@ def direct_values(result: dict, key: str) -> list[float | None]:
     return [s.get(key) for s in result["direct"]]
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
 def analyse(result: dict) -> dict:
     """Summaries and ratios for one backend (added to its result)."""
     pipeline = {s.key: summary(pipeline_values(result, s.key)) for s in STAGES}
@@ -111,10 +108,8 @@ def analyse(result: dict) -> dict:
         | {"llm_total_ms", "tts_full_ms", "raw_decode_tps", "raw_decode_tps_at_depth", "prompt_tokens"}
     )
     direct = {k: summary(direct_values(result, k)) for k in sorted(raw_keys)}
-    over_raw = {
-        s.key: _ratio(pipeline[s.key]["p50"], direct[s.raw_key]["p50"]) for s in STAGES if s.raw_key and s.ratio
-    }
-    naive_over = {p: _ratio(direct[n]["p50"], pipeline[p]["p50"]) for p, _, n, _ in E2E}
+    over_raw = {s.key: ratio(pipeline[s.key]["p50"], direct[s.raw_key]["p50"]) for s in STAGES if s.raw_key and s.ratio}
+    naive_over = {p: ratio(direct[n]["p50"], pipeline[p]["p50"]) for p, _, n, _ in E2E}
     out = {
         "pipeline": pipeline,
         "direct": direct,
@@ -151,12 +146,12 @@ def stage_table(name: str, result: dict) -> list[str]:
     for s in STAGES:
         p = a["pipeline"][s.key]
         raw = a["direct"][s.raw_key]["p50"] if s.raw_key else None
-        ratio = a["ratios"]["pipeline_over_raw"].get(s.key)
+        over_raw = a["ratios"]["pipeline_over_raw"].get(s.key)
         unit = {"ms": " (ms)", "": " (tok/s)"}.get(s.unit, "")
         lines.append(
             f"| {s.label}{unit} | {p['n']} | {_fmt(p['p50'], s.unit)} | {_fmt(p['p90'], s.unit)} | "
             f"{_fmt(p['max'], s.unit)} | {_fmt(raw, s.unit) if s.raw_key else '–'} | "
-            f"{_fmt(ratio, 'x') if s.raw_key and s.ratio else '–'} |"
+            f"{_fmt(over_raw, 'x') if s.raw_key and s.ratio else '–'} |"
         )
     return lines
 
@@ -222,9 +217,9 @@ def seed_table(results: dict[str, dict], seed: list[dict]) -> list[str]:
                 lines.append(f"| {label} | – | {_fmt(given, '')} | – |")
             lines += [
                 "",
-                f"TPS ratios ({name}, same run): engine alone ÷ bare decode {_fmt(_ratio(engine, ceiling), 'x')} "
-                f"(÷ bare decode at the same depth {_fmt(_ratio(engine, at_depth), 'x')}); "
-                f"pipeline ÷ engine alone {_fmt(_ratio(pipeline, engine), 'x')} "
+                f"TPS ratios ({name}, same run): engine alone ÷ bare decode {_fmt(ratio(engine, ceiling), 'x')} "
+                f"(÷ bare decode at the same depth {_fmt(ratio(engine, at_depth), 'x')}); "
+                f"pipeline ÷ engine alone {_fmt(ratio(pipeline, engine), 'x')} "
                 f"(÷ the engine alone on the pipeline's own prompts {_fmt(same.get('pipeline_over_alone'), 'x')}"
                 f"{_long_same(a)})."
                 f"{_paired(a)}",
@@ -247,10 +242,10 @@ def _paired(analysis: dict) -> str:
 
 def _long_same(analysis: dict) -> str:
     long = analysis.get("long_session_same_prompts") or {}
-    ratio = long.get("pipeline_over_alone")
-    if ratio is None:
+    share = long.get("pipeline_over_alone")
+    if share is None:
         return ""
-    return f"; long session {_fmt(ratio, 'x')} of {_fmt(long['tps']['p50'], '')} tok/s alone"
+    return f"; long session {_fmt(share, 'x')} of {_fmt(long['tps']['p50'], '')} tok/s alone"
 
 
 def resource_table(results: dict[str, dict]) -> list[str]:

@@ -38,7 +38,8 @@ GUI_KEYS = (
 )
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a ÷ b, or None when either is missing (or b is zero)."""
     return a / b if a is not None and b else None
 
 
@@ -46,7 +47,7 @@ def paired_ratios(session: dict) -> list[float]:
     """Each turn's TPS over the engine alone decoding its very prompt and tokens between turns."""
     turns = session.get("turns") or []
     pairs = [
-        _ratio(turns[r["turn"]]["metrics"].get("tps"), r["given_tps"])
+        ratio(turns[r["turn"]]["metrics"].get("tps"), r["given_tps"])
         for r in session.get("same_prompts_alone") or []
         if r.get("given_tps") and r.get("turn") is not None and r["turn"] < len(turns)
     ]
@@ -61,7 +62,7 @@ def same_prompts_summary(session: dict, pipeline_tps: float | None) -> dict:
     return {
         "tps": tps,
         "prompt_tokens": summary([r["prompt_tokens"] for r in rows]),
-        "pipeline_over_alone": _ratio(pipeline_tps, tps["p50"]),
+        "pipeline_over_alone": ratio(pipeline_tps, tps["p50"]),
         # The same prompt and the same tokens (app/engines/llm_given.py), turn by turn.
         "given_tps": summary([r.get("given_tps") for r in rows]),
         "pipeline_over_given": {**summary(paired), "at_least_0_9": sum(r >= 0.9 for r in paired)},
@@ -88,11 +89,11 @@ def window_analysis(result: dict) -> dict:
     out["headless_around"] = both
     if after:
         out["headless_after"] = {k: summary(_turn_values([after], k)) for k, _, _ in GUI_KEYS}
-    out["window_over_headless"] = {k: _ratio(window[k]["p50"], both[k]["p50"]) for k, _, _ in GUI_KEYS}
+    out["window_over_headless"] = {k: ratio(window[k]["p50"], both[k]["p50"]) for k, _, _ in GUI_KEYS}
     # Each side's turns over the engine alone on the same work, seconds apart: the host's drift
     # cancels turn by turn, and what the window itself costs the LLM remains.
     paired_headless = summary([r for s in around for r in paired_ratios(s)])["p50"]
-    out["paired_tps_over_headless"] = _ratio(same["pipeline_over_given"]["p50"], paired_headless)
+    out["paired_tps_over_headless"] = ratio(same["pipeline_over_given"]["p50"], paired_headless)
     out["paired_headless"] = paired_headless
     return out
 
