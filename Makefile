@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.setup-done
 DEV_STAMP := $(VENV)/.setup-dev-done
 PKG_STAMP := $(VENV)/.setup-packaging-done
-SETUP_INPUTS := pyproject.toml packaging/models.txt packaging/apt-packages.txt packaging/setup.sh
+SETUP_INPUTS := pyproject.toml packaging/models.txt packaging/apt-packages.txt packaging/setup.sh $(wildcard packaging/llama-patches/*.patch)
 
 .PHONY: run test setup lint bench doctor clean package package-test install-desktop
 

@@ -166,6 +166,9 @@ def check_cpu(config: Config, report: Report) -> None:
     report.line("threads", f"{threads}; plan {plan}")
     waits = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS"))
     report.line("idle threads", waits)
+    from app.engines.llm_attention import describe_attention
+
+    report.line("attention", describe_attention())
     if os.environ.get("OPENBLAS_NUM_THREADS", "1") != "1":
         report.warnings.append(
             "OPENBLAS_NUM_THREADS is set above 1: numpy's worker then polls beside the LLM after every matrix "

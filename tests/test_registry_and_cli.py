@@ -77,6 +77,7 @@ def test_doctor_passes_with_bundled_models() -> None:
     assert "Verdict: ready" in done.stdout
     assert "loads in" in done.stdout
     assert "ASR 1" in done.stdout and "OPENBLAS_NUM_THREADS=1" in done.stdout  # the thread plan, shown
+    assert "attention" in done.stdout  # which decode kernel llama.cpp runs
 
 
 def test_doctor_fails_readably_on_wrong_model_path(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
         lever_tts_sleep,
         lever_tts_spin_in_run,
     )
-    from app.bench.levers_kv import lever_kv_cache
+    from app.bench.levers_kv import lever_attention_kernel, lever_kv_cache
     from app.bench.levers_llm import (
         lever_cue_with_header,
         lever_prefix_cache,
@@ -143,6 +143,7 @@ def all_levers() -> tuple[Callable[[Rig], Lever], ...]:
         lever_repack,
         lever_requant,
         lever_kv_cache,
+        lever_attention_kernel,
         lever_prefix_cache,
         lever_speculative_prefill,
         lever_cue_with_header,

@@ -1,9 +1,9 @@
-"""The KV cache's type as a lever: 8-bit K and V vs 16-bit, both with flash attention, interleaved.
+"""The KV cache as levers: its type (8-bit vs 16-bit K and V), and the attention kernel that reads it.
 
-Every token of a reply reads the whole cache, so its bytes cost decode speed
-more as the conversation grows: the lever is measured on the turn-3 prompt
-and on one of ~600 tokens (the history budget's size), with perplexity as the
-quality guard.
+Every token of a reply reads the whole cache, so both cost decode speed more
+as the conversation grows: each is measured on the turn-3 prompt and on one
+of ~600 tokens (the history budget's size). The type's quality guard is
+perplexity; the kernel's is the same greedy reply, token for token.
 """
 
 from __future__ import annotations
@@ -66,4 +66,46 @@ def lever_kv_cache(rig: Rig) -> Lever:
         f"same first token (greedy) {same}/{len(lever.off)}"
     )
     lever.extra = {"perplexity": {k: vars(v) for k, v in ppl.items()}, "prompt_tokens": sizes}
+    return lever
+
+
+def lever_attention_kernel(rig: Rig) -> Lever:
+    """llama.cpp's flash-attention kernel vs Doppel's grouped decode kernel, one engine, switched per reply."""
+    from app.engines.llm_attention import attention_kernel, grouped_attention_built
+    from app.engines.llm_llama import LlamaCppLlm
+    from app.model_registry import resolve
+
+    cfg = rig.config
+    path = resolve("llm", cfg.llm_model)
+    lever = Lever(
+        "attention kernel for decoding (packaging/llama-patches)",
+        "llama.cpp's own: a head and a cached position at a time",
+        "Doppel's: each cached row once for its query heads, positions split between threads",
+        (
+            ("tps", "TPS over 40 tokens, turn 3"),
+            ("long_tps", "TPS over 40 tokens, ~600-token prompt"),
+        ),
+    )
+    llm = rig.on_llm(lambda: LlamaCppLlm(path, threads=cfg.llm_threads, kv_cache="f16", temperature=0))
+    turn3 = [*rig.history(), ChatMessage("user", LONG_ASK)]
+    long_prompt = [*rig.history() * 5, ChatMessage("user", LONG_ASK)]
+
+    def arm(grouped: bool) -> Callable[[int], dict]:
+        def run(_i: int) -> dict:
+            with attention_kernel(grouped), tuned(llm, PROMPT_MAX_TOKENS):
+                forget(llm)
+                short = rig.on_llm(lambda: timed_reply(llm, turn3, PROMPT_MAX_TOKENS))
+                forget(llm)
+                long = rig.on_llm(lambda: timed_reply(llm, long_prompt, PROMPT_MAX_TOKENS))
+            return {**short, "long_tps": long["tps"], "long_text": long["text"]}
+
+        return run
+
+    interleave(lever, rig.reps, arm(False), arm(True))
+    same = sum(
+        a["text"] == b["text"] and a["long_text"] == b["long_text"] for a, b in zip(lever.off, lever.on, strict=True)
+    )
+    built = "" if grouped_attention_built() else " (this build has no Doppel patch: both arms ran llama.cpp's kernel)"
+    lever.quality = f"same greedy replies, 40 tokens on both prompts: {same}/{len(lever.off)}{built}"
+    lever.extra = {"prompt_tokens": {"turn3": llm.count_tokens(turn3), "long": llm.count_tokens(long_prompt)}}
     return lever

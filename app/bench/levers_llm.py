@@ -59,6 +59,7 @@ def timed_reply(llm: Any, messages: list[ChatMessage], max_tokens: int = 1) -> d
         "tps": (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else None,
         "tokens": n,
         "first": pieces[0] if pieces else "",
+        "text": "".join(pieces),
         "prompt_tokens": llm.last_stats.prompt_tokens,
         "evaluated_tokens": llm.last_stats.evaluated_tokens,
     }

@@ -1,0 +1,74 @@
+"""Doppel's flash-attention decode kernel (packaging/llama-patches): built in, and the same model as llama.cpp's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.engines.llm_attention import attention_kernel, describe_attention, grouped_attention_built
+
+PATCH = Path(__file__).resolve().parents[1] / "packaging" / "llama-patches" / "flash-attn-decode-grouped.patch"
+
+
+def _cpu_can_run_it() -> bool:
+    """x86 with AVX2, FMA and F16C: where the patch compiles its kernel in."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return {"avx2", "fma", "f16c"} <= set(flags.split(":", 1)[1].split())
+
+
+def test_the_patch_is_a_unified_diff_of_llamas_cpu_backend() -> None:
+    text = PATCH.read_text()
+    assert "--- a/vendor/llama.cpp/ggml/src/ggml-cpu/ops.cpp" in text
+    assert "DOPPEL_FA_DECODE_GROUPED" in text  # the switch the bench and doctor rely on
+
+
+@pytest.mark.skipif(not _cpu_can_run_it(), reason="the kernel is compiled for x86 with AVX2, FMA and F16C only")
+def test_setup_built_llama_cpp_with_the_kernel() -> None:
+    assert grouped_attention_built(), "packaging/setup.sh did not apply packaging/llama-patches"
+    assert describe_attention().startswith("Doppel's")
+    with attention_kernel(False):
+        assert "=0" in describe_attention()
+
+
+def _logits(model, ctx) -> np.ndarray:
+    import llama_cpp
+
+    return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(model.n_vocab(),)).copy()
+
+
+@pytest.mark.skipif(not _cpu_can_run_it(), reason="the kernel is compiled for x86 with AVX2, FMA and F16C only")
+def test_both_kernels_give_the_same_next_tokens_after_a_long_prompt(llm) -> None:
+    """Teacher-forced on llama.cpp's own tokens: wherever its choice is clear, Doppel's kernel makes the same one."""
+    import llama_cpp
+
+    model = llm._llm
+    text = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    prompt = model.tokenize(text.encode(), add_bos=False)[:420]  # past 256 cached positions: several blocks each
+    rows: dict[bool, list[np.ndarray]] = {False: [], True: []}
+    with llm._lock:
+        for grouped in (False, True):
+            with attention_kernel(grouped):
+                model.reset()
+                llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+                model.eval(prompt)
+                chosen: list[int] = []
+                for step in range(24):
+                    rows[grouped].append(_logits(model, model.ctx))
+                    token = int(rows[False][step].argmax())  # llama.cpp's choice drives both runs
+                    chosen.append(token)
+                    model.eval([token])
+        model.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+    own, doppel = np.stack(rows[False]), np.stack(rows[True])
+    assert np.abs(own[0] - doppel[0]).max() == 0.0  # the prompt itself is not a decode: the same path
+    assert np.abs(own - doppel).max() < 3.0  # logits span ~40: a wrong head or position would be far off
+    assert np.abs(own[1:] - doppel[1:]).max() > 0.0  # the switch took effect (f32 vs f16 sums differ a little)
+    top2 = np.sort(own, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1.0
+    assert clear.sum() >= 12
+    assert (own.argmax(axis=1) == doppel.argmax(axis=1))[clear].all()
