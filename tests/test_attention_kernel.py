@@ -72,3 +72,30 @@ def test_both_kernels_give_the_same_next_tokens_after_a_long_prompt(llm) -> None
     clear = top2[:, 1] - top2[:, 0] > 1.0
     assert clear.sum() >= 12
     assert (own.argmax(axis=1) == doppel.argmax(axis=1))[clear].all()
+
+
+@pytest.mark.skipif(not _cpu_can_run_it(), reason="the kernel is compiled for x86 with AVX2, FMA and F16C only")
+def test_one_thread_and_two_decode_the_very_same_logits(llm) -> None:
+    """The CPU plan may drop a reply to one thread mid-way; the kernel's sums must not depend on it."""
+    import llama_cpp
+
+    model = llm._llm
+    text = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    prompt = model.tokenize(text.encode(), add_bos=False)[:540]  # past 512: llama.cpp itself splits by threads there
+    runs: list[np.ndarray] = []
+    with llm._lock:
+        for threads in (2, 1):
+            model.reset()
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+            llm._apply_threads(2)
+            model.eval(prompt)
+            llm._apply_threads(threads)
+            rows = []
+            for _ in range(12):
+                rows.append(_logits(model, model.ctx))
+                model.eval([int(rows[-1].argmax())])
+            runs.append(np.stack(rows))
+        llm._apply_threads(llm.threads)
+        model.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+    assert np.array_equal(runs[0], runs[1])

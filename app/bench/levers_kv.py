@@ -16,6 +16,21 @@ from app.bench.perplexity import perplexity
 from app.core.engines import ChatMessage
 
 
+def _prompts(rig: Rig) -> tuple[list[ChatMessage], list[ChatMessage]]:
+    """The turn-3 prompt and one of ~600 tokens (the history budget's size), both ending in the long ask."""
+    return [*rig.history(), ChatMessage("user", LONG_ASK)], [*rig.history() * 5, ChatMessage("user", LONG_ASK)]
+
+
+def _sample(rig: Rig, llm: object, turn3: list[ChatMessage], long_prompt: list[ChatMessage]) -> dict:
+    """Greedy 40-token replies to both prompts from an empty cache: the turn-3 figures and the long one's TPS."""
+    with tuned(llm, PROMPT_MAX_TOKENS):
+        forget(llm)
+        short = rig.on_llm(lambda: timed_reply(llm, turn3, PROMPT_MAX_TOKENS))
+        forget(llm)
+        long = rig.on_llm(lambda: timed_reply(llm, long_prompt, PROMPT_MAX_TOKENS))
+    return {**short, "long_tps": long["tps"], "long_first": long["first"], "long_text": long["text"]}
+
+
 def lever_kv_cache(rig: Rig) -> Lever:
     from app.engines.llm_llama import LlamaCppLlm, kv_cache_options
     from app.model_registry import resolve
@@ -36,22 +51,11 @@ def lever_kv_cache(rig: Rig) -> Lever:
         arm: rig.on_llm(lambda kind=kind: LlamaCppLlm(path, threads=cfg.llm_threads, kv_cache=kind, temperature=0))
         for arm, kind in (("off", "q8_0"), ("on", "f16"))
     }
-    turn3 = [*rig.history(), ChatMessage("user", LONG_ASK)]
-    long_prompt = [*rig.history() * 5, ChatMessage("user", LONG_ASK)]
+    turn3, long_prompt = _prompts(rig)
     sizes = {name: models["off"].count_tokens(p) for name, p in (("turn3", turn3), ("long", long_prompt))}
 
     def arm(name: str) -> Callable[[int], dict]:
-        llm = models[name]
-
-        def run(_i: int) -> dict:
-            with tuned(llm, PROMPT_MAX_TOKENS):
-                forget(llm)
-                short = rig.on_llm(lambda: timed_reply(llm, turn3, PROMPT_MAX_TOKENS))
-                forget(llm)
-                long = rig.on_llm(lambda: timed_reply(llm, long_prompt, PROMPT_MAX_TOKENS))
-            return {**short, "long_tps": long["tps"], "long_first": long["first"]}
-
-        return run
+        return lambda _i: _sample(rig, models[name], turn3, long_prompt)
 
     interleave(lever, rig.reps, arm("off"), arm("on"))
     models.clear()
@@ -87,17 +91,12 @@ def lever_attention_kernel(rig: Rig) -> Lever:
         ),
     )
     llm = rig.on_llm(lambda: LlamaCppLlm(path, threads=cfg.llm_threads, kv_cache="f16", temperature=0))
-    turn3 = [*rig.history(), ChatMessage("user", LONG_ASK)]
-    long_prompt = [*rig.history() * 5, ChatMessage("user", LONG_ASK)]
+    turn3, long_prompt = _prompts(rig)
 
     def arm(grouped: bool) -> Callable[[int], dict]:
         def run(_i: int) -> dict:
-            with attention_kernel(grouped), tuned(llm, PROMPT_MAX_TOKENS):
-                forget(llm)
-                short = rig.on_llm(lambda: timed_reply(llm, turn3, PROMPT_MAX_TOKENS))
-                forget(llm)
-                long = rig.on_llm(lambda: timed_reply(llm, long_prompt, PROMPT_MAX_TOKENS))
-            return {**short, "long_tps": long["tps"], "long_text": long["text"]}
+            with attention_kernel(grouped):
+                return _sample(rig, llm, turn3, long_prompt)
 
         return run
 
