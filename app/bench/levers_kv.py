@@ -9,6 +9,9 @@ perplexity; the kernel's is the same greedy reply, token for token.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from app.bench.levers import Lever, Rig, interleave
 from app.bench.levers_llm import LONG_ASK, PROMPT_MAX_TOKENS, forget, timed_reply, tuned
@@ -104,7 +107,44 @@ def lever_attention_kernel(rig: Rig) -> Lever:
     same = sum(
         a["text"] == b["text"] and a["long_text"] == b["long_text"] for a, b in zip(lever.off, lever.on, strict=True)
     )
+    nll = {}
+    for name, grouped in (("off", False), ("on", True)):
+        with attention_kernel(grouped):
+            nll[name] = rig.on_llm(lambda: decoded_nll(llm, llm.prompt_tokens(long_prompt)))
     built = "" if grouped_attention_built() else " (this build has no Doppel patch: both arms ran llama.cpp's kernel)"
-    lever.quality = f"same greedy replies, 40 tokens on both prompts: {same}/{len(lever.off)}{built}"
-    lever.extra = {"prompt_tokens": {"turn3": llm.count_tokens(turn3), "long": llm.count_tokens(long_prompt)}}
+    lever.quality = (
+        f"NLL of the ~600-token prompt's last {NLL_TOKENS} tokens, decoded one at a time: "
+        f"{nll['off']:.4f} → {nll['on']:.4f}; the same 40-token greedy replies on both prompts: "
+        f"{same}/{len(lever.off)}{built}"
+    )
+    lever.extra = {
+        "prompt_tokens": {"turn3": llm.count_tokens(turn3), "long": llm.count_tokens(long_prompt)},
+        "decoded_nll": nll,
+    }
     return lever
+
+
+NLL_TOKENS = 96
+
+
+def decoded_nll(llm: Any, tokens: list[int]) -> float:
+    """Mean negative log-likelihood of the last ``NLL_TOKENS`` tokens, each decoded alone after its prefix.
+
+    Greedy replies part at the first near-tie, so they cannot tell a sound kernel from
+    a slightly wrong one; the likelihood of a fixed text, read token by token through
+    the decode path, can.
+    """
+    import llama_cpp
+
+    model = llm._llm
+    head, tail = tokens[:-NLL_TOKENS], tokens[-NLL_TOKENS:]
+    forget(llm)
+    model.eval(head)
+    total = 0.0
+    for token in tail:
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(model.ctx, -1), shape=(model.n_vocab(),))
+        shifted = logits.astype(np.float64) - logits.max()
+        total -= shifted[token] - np.log(np.exp(shifted).sum())
+        model.eval([token])
+    forget(llm)
+    return total / len(tail)
