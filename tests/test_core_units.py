@@ -73,6 +73,17 @@ def test_chunker_splits_first_clause_before_conjunction() -> None:
     assert out == ["I really like the sea"]
 
 
+def test_chunker_keeps_initials_and_abbreviations_whole() -> None:
+    """ "8000 B.C., and" is one stretch of speech: a chunk may not end at "B." (the voice would pause there)."""
+    chunker, out = Chunker(), []
+    for token in ["Bread", " was", " first", " made", " around", " 8000", " B", ".", "C", ".,", " and", " it"]:
+        out.append(chunker.push(token))
+    for token in [" spread", " far", ".", " People", " ate", " it", " in", " the", " U", ".", "S", ".", " too", "."]:
+        out.append(chunker.push(token))
+    chunks = [c for c in [*out, chunker.flush()] if c]
+    assert chunks == ["Bread was first made around 8000 B.C.,", "and it spread far. People ate it in the U.S. too."]
+
+
 def test_chunker_bounds_run_on_sentences() -> None:
     """A sentence without a full stop is cut at a comma past 100 characters, at a word past 160."""
     chunker = Chunker()

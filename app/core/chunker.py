@@ -27,6 +27,8 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _CLAUSE_END = re.compile(r"[,;:—–]\s*$|[.!?…]+[\"')\]]*\s*$")
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s*$")
+# "B.", the "U." of "U.S.": a period after a lone letter is an initial or abbreviation, and the text goes on.
+_INITIAL_END = re.compile(r"(?:^|[\s.(\"'])[A-Za-z]\.\s*$")
 _ABBREVIATIONS = {
     "Mr.": "Mister",
     "Mrs.": "Missus",
@@ -193,6 +195,8 @@ class Chunker:
         self._buffer += token_text
         self._tokens_in_buffer += 1
         words = len(self._buffer.split())
+        if _INITIAL_END.search(self._buffer):  # "3000 B." may go on "C., and": no boundary yet
+            return None
         if self.chunks_out == 0:
             if words >= self.first_min_words and _CLAUSE_END.search(self._buffer):
                 return self._release(len(self._buffer))
