@@ -43,11 +43,6 @@ def grouped_attention_built() -> bool:
         return False
 
 
-def grouped_attention_on() -> bool:
-    """Whether decoding uses Doppel's kernel now: built in, and not switched off."""
-    return grouped_attention_built() and os.environ.get(SWITCH) != "0"
-
-
 def describe_attention() -> str:
     """One line for `doppel doctor`."""
     if not grouped_attention_built():
