@@ -368,15 +368,14 @@ class LlamaCppLlm:
                     self._llm.eval(cached[self._llm.n_tokens :])
                 self.rest()
 
-    # -- the engine's ceiling --------------------------------------------------------------
-
-    def raw_decode_tps(self, n_tokens: int = 64, depth: int = 0) -> float:
+    def raw_decode_tps(self, n_tokens: int = 128, depth: int = 0) -> float:
         """Tokens per second of bare ``llama_decode`` calls, one token each: no sampling, no Python loop work.
 
-        What llama-bench's ``tg`` measures, through the same library and threads as the
-        app: the ceiling ``stream_chat`` is compared with.  ``depth`` tokens are in the
-        KV cache first (llama-bench's ``-d``): every token attends to them, so a reply
-        after a 180-token prompt decodes ~9 % slower than one after 8.  Leaves the KV cache empty.
+        llama-bench's ``tg`` through the same library and threads as the app: the ceiling
+        ``stream_chat`` is compared with.  By default its ``tg128``: 128 tokens from an empty
+        cache, the first the BOS token.  ``depth`` tokens are in the KV cache first (llama-bench's
+        ``-d``): every token attends to them, so a reply after a 170-token prompt decodes ~5 %
+        slower than one from an empty cache.  Leaves the KV cache empty.
         """
         import llama_cpp
 
@@ -384,17 +383,21 @@ class LlamaCppLlm:
             self._apply_threads()
             self._llm.reset()
             self._logits.forget()
-            phrase = self._llm.tokenize(b"Tell me a story about the sea.", add_bos=False)
-            self._llm.eval((phrase * (depth // len(phrase) + 1))[: max(depth, len(phrase))])
-            ctx, position = self._llm.ctx, self._llm.n_tokens
-            one = (llama_cpp.llama_token * 1)()
+            memory = llama_cpp.llama_get_memory(self._llm.ctx)
+            llama_cpp.llama_memory_clear(memory, True)
+            if depth:
+                phrase = self._llm.tokenize(b"Tell me a story about the sea.", add_bos=False)
+                self._llm.eval((phrase * (depth // len(phrase) + 1))[:depth])
+            ctx = self._llm.ctx
+            one = (llama_cpp.llama_token * 1)(self._llm.token_bos())
             started = time.perf_counter()
             for i in range(n_tokens):
-                one[0] = 1000 + i  # any valid ids: the cost of a decode does not depend on them
                 if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
-                    raise RuntimeError(f"llama_decode failed at position {position + i}")
+                    raise RuntimeError(f"llama_decode failed at position {depth + i}")
+                one[0] = 1000 + i  # any valid ids: the cost of a decode does not depend on them
+            llama_cpp.llama_synchronize(ctx)
             elapsed = time.perf_counter() - started
             self.rest()
             self._llm.reset()
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+            llama_cpp.llama_memory_clear(memory, True)
             return n_tokens / elapsed
