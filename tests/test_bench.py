@@ -65,6 +65,14 @@ def test_ratios_are_recomputable_from_the_raw_samples(quick) -> None:
     assert any(session["turns"][r["turn"]]["input"].startswith("q") for r in given)
     paired = [session["turns"][r["turn"]]["metrics"]["tps"] / r["given_tps"] for r in given]
     assert result["analysis"]["same_prompts"]["pipeline_over_given"]["p50"] == pytest.approx(statistics.median(paired))
+    # And the question answered after the persona alone, as the direct calls do, between the same turns.
+    alone = [r for r in session["same_prompts_alone"] if r.get("persona_tps")]
+    each = [session["turns"][r["turn"]]["metrics"]["tps"] / r["persona_tps"] for r in alone]
+    persona = result["analysis"]["same_prompts"]["pipeline_over_persona_paired"]
+    assert alone and persona["p50"] == pytest.approx(statistics.median(each))
+    # Each question's engine TPS is paired with the bare decode timed right after it.
+    bare = [d["tps"] / d["raw_decode_tps"] for d in result["direct"] if d.get("tps")]
+    assert result["analysis"]["ratios"]["engine_over_bare_paired"]["p50"] == pytest.approx(statistics.median(bare))
 
 
 def test_report_files_and_records(quick) -> None:

@@ -42,6 +42,8 @@ def test_the_replay_decodes_the_pipelines_very_tokens_and_pairs_each_turn(llm) -
     between()  # the reply that just ended, decoded again alone
     between()  # and only once
     assert list(between.given_tps) == [0] and between.given_tps[0] > 0
+    assert list(between.persona_tps) == [0] and between.persona_tps[0] > 0  # the words after the persona alone
+    assert llm.cached_prefix(kept) == len(kept)  # and after both replays the conversation's cache is back
 
     turns = [{"metrics": {"tps": 50.0}}, {"metrics": {"tps": None}}, {"metrics": {"tps": 90.0}}]
     rows = [
@@ -49,8 +51,12 @@ def test_the_replay_decodes_the_pipelines_very_tokens_and_pairs_each_turn(llm) -
         {"turn": 1, "tps": 110.0, "prompt_tokens": 210, "given_tps": 100.0},  # the turn has no TPS: unpaired
         {"turn": 2, "tps": 100.0, "prompt_tokens": 220, "given_tps": 100.0},
     ]
-    paired = same_prompts_summary({"turns": turns, "same_prompts_alone": rows}, 70.0)["pipeline_over_given"]
+    rows[0]["persona_tps"], rows[2]["persona_tps"] = 125.0, 100.0
+    same = same_prompts_summary({"turns": turns, "same_prompts_alone": rows}, 70.0)
+    paired = same["pipeline_over_given"]
     assert paired["n"] == 2 and paired["p50"] == 0.7 and paired["at_least_0_9"] == 1
+    assert same["persona_tps"]["p50"] == 112.5 and same["pipeline_over_persona"] == 70.0 / 112.5
+    assert same["pipeline_over_persona_paired"]["n"] == 2 and same["pipeline_over_persona_paired"]["p50"] == 0.65
 
 
 def test_the_window_is_divided_by_the_headless_sessions_before_and_after_it() -> None:

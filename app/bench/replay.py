@@ -100,20 +100,29 @@ class BetweenTurns:
     after the session compares a turn with another moment.  Between turns the
     conversation is idle (the bench holds the face still), and the engine
     decodes the turn's very prompt and tokens; the pipeline's TPS for that turn
-    is compared with this, seconds apart.
+    is compared with this, seconds apart.  Then it answers the turn's words after
+    the persona alone, as the bench's direct calls do (``persona_tps``), and puts
+    the conversation's KV cache back for the next turn.
     """
 
     def __init__(self, recorder: PromptRecorder) -> None:
         self.recorder = recorder
         self.given_tps: dict[int, float | None] = {}  # request index -> TPS on the same prompt and tokens
+        self.persona_tps: dict[int, float | None] = {}  # request index -> TPS on the persona and the words alone
 
     def __call__(self) -> None:
-        replies = self.recorder.replies
+        replies, engine = self.recorder.replies, self.recorder.inner
         index = max(replies, default=None)
-        decode = getattr(self.recorder.inner, "decode_given", None)
+        decode = getattr(engine, "decode_given", None)
         if index is None or index in self.given_tps or decode is None or len(replies[index]) < 2:
             return
-        self.given_tps[index] = _tps(_stamps(decode(self.recorder.prompts[index], replies[index])))
+        prompt = self.recorder.prompts[index]
+        self.given_tps[index] = _tps(_stamps(decode(prompt, replies[index])))
+        kept = getattr(engine, "cache_kept", None)
+        if kept is not None:
+            alone = [m for m in prompt[:1] if m.role == "system"] + prompt[-1:]
+            with kept():
+                self.persona_tps[index] = _tps(_stamps(engine.stream_chat(alone)))
 
 
 def with_replay(engines: Any, run_session: Any) -> dict:
@@ -122,7 +131,8 @@ def with_replay(engines: Any, run_session: Any) -> dict:
     ``between_turns`` is called when a reply has ended and before the next input
     plays (``BetweenTurns``).  The record gets ``same_prompts_alone``: one row per
     committed turn whose prompt was found, with ``turn`` its index in
-    ``record["turns"]`` and ``given_tps`` when it was decoded between turns.
+    ``record["turns"]``, ``given_tps`` when it was decoded between turns and ``persona_tps``
+    when the engine answered the turn's words after the persona alone there.
     """
     from dataclasses import replace
 
@@ -143,5 +153,8 @@ def with_replay(engines: Any, run_session: Any) -> dict:
         if given is not None:
             row["given_tps"] = given
             row["given_tokens"] = len(recorder.reply_for(prompt))
+        persona = between.persona_tps.get(recorder.index_of(prompt))
+        if persona is not None:
+            row["persona_tps"] = persona
     record["same_prompts_alone"] = rows
     return record

@@ -244,9 +244,24 @@ def _paired(analysis: dict) -> str:
         if paired.get("p50") is not None:
             share = f"≥ 0.9× in {paired.get('at_least_0_9')} of {paired['n']}"
             parts.append(f"{label} {_fmt(paired['p50'], 'x')} ({share})")
-    if not parts:
-        return ""
-    return " Each turn ÷ the engine alone decoding its very prompt and tokens, median: " + "; ".join(parts) + "."
+    text = ""
+    if parts:
+        text = " Each turn ÷ the engine alone decoding its very prompt and tokens, median: " + "; ".join(parts) + "."
+    persona = []
+    for label, key in (("bench set", "same_prompts"), ("long session", "long_session_same_prompts")):
+        same = analysis.get(key) or {}
+        if same.get("pipeline_over_persona") is not None:
+            each = (same.get("pipeline_over_persona_paired") or {}).get("p50")
+            persona.append(
+                f"{label} {_fmt(same['pipeline_over_persona'], 'x')} of {_fmt(same['persona_tps']['p50'], '')} tok/s "
+                f"(each turn ÷ its own, median {_fmt(each, 'x')})"
+            )
+    if persona:
+        text += (
+            " Pipeline ÷ the engine alone answering each turn's words after the persona alone, as the direct "
+            "calls do, between the turns: " + "; ".join(persona) + "."
+        )
+    return text
 
 
 def _long_same(analysis: dict) -> str:

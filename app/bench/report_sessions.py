@@ -43,13 +43,14 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def paired_ratios(session: dict) -> list[float]:
-    """Each turn's TPS over the engine alone decoding its very prompt and tokens between turns."""
+def paired_ratios(session: dict, key: str = "given_tps") -> list[float]:
+    """Each turn's TPS over the engine alone between turns: on its very prompt and tokens, or (``persona_tps``)
+    answering its words after the persona alone."""
     turns = session.get("turns") or []
     pairs = [
-        ratio(turns[r["turn"]]["metrics"].get("tps"), r["given_tps"])
+        ratio(turns[r["turn"]]["metrics"].get("tps"), r[key])
         for r in session.get("same_prompts_alone") or []
-        if r.get("given_tps") and r.get("turn") is not None and r["turn"] < len(turns)
+        if r.get(key) and r.get("turn") is not None and r["turn"] < len(turns)
     ]
     return [r for r in pairs if r is not None]
 
@@ -59,6 +60,7 @@ def same_prompts_summary(session: dict, pipeline_tps: float | None) -> dict:
     rows = session.get("same_prompts_alone") or []
     tps = summary([r["tps"] for r in rows])
     paired = paired_ratios(session)
+    persona = summary([r.get("persona_tps") for r in rows])
     return {
         "tps": tps,
         "prompt_tokens": summary([r["prompt_tokens"] for r in rows]),
@@ -66,6 +68,10 @@ def same_prompts_summary(session: dict, pipeline_tps: float | None) -> dict:
         # The same prompt and the same tokens (app/engines/llm_given.py), turn by turn.
         "given_tps": summary([r.get("given_tps") for r in rows]),
         "pipeline_over_given": {**summary(paired), "at_least_0_9": sum(r >= 0.9 for r in paired)},
+        # The bench's direct calls (persona and words alone), made between the turns they pair with.
+        "persona_tps": persona,
+        "pipeline_over_persona": ratio(pipeline_tps, persona["p50"]),
+        "pipeline_over_persona_paired": summary(paired_ratios(session, "persona_tps")),
     }
 
 

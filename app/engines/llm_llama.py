@@ -14,6 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from app.core.cancel import NEVER_CANCELLED, CancelToken
 from app.core.engines import ChatMessage, GenerationStats, Token
 from app.engines.ggml_pool import checked_team
 from app.engines.kv_shift import shift_out_dropped
+from app.engines.llm_bare import bare_decode_tps
 from app.engines.llm_given import decode_given
 from app.engines.llm_logits import LastLogits, eval_reading
 from app.engines.llm_prompt import PromptStyle, SentenceCount, default_style
@@ -347,6 +349,24 @@ class LlamaCppLlm:
             finally:
                 self.rest()
 
+    @contextmanager
+    def cache_kept(self) -> Iterator[None]:
+        """Whatever runs inside may use the KV cache; afterwards it holds the same tokens again.
+
+        For the bench's baselines between turns: the next turn finds its history cached.
+        """
+        with self._lock:
+            cached = self._llm.input_ids[: self._llm.n_tokens].tolist()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._logits.forget()
+                self._llm.n_tokens = min(self.cached_prefix(cached), max(len(cached) - 1, 0))
+                if cached:
+                    self._llm.eval(cached[self._llm.n_tokens :])
+                self.rest()
+
     def decode_given(self, messages: Sequence[ChatMessage], reply_ids: Sequence[int]) -> Iterator[int]:
         """``reply_ids`` decoded after ``messages`` with a reply's per-token work; yields as each is ready.
 
@@ -354,50 +374,19 @@ class LlamaCppLlm:
         tokens, whatever the sampler would say now.  The KV cache is then put back as it was.
         """
         tokens = self.prompt_tokens(messages)
-        with self._lock:
-            cached = self._llm.input_ids[: self._llm.n_tokens].tolist()
+        with self.cache_kept(), self._lock:
             self._apply_threads()
             self._logits.forget()
             self._llm.reset()
             self.variety.prepare(messages)
-            try:
-                yield from decode_given(self._llm, tokens, reply_ids, self.sampling)
-            finally:
-                self._llm.n_tokens = min(self.cached_prefix(cached), max(len(cached) - 1, 0))
-                if cached:
-                    self._llm.eval(cached[self._llm.n_tokens :])
-                self.rest()
+            yield from decode_given(self._llm, tokens, reply_ids, self.sampling)
 
     def raw_decode_tps(self, n_tokens: int = 128, depth: int = 0) -> float:
-        """Tokens per second of bare ``llama_decode`` calls, one token each: no sampling, no Python loop work.
-
-        llama-bench's ``tg`` through the same library and threads as the app: the ceiling
-        ``stream_chat`` is compared with.  By default its ``tg128``: 128 tokens from an empty
-        cache, the first the BOS token.  ``depth`` tokens are in the KV cache first (llama-bench's
-        ``-d``): every token attends to them, so a reply after a 170-token prompt decodes ~5 %
-        slower than one from an empty cache.  Leaves the KV cache empty.
-        """
-        import llama_cpp
-
+        """llama-bench's ``tg`` through this engine's library and threads (llm_bare); leaves the cache empty."""
         with self._lock:
             self._apply_threads()
-            self._llm.reset()
             self._logits.forget()
-            memory = llama_cpp.llama_get_memory(self._llm.ctx)
-            llama_cpp.llama_memory_clear(memory, True)
-            if depth:
-                phrase = self._llm.tokenize(b"Tell me a story about the sea.", add_bos=False)
-                self._llm.eval((phrase * (depth // len(phrase) + 1))[:depth])
-            ctx = self._llm.ctx
-            one = (llama_cpp.llama_token * 1)(self._llm.token_bos())
-            started = time.perf_counter()
-            for i in range(n_tokens):
-                if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(one, 1)) != 0:
-                    raise RuntimeError(f"llama_decode failed at position {depth + i}")
-                one[0] = 1000 + i  # any valid ids: the cost of a decode does not depend on them
-            llama_cpp.llama_synchronize(ctx)
-            elapsed = time.perf_counter() - started
-            self.rest()
-            self._llm.reset()
-            llama_cpp.llama_memory_clear(memory, True)
-            return n_tokens / elapsed
+            try:
+                return bare_decode_tps(self._llm, n_tokens, depth)
+            finally:
+                self.rest()
