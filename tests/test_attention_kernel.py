@@ -36,6 +36,14 @@ def test_setup_built_llama_cpp_with_the_kernel() -> None:
         assert "=0" in describe_attention()
 
 
+def _empty(model) -> None:
+    """An empty KV cache and token record (``model`` is a ``llama_cpp.Llama``)."""
+    import llama_cpp
+
+    model.reset()
+    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+
+
 def _logits(model, ctx) -> np.ndarray:
     import llama_cpp
 
@@ -45,7 +53,6 @@ def _logits(model, ctx) -> np.ndarray:
 @pytest.mark.skipif(not _cpu_can_run_it(), reason="the kernel is compiled for x86 with AVX2, FMA and F16C only")
 def test_both_kernels_give_the_same_next_tokens_after_a_long_prompt(llm) -> None:
     """Teacher-forced on llama.cpp's own tokens: wherever its choice is clear, Doppel's kernel makes the same one."""
-    import llama_cpp
 
     model = llm._llm
     text = PROSE  # a fixed text: the README changes
@@ -54,8 +61,7 @@ def test_both_kernels_give_the_same_next_tokens_after_a_long_prompt(llm) -> None
     with llm._lock:
         for grouped in (False, True):
             with attention_kernel(grouped):
-                model.reset()
-                llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+                _empty(model)
                 model.eval(prompt)
                 chosen: list[int] = []
                 for step in range(24):
@@ -63,8 +69,7 @@ def test_both_kernels_give_the_same_next_tokens_after_a_long_prompt(llm) -> None
                     token = int(rows[False][step].argmax())  # llama.cpp's choice drives both runs
                     chosen.append(token)
                     model.eval([token])
-        model.reset()
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+        _empty(model)
     own, doppel = np.stack(rows[False]), np.stack(rows[True])
     assert np.abs(own - doppel).max() < 3.0  # logits span ~40: a wrong head or position would be far off
     assert np.abs(own[1:] - doppel[1:]).max() > 0.0  # the switch took effect (f32 vs f16 sums differ a little)
@@ -77,7 +82,6 @@ def test_both_kernels_give_the_same_next_tokens_after_a_long_prompt(llm) -> None
 @pytest.mark.skipif(not _cpu_can_run_it(), reason="the kernel is compiled for x86 with AVX2, FMA and F16C only")
 def test_one_thread_and_two_decode_the_very_same_logits(llm) -> None:
     """The CPU plan may drop a reply to one thread mid-way; the kernel's sums must not depend on it."""
-    import llama_cpp
 
     model = llm._llm
     text = PROSE  # a fixed text: the README changes
@@ -85,8 +89,7 @@ def test_one_thread_and_two_decode_the_very_same_logits(llm) -> None:
     runs: list[np.ndarray] = []
     with llm._lock:
         for threads in (2, 1):
-            model.reset()
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+            _empty(model)
             llm._apply_threads(2)
             model.eval(prompt)
             llm._apply_threads(threads)
@@ -96,15 +99,13 @@ def test_one_thread_and_two_decode_the_very_same_logits(llm) -> None:
                 model.eval([int(rows[-1].argmax())])
             runs.append(np.stack(rows))
         llm._apply_threads(llm.threads)
-        model.reset()
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+        _empty(model)
     assert np.array_equal(runs[0], runs[1])
 
 
 @pytest.mark.skipif(not _cpu_can_run_it(), reason="the kernel is compiled for x86 with AVX2, FMA and F16C only")
 def test_a_token_gets_the_same_attention_alone_or_in_a_short_batch(llm) -> None:
     """The prefix cache evaluates a prompt's last words in batches of any size: the reply must not depend on it."""
-    import llama_cpp
 
     model = llm._llm
     text = PROSE  # a fixed text: the README changes
@@ -112,8 +113,7 @@ def test_a_token_gets_the_same_attention_alone_or_in_a_short_batch(llm) -> None:
     runs: list[np.ndarray] = []
     with llm._lock:
         for one_by_one in (True, False):
-            model.reset()
-            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+            _empty(model)
             model.eval(prompt[:400])
             if one_by_one:
                 for token in prompt[400:410]:
@@ -125,6 +125,5 @@ def test_a_token_gets_the_same_attention_alone_or_in_a_short_batch(llm) -> None:
                 model.eval([token])
                 rows.append(_logits(model, model.ctx))
             runs.append(np.stack(rows))
-        model.reset()
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(model.ctx), True)
+        _empty(model)
     assert np.array_equal(runs[0], runs[1])

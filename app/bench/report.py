@@ -237,25 +237,23 @@ def seed_table(results: dict[str, dict], seed: list[dict]) -> list[str]:
 
 
 def _paired(analysis: dict) -> str:
-    """Turn by turn, the pipeline's TPS over the engine's on the same prompt and tokens (median)."""
-    parts = []
-    for label, key in (("bench set", "same_prompts"), ("long session", "long_session_same_prompts")):
-        paired = (analysis.get(key) or {}).get("pipeline_over_given") or {}
-        if paired.get("p50") is not None:
-            share = f"≥ 0.9× in {paired.get('at_least_0_9')} of {paired['n']}"
-            parts.append(f"{label} {_fmt(paired['p50'], 'x')} ({share})")
-    text = ""
-    if parts:
-        text = " Each turn ÷ the engine alone decoding its very prompt and tokens, median: " + "; ".join(parts) + "."
-    persona = []
+    """Turn by turn, the pipeline's TPS over the engine's: on the same prompt and tokens, and on the persona alone."""
+    given, persona = [], []
     for label, key in (("bench set", "same_prompts"), ("long session", "long_session_same_prompts")):
         same = analysis.get(key) or {}
+        paired = same.get("pipeline_over_given") or {}
+        if paired.get("p50") is not None:
+            share = f"≥ 0.9× in {paired.get('at_least_0_9')} of {paired['n']}"
+            given.append(f"{label} {_fmt(paired['p50'], 'x')} ({share})")
         if same.get("pipeline_over_persona") is not None:
             each = (same.get("pipeline_over_persona_paired") or {}).get("p50")
             persona.append(
                 f"{label} {_fmt(same['pipeline_over_persona'], 'x')} of {_fmt(same['persona_tps']['p50'], '')} tok/s "
                 f"(each turn ÷ its own, median {_fmt(each, 'x')})"
             )
+    text = ""
+    if given:
+        text = " Each turn ÷ the engine alone decoding its very prompt and tokens, median: " + "; ".join(given) + "."
     if persona:
         text += (
             " Pipeline ÷ the engine alone answering each turn's words after the persona alone, as the direct "
