@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.core import cpu_plan
 from app.core import events as ev
 from app.core.audio_io import WavWriterSink
 from app.core.conversation import Conversation
@@ -110,6 +111,7 @@ def test_a_paused_reply_synthesizes_no_later_sentence_until_it_resumes_or_is_cut
     threading.Thread(target=tts_worker, daemon=True).start()
     assert not released.wait(0.15)  # audio runs low, yet the paused reply waits
     paused[0] = False  # a backchannel: the reply resumes
+    plan.wake()
     assert released.wait(1.0)
 
     released.clear()
@@ -117,10 +119,37 @@ def test_a_paused_reply_synthesizes_no_later_sentence_until_it_resumes_or_is_cut
     threading.Thread(target=tts_worker, daemon=True).start()
     assert not released.wait(0.1)
     cut[0] = True  # an interruption: the turn is cancelled
+    plan.wake()
     assert released.wait(1.0)
 
     off = CpuPlan(CpuPlanSettings.off(2))
     off.wait_for_tts_turn(lambda: 3.0, lambda: False, held=lambda: True)  # no plan: no wait
+
+
+def test_a_waiting_sentence_sleeps_until_woken_instead_of_polling(monkeypatch) -> None:
+    """Each look beside the decoding LLM costs it a wake-up: the wait looks when told, or when audio runs low."""
+    monkeypatch.setattr(cpu_plan, "_BACKSTOP_S", 30.0)  # only a notify can end these waits in time
+    plan = CpuPlan(CpuPlanSettings(tts_low_water_s=1.0))
+    plan.enter(Phase.SPEAKING)
+    plan.llm_started()
+    looks: list[float] = []
+    cut = [False]
+    released = threading.Event()
+
+    def queued_audio_s() -> float:
+        looks.append(time.perf_counter())
+        return 20.0  # plenty to play: nothing but a notify should make it look again
+
+    def tts_worker() -> None:
+        plan.wait_for_tts_turn(queued_audio_s, lambda: cut[0])
+        released.set()
+
+    threading.Thread(target=tts_worker, daemon=True).start()
+    assert not released.wait(0.4)
+    assert len(looks) == 1  # it was a look every 30 ms
+    cut[0] = True  # the turn's cancel calls ``wake`` (the conversation registers it)
+    plan.wake()
+    assert released.wait(5.0)
 
 
 def test_without_a_plan_nothing_waits_and_the_config_switch_turns_it_off(config) -> None:

@@ -209,6 +209,7 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
                 silent_ns = min(silent_ns, self._ducked_ns)
             if turn.paused and self.sink is not None:
                 turn.paused = False
+                self.cpu.wake()
                 self.sink.hold(False)  # the queue is empty now: the next reply plays at once
             if self._paused is not None and self._paused.turn is turn:
                 self._paused = None
@@ -261,6 +262,7 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
         assert turn is not None
         if turn.cancel.cancelled:
             return
+        turn.cancel.on_cancel(self.cpu.wake)  # the turn's waits for the plan (its LLM's, its TTS's) end at once
         messages = self.history.messages_for(turn.user_text)
         if turn.end_cue is not None:
             turn.end_cue(self._end_of_turn_probability(messages))

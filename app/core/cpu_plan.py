@@ -31,9 +31,10 @@ from app.config import Config
 
 _log = logging.getLogger(__name__)
 
-# How often a waiting stage looks at what nobody announces (a cancelled turn, a paused reply).
-# Everything else wakes it by notify: each wake-up beside the decoding LLM costs it (docs/cpu-plan.md).
-_POLL_S = 0.03
+# A waiting stage is woken by notify: the LLM's end, a synthesis's end, a phase switch, and ``wake``
+# (a cancelled turn, a resumed reply).  This is only the backstop for a wake-up nobody sent.  It was
+# a 30 ms poll, and each wake-up beside the decoding LLM costs it (docs/cpu-plan.md).
+_BACKSTOP_S = 0.5
 
 
 class Phase(Enum):
@@ -211,6 +212,11 @@ class CpuPlan:
 
     # -- the LLM's share ------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Waiting stages look again: a turn was cancelled or its reply resumed (nothing else announces those)."""
+        with self._lock:
+            self._lock.notify_all()
+
     def llm_started(self) -> None:
         with self._lock:
             self._llm_busy = True
@@ -238,7 +244,7 @@ class CpuPlan:
             self._llm_resting = bool(busy)
             self._lock.notify_all()  # a face burst waiting for the LLM to rest
             while self._tts_busy and not stop() and time.perf_counter() < deadline:
-                self._lock.wait(_POLL_S)  # the synthesis's end notifies; the timeout only catches ``stop``
+                self._lock.wait(min(_BACKSTOP_S, max(0.0, deadline - time.perf_counter())))  # its end notifies
             self._llm_resting = False
         waited = time.perf_counter() - started
         return waited * 1000 if waited > 0.001 else 0.0
@@ -267,14 +273,14 @@ class CpuPlan:
         """Block a later sentence's TTS while the LLM runs, unless the queued audio runs low.
 
         ``queued_audio_s`` is how much reply audio is still to be played;
-        ``stop`` ends the wait early (the turn was cancelled). While ``held()``
+        ``stop`` ends the wait early (the turn was cancelled: call ``wake``). While ``held()``
         (the user talks over the reply, which is paused) nothing plays, so the
-        sentence waits for the pause to end: the user's new words have the cores.
+        sentence waits for the pause to end (``wake`` on resume): the user's new words have the cores.
         """
         with self._lock:
             while not stop():
                 if self.settings.tts_waits_while_held and held():
-                    self._lock.wait(_POLL_S)
+                    self._lock.wait(_BACKSTOP_S)  # the resume (or the cancel) wakes it
                     continue
                 if not (self._llm_busy and self.budget.later_tts_waits_for_llm):
                     return
@@ -282,7 +288,7 @@ class CpuPlan:
                 if left_s <= 0:
                     return
                 # The LLM's end and a phase switch notify; the audio drains on its own, so wake when it is low.
-                self._lock.wait(min(_POLL_S, left_s))
+                self._lock.wait(min(_BACKSTOP_S, left_s))
 
     # -- the face ahead of the LLM ------------------------------------------------------------
 
@@ -336,7 +342,7 @@ class CpuPlan:
             self._llm_resting = True
             self._lock.notify_all()
             while self._face_wants_cores and not stop() and (left := deadline - time.perf_counter()) > 0:
-                self._lock.wait(min(_POLL_S, left))  # the burst's end notifies
+                self._lock.wait(min(_BACKSTOP_S, left))  # the burst's end notifies
             self._llm_resting = False
         return (time.perf_counter() - started) * 1000
 

@@ -31,6 +31,7 @@ from app.config import Config
 from app.core import events as ev
 from app.core.audio_io import AudioSink, PlayTag
 from app.core.bus import EventBus
+from app.core.cpu_plan import CpuPlan
 from app.core.fillers import is_backchannel
 from app.core.jobs import EngineSet, Face, Speculation
 from app.core.turn import Turn
@@ -62,6 +63,7 @@ class TurnTakingSide:
     sink: AudioSink | None
     face: Face | None
     turn_model: TurnModel
+    cpu: CpuPlan
     _lock: threading.RLock
     _active: Turn | None
     _carried: str
@@ -201,6 +203,7 @@ class TurnTakingSide:
         turn = paused.turn
         with self._lock:
             turn.paused = False
+            self.cpu.wake()  # its later sentences may be synthesized again
             self.backchannels += 1
             resume_ns = self.sink.hold(False)
             start_ns = resume_ns
