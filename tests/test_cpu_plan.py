@@ -145,8 +145,11 @@ def test_a_waiting_sentence_sleeps_until_woken_instead_of_polling(monkeypatch) -
         released.set()
 
     threading.Thread(target=tts_worker, daemon=True).start()
-    assert not released.wait(0.4)
-    assert len(looks) == 1  # it was a look every 30 ms
+    assert not released.wait(0.2)
+    for _ in range(50):  # the LLM asks after every token whether a synthesis holds it: none does
+        assert plan.wait_while_tts(lambda: False) == 0.0
+    assert not released.wait(0.2)
+    assert len(looks) == 1  # it was a look every 30 ms, and one more after every token
     cut[0] = True  # the turn's cancel calls ``wake`` (the conversation registers it)
     plan.wake()
     assert released.wait(5.0)

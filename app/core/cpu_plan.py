@@ -237,11 +237,12 @@ class CpuPlan:
         started = time.perf_counter()
         deadline = started + self.settings.llm_wait_for_tts_max_s
         with self._lock:
-            busy = self._tts_busy
-        if busy and before_wait is not None:
+            if not self._tts_busy:
+                return 0.0  # asked after every token: no notify then, or each token woke every waiting stage
+        if before_wait is not None:
             before_wait()  # outside the plan's lock: it may take the engine's
         with self._lock:
-            self._llm_resting = bool(busy)
+            self._llm_resting = True
             self._lock.notify_all()  # a face burst waiting for the LLM to rest
             while self._tts_busy and not stop() and time.perf_counter() < deadline:
                 self._lock.wait(min(_BACKSTOP_S, max(0.0, deadline - time.perf_counter())))  # its end notifies
