@@ -56,6 +56,35 @@ def test_the_llm_waits_while_a_sentence_is_synthesized_beside_it() -> None:
     assert off.wait_while_tts(lambda: False) == 0.0  # no plan: the LLM goes on
 
 
+def test_a_synthesis_starts_once_the_llm_has_finished_its_token() -> None:
+    """Piper's threads started beside a token stalled it at its barriers: the synthesis waits for the token."""
+    plan = CpuPlan(replace(CpuPlanSettings(), tts_waits_for_llm_max_s=5.0))
+    plan.enter(Phase.SPEAKING, 3)
+    plan.llm_started()
+    in_token = threading.Event()
+    token_ended: list[bool] = []
+
+    def llm() -> None:
+        in_token.set()
+        time.sleep(0.1)  # one token, under way when the synthesis is asked for
+        token_ended.append(True)
+        plan.wait_while_tts(lambda: False)  # the LLM's after-token check: it rests while the sentence is made
+
+    thread = threading.Thread(target=llm, daemon=True)
+    thread.start()
+    in_token.wait()
+    assert plan.tts_started() > 0
+    assert token_ended  # the token had ended when the synthesis began
+    plan.tts_finished()
+    thread.join(5.0)
+    plan.llm_finished()
+    assert plan.tts_started() == 0.0  # no reply decoding: nothing to wait for
+    plan.tts_finished()
+    beside = CpuPlan(replace(CpuPlanSettings(), llm_threads_beside_tts=1))
+    beside.llm_started()
+    assert beside.tts_started() == 0.0  # the LLM goes on beside the synthesis on one thread: no wait
+
+
 def test_the_llm_can_drop_to_one_thread_beside_a_synthesis_instead() -> None:
     plan = CpuPlan(replace(CpuPlanSettings(), llm_threads_beside_tts=1))
     seen: list[int] = []

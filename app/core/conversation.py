@@ -336,7 +336,7 @@ class Conversation(ListeningSide, TurnTakingSide, SpeakingSide):
             self.cpu.wait_for_tts_turn(
                 lambda: self._unplayed_s(turn), lambda: turn.cancel.cancelled, held=lambda: turn.paused
             )
-        self.cpu.tts_started()  # the LLM decodes on fewer threads meanwhile (the plan says how many)
+        self.cpu.tts_started()  # once the LLM's token is done it waits (or decodes on fewer threads: the plan says)
         try:
             for chunk in self.engines.tts.synthesize(job.text, turn.cancel):
                 if turn.cancel.cancelled:

@@ -68,6 +68,7 @@ class CpuPlanSettings:
     # waits for the synthesis instead; one thread beside Piper's two ran ~40 ms tokens (docs/cpu-plan.md).
     llm_threads_beside_tts: int = 0
     llm_wait_for_tts_max_s: float = 2.0  # a synthesis longer than this no longer holds the LLM
+    tts_waits_for_llm_max_s: float = 0.04  # the most a synthesis waits for the LLM to finish its token
     # While the user talks over a reply (paused until their words say barge-in or backchannel), its
     # later sentences wait: vocoding them beside the drafts' ASR and prefill made a 9-token prompt take 1.1 s.
     tts_waits_while_held: bool = True
@@ -250,9 +251,20 @@ class CpuPlan:
         waited = time.perf_counter() - started
         return waited * 1000 if waited > 0.001 else 0.0
 
-    def tts_started(self) -> None:
-        """A sentence's synthesis begins: the LLM waits, or drops to its beside-TTS thread count, until it ends."""
+    def tts_started(self) -> float:
+        """A sentence's synthesis begins: the LLM waits, or drops to its beside-TTS thread count, until it ends.
+
+        When the LLM is to wait, the synthesis first lets it finish the token it
+        is on (at most ``tts_waits_for_llm_max_s``): Piper's threads started
+        beside that token stalled it at its barriers.  Returns the ms waited.
+        """
         self._tts_step(+1)
+        if self.settings.llm_threads_beside_tts > 0:
+            return 0.0
+        started = time.perf_counter()
+        self._until_llm_rests(self.settings.tts_waits_for_llm_max_s)
+        waited = time.perf_counter() - started
+        return waited * 1000 if waited > 0.001 else 0.0
 
     def tts_finished(self) -> None:
         self._tts_step(-1)
@@ -304,9 +316,14 @@ class CpuPlan:
 
     def face_burst_begin(self) -> bool:
         """The face's side: a burst starts; wait (briefly) for the decoding LLM to rest.  True if it does."""
-        deadline = time.perf_counter() + self.settings.face_waits_for_llm_max_s
         with self._lock:
             self._face_wants_cores = True
+        return self._until_llm_rests(self.settings.face_waits_for_llm_max_s)
+
+    def _until_llm_rests(self, max_s: float) -> bool:
+        """Wait up to ``max_s`` for the decoding LLM to finish its token and rest.  True if it rests (or is done)."""
+        deadline = time.perf_counter() + max_s
+        with self._lock:
             while self._llm_busy and not self._llm_resting and (left := deadline - time.perf_counter()) > 0:
                 self._lock.wait(left)  # the LLM's rest and its end notify
             return not self._llm_busy or self._llm_resting
