@@ -184,6 +184,33 @@ def test_a_waiting_sentence_sleeps_until_woken_instead_of_polling(monkeypatch) -
     assert released.wait(5.0)
 
 
+def test_the_plan_is_not_locked_while_a_stage_reports_its_queued_audio() -> None:
+    """The conversation calls ``wake`` under its own lock, and the queued audio is read under that lock too."""
+    plan = CpuPlan(CpuPlanSettings(tts_low_water_s=1.0))
+    plan.enter(Phase.SPEAKING)
+    plan.llm_started()
+    conversation_lock = threading.Lock()
+    asked, cut = threading.Event(), [False]
+
+    def queued_audio_s() -> float:
+        asked.set()
+        with conversation_lock:
+            return 20.0
+
+    with conversation_lock:
+        worker = threading.Thread(target=plan.wait_for_tts_turn, args=(queued_audio_s, lambda: cut[0]), daemon=True)
+        worker.start()
+        assert asked.wait(5.0)  # the worker is reading the queued audio, blocked on the conversation's lock
+        waker = threading.Thread(target=plan.wake, daemon=True)
+        waker.start()
+        waker.join(5.0)
+        assert not waker.is_alive()  # it would wait forever if the worker held the plan's lock meanwhile
+    cut[0] = True
+    plan.wake()
+    worker.join(5.0)
+    assert not worker.is_alive()
+
+
 def test_without_a_plan_nothing_waits_and_the_config_switch_turns_it_off(config) -> None:
     plan = CpuPlan(plan_settings(replace(config, cpu_plan=False)))
     plan.enter(Phase.SPEAKING)

@@ -162,6 +162,7 @@ class CpuPlan:
         self._tts_busy = 0  # synthesis calls running now
         self._face_wants_cores = False  # the face asked the decoding LLM to rest for a burst
         self._llm_resting = False  # between tokens and waiting (for the face, the first audio, a synthesis)
+        self._news = 0  # notifications so far
         self.journal: list[PhaseSwitch] = []
         self._threads = _Threads()
 
@@ -196,7 +197,7 @@ class CpuPlan:
             budget = self.budget
             self._note(budget)
             appliers = list(self._appliers)
-            self._lock.notify_all()
+            self._notify()
         self._apply(appliers, budget)
 
     def _note(self, budget: PhaseBudget) -> None:
@@ -213,10 +214,15 @@ class CpuPlan:
 
     # -- the LLM's share ------------------------------------------------------------------
 
+    def _notify(self) -> None:
+        """Under the lock: every waiting stage looks again (``_news`` tells one that was not waiting yet)."""
+        self._news += 1
+        self._lock.notify_all()
+
     def wake(self) -> None:
         """Waiting stages look again: a turn was cancelled or its reply resumed (nothing else announces those)."""
         with self._lock:
-            self._lock.notify_all()
+            self._notify()
 
     def llm_started(self) -> None:
         with self._lock:
@@ -225,7 +231,7 @@ class CpuPlan:
     def llm_finished(self) -> None:
         with self._lock:
             self._llm_busy = False
-            self._lock.notify_all()
+            self._notify()
 
     def wait_while_tts(self, stop: Callable[[], bool], before_wait: Callable[[], None] | None = None) -> float:
         """The LLM's side of a synthesis running beside it: wait for it to end when the plan says so.
@@ -244,7 +250,7 @@ class CpuPlan:
             before_wait()  # outside the plan's lock: it may take the engine's
         with self._lock:
             self._llm_resting = True
-            self._lock.notify_all()  # a face burst waiting for the LLM to rest
+            self._notify()  # a face burst waiting for the LLM to rest
             while self._tts_busy and not stop() and time.perf_counter() < deadline:
                 self._lock.wait(min(_BACKSTOP_S, max(0.0, deadline - time.perf_counter())))  # its end notifies
             self._llm_resting = False
@@ -274,7 +280,7 @@ class CpuPlan:
             before = self.budget
             self._tts_busy = max(0, self._tts_busy + step)
             after = self.budget
-            self._lock.notify_all()  # an LLM waiting for the synthesis to end
+            self._notify()  # an LLM waiting for the synthesis to end
             if after == before:
                 return
             appliers = list(self._appliers)
@@ -290,15 +296,20 @@ class CpuPlan:
         (the user talks over the reply, which is paused) nothing plays, so the
         sentence waits for the pause to end (``wake`` on resume): the user's new words have the cores.
         """
-        with self._lock:
-            while not stop():
-                if self.settings.tts_waits_while_held and held():
+        while not stop():
+            with self._lock:
+                seen = self._news
+            # Outside the plan's lock: ``queued_audio_s`` takes the turn's and the speaker's locks, and
+            # ``wake`` is called under the conversation's; the plan's lock is taken last, never held across.
+            held_now = self.settings.tts_waits_while_held and held()
+            left_s = 0.0 if held_now else queued_audio_s() - self.settings.tts_low_water_s
+            with self._lock:
+                if self._news != seen:
+                    continue  # the plan changed (or was woken) while those ran: look again
+                if held_now:
                     self._lock.wait(_BACKSTOP_S)  # the resume (or the cancel) wakes it
                     continue
-                if not (self._llm_busy and self.budget.later_tts_waits_for_llm):
-                    return
-                left_s = queued_audio_s() - self.settings.tts_low_water_s
-                if left_s <= 0:
+                if not (self._llm_busy and self.budget.later_tts_waits_for_llm) or left_s <= 0:
                     return
                 # The LLM's end and a phase switch notify; the audio drains on its own, so wake when it is low.
                 self._lock.wait(min(_BACKSTOP_S, left_s))
@@ -331,7 +342,7 @@ class CpuPlan:
     def face_burst_end(self) -> None:
         with self._lock:
             self._face_wants_cores = False
-            self._lock.notify_all()
+            self._notify()
 
     @contextmanager
     def llm_rests(self) -> Iterator[None]:
@@ -345,7 +356,7 @@ class CpuPlan:
     def _set_resting(self, resting: bool) -> None:
         with self._lock:
             self._llm_resting = resting
-            self._lock.notify_all()
+            self._notify()
 
     def yield_to_face(self, stop: Callable[[], bool], before_wait: Callable[[], None] | None = None) -> float:
         """The LLM's side, between tokens: rest while the face renders a burst, if it asked.  Returns the ms waited."""
@@ -358,7 +369,7 @@ class CpuPlan:
         deadline = started + self.settings.face_burst_max_s
         with self._lock:
             self._llm_resting = True
-            self._lock.notify_all()
+            self._notify()
             while self._face_wants_cores and not stop() and (left := deadline - time.perf_counter()) > 0:
                 self._lock.wait(min(_BACKSTOP_S, left))  # the burst's end notifies
             self._llm_resting = False
