@@ -31,9 +31,8 @@ from app.config import Config
 
 _log = logging.getLogger(__name__)
 
-# A waiting stage is woken by notify: the LLM's end, a synthesis's end, a phase switch, and ``wake``
-# (a cancelled turn, a resumed reply).  This is only the backstop for a wake-up nobody sent.  It was
-# a 30 ms poll, and each wake-up beside the decoding LLM costs it (docs/cpu-plan.md).
+# Waiting stages are woken by notify (``wake`` for a cancelled turn or a resumed reply); this is only the
+# backstop for a wake-up nobody sent.  It was a 30 ms poll: each wake-up costs the decoding LLM (docs/cpu-plan.md).
 _BACKSTOP_S = 0.5
 
 
@@ -258,11 +257,9 @@ class CpuPlan:
         return waited * 1000 if waited > 0.001 else 0.0
 
     def tts_started(self) -> float:
-        """A sentence's synthesis begins: the LLM waits, or drops to its beside-TTS thread count, until it ends.
+        """A synthesis begins: the LLM waits (or drops to its beside-TTS thread count) until it ends.
 
-        When the LLM is to wait, the synthesis first lets it finish the token it
-        is on (at most ``tts_waits_for_llm_max_s``): Piper's threads started
-        beside that token stalled it at its barriers.  Returns the ms waited.
+        A waiting LLM first finishes its token: Piper's threads started beside it stalled it at its barriers.
         """
         self._tts_step(+1)
         if self.settings.llm_threads_beside_tts > 0:
@@ -299,8 +296,7 @@ class CpuPlan:
         while not stop():
             with self._lock:
                 seen = self._news
-            # Outside the plan's lock: ``queued_audio_s`` takes the turn's and the speaker's locks, and
-            # ``wake`` is called under the conversation's; the plan's lock is taken last, never held across.
+            # Outside the plan's lock, which is taken last: these take the turn's and the speaker's locks.
             held_now = self.settings.tts_waits_while_held and held()
             left_s = 0.0 if held_now else queued_audio_s() - self.settings.tts_low_water_s
             with self._lock:
