@@ -19,7 +19,6 @@ per-phase renice would be a one-way street.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from app.config import Config
+from app.core.thread_priority import lower_thread_priority
 
 _log = logging.getLogger(__name__)
 
@@ -383,23 +383,3 @@ class CpuPlan:
     @property
     def threads(self) -> dict[str, int]:
         return dict(self._threads.by_role)
-
-
-def lower_thread_priority(tid: int, by: int) -> bool:
-    """Raise one thread's nice value by ``by`` (Linux: per-thread); False where the OS does not allow it."""
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + by))
-        return True
-    except (AttributeError, OSError):
-        return False
-
-
-def thread_nice(tid: int) -> int | None:
-    """A thread's nice value, read from /proc (None where there is no /proc)."""
-    try:
-        with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[16])  # field 19 of stat: nice
-    except (OSError, IndexError, ValueError):
-        return None
